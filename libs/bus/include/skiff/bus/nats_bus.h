@@ -1,0 +1,93 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skiff/bus/event_publisher.h"
+
+// Opaque nats.c types, so that nats.h stays out of every translation unit that uses the bus.
+typedef struct __natsConnection natsConnection;
+typedef struct __natsSubscription natsSubscription;
+typedef struct __natsMsg natsMsg;
+typedef struct __jsCtx jsCtx;
+
+namespace skiff::bus {
+
+struct StreamSpec {
+  std::string name;
+  std::vector<std::string> subjects;
+  std::chrono::seconds duplicate_window{120};
+  bool file_storage = true;
+};
+
+// A message received from a pull consumer; Ack() tells JetStream it was processed.
+class ReceivedMessage {
+ public:
+  explicit ReceivedMessage(natsMsg* msg) : msg_(msg) {}
+  ReceivedMessage(ReceivedMessage&& other) noexcept : msg_(other.msg_) { other.msg_ = nullptr; }
+  ReceivedMessage& operator=(ReceivedMessage&&) = delete;
+  ~ReceivedMessage();
+
+  std::string Subject() const;
+  std::string Data() const;
+  std::optional<std::string> Header(const std::string& name) const;
+  bool Ack();
+  bool Nak();
+
+ private:
+  natsMsg* msg_;
+};
+
+class PullConsumer {
+ public:
+  PullConsumer(natsSubscription* sub) : sub_(sub) {}
+  ~PullConsumer();
+  PullConsumer(const PullConsumer&) = delete;
+  PullConsumer& operator=(const PullConsumer&) = delete;
+
+  // Up to `batch` messages; empty when none arrived within `timeout`.
+  std::vector<ReceivedMessage> Fetch(int batch, std::chrono::milliseconds timeout);
+
+ private:
+  natsSubscription* sub_;
+};
+
+// One reconnecting NATS connection with its JetStream context. Thread-safe (nats.c is).
+class NatsBus : public EventPublisher {
+ public:
+  // Keeps retrying in the background when the server is not up yet, and reconnects forever.
+  // Throws std::runtime_error when the URL is unusable.
+  NatsBus(const std::string& url, const std::string& client_name);
+  ~NatsBus() override;
+  NatsBus(const NatsBus&) = delete;
+  NatsBus& operator=(const NatsBus&) = delete;
+
+  // Creates the stream, or updates its subjects if it exists. Throws on failure.
+  void EnsureStream(const StreamSpec& spec);
+
+  PublishResult Publish(const std::string& subject, const std::string& message_id,
+                        const std::string& payload) override;
+
+  // Plain core-NATS request/reply. nullopt on timeout or no responders.
+  std::optional<std::string> Request(const std::string& subject, const std::string& payload,
+                                     std::chrono::milliseconds timeout);
+
+  // Durable pull consumer with explicit acks on `stream`, filtered to `subject`.
+  std::unique_ptr<PullConsumer> PullSubscribe(const std::string& stream, const std::string& subject,
+                                              const std::string& durable);
+
+  bool Connected() const;
+
+  // Lets in-flight messages and replies finish, then closes. Safe to call twice.
+  void Drain(std::chrono::milliseconds timeout);
+
+ private:
+  natsConnection* conn_ = nullptr;
+  jsCtx* js_ = nullptr;
+};
+
+}  // namespace skiff::bus

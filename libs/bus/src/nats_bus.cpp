@@ -1,0 +1,165 @@
+#include "skiff/bus/nats_bus.h"
+
+#include <nats/nats.h>
+
+#include <stdexcept>
+
+#include "skiff/log/log.h"
+
+namespace skiff::bus {
+namespace {
+
+std::string StatusText(natsStatus status, jsErrCode js_error = static_cast<jsErrCode>(0)) {
+  std::string text = natsStatus_GetText(status);
+  if (js_error != 0) text += " (JetStream error " + std::to_string(static_cast<int>(js_error)) + ")";
+  const char* last = nats_GetLastError(nullptr);
+  if (last != nullptr && *last != '\0') text += ": " + std::string(last);
+  return text;
+}
+
+void Check(natsStatus status, const char* what) {
+  if (status != NATS_OK) throw std::runtime_error(std::string(what) + ": " + StatusText(status));
+}
+
+}  // namespace
+
+ReceivedMessage::~ReceivedMessage() {
+  if (msg_ != nullptr) natsMsg_Destroy(msg_);
+}
+
+std::string ReceivedMessage::Subject() const { return natsMsg_GetSubject(msg_); }
+
+std::string ReceivedMessage::Data() const {
+  return std::string(natsMsg_GetData(msg_), static_cast<size_t>(natsMsg_GetDataLength(msg_)));
+}
+
+std::optional<std::string> ReceivedMessage::Header(const std::string& name) const {
+  const char* value = nullptr;
+  if (natsMsgHeader_Get(msg_, name.c_str(), &value) != NATS_OK || value == nullptr) return std::nullopt;
+  return std::string(value);
+}
+
+bool ReceivedMessage::Ack() { return natsMsg_Ack(msg_, nullptr) == NATS_OK; }
+bool ReceivedMessage::Nak() { return natsMsg_Nak(msg_, nullptr) == NATS_OK; }
+
+PullConsumer::~PullConsumer() {
+  if (sub_ != nullptr) natsSubscription_Destroy(sub_);
+}
+
+std::vector<ReceivedMessage> PullConsumer::Fetch(int batch, std::chrono::milliseconds timeout) {
+  natsMsgList list{};
+  jsErrCode js_error{};
+  std::vector<ReceivedMessage> out;
+  natsStatus status = natsSubscription_Fetch(&list, sub_, batch, timeout.count(), &js_error);
+  if (status != NATS_OK) return out;
+  out.reserve(static_cast<size_t>(list.Count));
+  for (int i = 0; i < list.Count; ++i) {
+    out.emplace_back(list.Msgs[i]);
+    list.Msgs[i] = nullptr;  // ownership moved
+  }
+  natsMsgList_Destroy(&list);
+  return out;
+}
+
+NatsBus::NatsBus(const std::string& url, const std::string& client_name) {
+  natsOptions* opts = nullptr;
+  Check(natsOptions_Create(&opts), "nats options");
+  std::unique_ptr<natsOptions, decltype(&natsOptions_Destroy)> guard(opts, &natsOptions_Destroy);
+  Check(natsOptions_SetURL(opts, url.c_str()), "nats url");
+  Check(natsOptions_SetName(opts, client_name.c_str()), "nats name");
+  Check(natsOptions_SetMaxReconnect(opts, -1), "nats reconnect");
+  Check(natsOptions_SetReconnectWait(opts, 250), "nats reconnect wait");
+  // Start even when the server is not up yet; nats.c keeps trying in the background.
+  Check(natsOptions_SetRetryOnFailedConnect(opts, true, nullptr, nullptr), "nats retry");
+  natsStatus status = natsConnection_Connect(&conn_, opts);
+  if (status != NATS_OK && status != NATS_NOT_YET_CONNECTED) Check(status, "nats connect");
+  jsOptions js_opts;
+  jsOptions_Init(&js_opts);
+  js_opts.Wait = 5000;
+  Check(natsConnection_JetStream(&js_, conn_, &js_opts), "jetstream context");
+}
+
+NatsBus::~NatsBus() {
+  if (js_ != nullptr) jsCtx_Destroy(js_);
+  if (conn_ != nullptr) natsConnection_Destroy(conn_);
+}
+
+void NatsBus::EnsureStream(const StreamSpec& spec) {
+  std::vector<const char*> subjects;
+  for (const auto& s : spec.subjects) subjects.push_back(s.c_str());
+  jsStreamConfig cfg;
+  jsStreamConfig_Init(&cfg);
+  cfg.Name = spec.name.c_str();
+  cfg.Subjects = subjects.data();
+  cfg.SubjectsLen = static_cast<int>(subjects.size());
+  cfg.Storage = spec.file_storage ? js_FileStorage : js_MemoryStorage;
+  cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicate_window).count();
+  jsStreamInfo* info = nullptr;
+  jsErrCode js_error{};
+  natsStatus status = js_AddStream(&info, js_, &cfg, nullptr, &js_error);
+  if (status != NATS_OK && js_error == JSStreamNameExistErr) {
+    status = js_UpdateStream(&info, js_, &cfg, nullptr, &js_error);
+  }
+  if (info != nullptr) jsStreamInfo_Destroy(info);
+  if (status != NATS_OK) throw std::runtime_error("stream " + spec.name + ": " + StatusText(status, js_error));
+}
+
+PublishResult NatsBus::Publish(const std::string& subject, const std::string& message_id,
+                               const std::string& payload) {
+  jsPubOptions opts;
+  jsPubOptions_Init(&opts);
+  opts.MsgId = message_id.c_str();
+  jsPubAck* ack = nullptr;
+  jsErrCode js_error{};
+  natsStatus status = js_Publish(&ack, js_, subject.c_str(), payload.data(), static_cast<int>(payload.size()),
+                                 &opts, &js_error);
+  PublishResult result;
+  result.ok = status == NATS_OK;
+  if (ack != nullptr) {
+    result.duplicate = ack->Duplicate;
+    jsPubAck_Destroy(ack);
+  }
+  if (!result.ok) result.error = StatusText(status, js_error);
+  return result;
+}
+
+std::optional<std::string> NatsBus::Request(const std::string& subject, const std::string& payload,
+                                            std::chrono::milliseconds timeout) {
+  natsMsg* reply = nullptr;
+  natsStatus status = natsConnection_Request(&reply, conn_, subject.c_str(), payload.data(),
+                                             static_cast<int>(payload.size()), timeout.count());
+  if (status != NATS_OK) return std::nullopt;
+  std::string data(natsMsg_GetData(reply), static_cast<size_t>(natsMsg_GetDataLength(reply)));
+  natsMsg_Destroy(reply);
+  return data;
+}
+
+std::unique_ptr<PullConsumer> NatsBus::PullSubscribe(const std::string& stream, const std::string& subject,
+                                                     const std::string& durable) {
+  jsSubOptions sub_opts;
+  jsSubOptions_Init(&sub_opts);
+  sub_opts.Stream = stream.c_str();
+  sub_opts.Config.AckPolicy = js_AckExplicit;
+  sub_opts.Config.DeliverPolicy = js_DeliverAll;
+  natsSubscription* sub = nullptr;
+  jsErrCode js_error{};
+  natsStatus status = js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(), nullptr, &sub_opts, &js_error);
+  if (status != NATS_OK) throw std::runtime_error("pull subscribe " + durable + ": " + StatusText(status, js_error));
+  return std::make_unique<PullConsumer>(sub);
+}
+
+bool NatsBus::Connected() const { return natsConnection_Status(conn_) == NATS_CONN_STATUS_CONNECTED; }
+
+void NatsBus::Drain(std::chrono::milliseconds timeout) {
+  if (conn_ == nullptr || natsConnection_IsClosed(conn_)) return;
+  if (Connected() && natsConnection_DrainTimeout(conn_, timeout.count()) == NATS_OK) {
+    // Drain is asynchronous; wait for it to close the connection.
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!natsConnection_IsClosed(conn_) && std::chrono::steady_clock::now() < deadline) {
+      nats_Sleep(10);
+    }
+  }
+  natsConnection_Close(conn_);
+}
+
+}  // namespace skiff::bus

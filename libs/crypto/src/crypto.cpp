@@ -1,0 +1,160 @@
+#include "skiff/crypto/crypto.h"
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <memory>
+#include <stdexcept>
+
+namespace skiff::crypto {
+namespace {
+
+constexpr std::string_view kSealPrefix = "enc:v1:";
+constexpr size_t kNonceSize = 12;
+constexpr size_t kTagSize = 16;
+
+using CipherContext = std::unique_ptr<EVP_CIPHER_CTX, decltype(&EVP_CIPHER_CTX_free)>;
+
+CipherContext NewCipherContext() {
+  CipherContext ctx(EVP_CIPHER_CTX_new(), &EVP_CIPHER_CTX_free);
+  if (!ctx) throw std::runtime_error("EVP_CIPHER_CTX_new failed");
+  return ctx;
+}
+
+const unsigned char* Bytes(std::string_view s) { return reinterpret_cast<const unsigned char*>(s.data()); }
+unsigned char* Bytes(std::string& s) { return reinterpret_cast<unsigned char*>(s.data()); }
+
+}  // namespace
+
+std::string RandomBytes(size_t count) {
+  std::string out(count, '\0');
+  if (RAND_bytes(Bytes(out), static_cast<int>(count)) != 1) throw std::runtime_error("RAND_bytes failed");
+  return out;
+}
+
+std::string NewUuid() {
+  std::string raw = RandomBytes(16);
+  raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x40);
+  raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += kHex[(static_cast<unsigned char>(raw[i]) >> 4) & 0xf];
+    out += kHex[static_cast<unsigned char>(raw[i]) & 0xf];
+  }
+  return out;
+}
+
+bool IsUuid(std::string_view text) {
+  if (text.size() != 36) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string Sha256Hex(std::string_view data) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(Bytes(data), data.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * SHA256_DIGEST_LENGTH);
+  for (unsigned char b : digest) {
+    out += kHex[b >> 4];
+    out += kHex[b & 0xf];
+  }
+  return out;
+}
+
+std::string Base64Encode(std::string_view data) {
+  std::string out(4 * ((data.size() + 2) / 3) + 1, '\0');
+  int written = EVP_EncodeBlock(Bytes(out), Bytes(data), static_cast<int>(data.size()));
+  out.resize(static_cast<size_t>(written));
+  return out;
+}
+
+std::optional<std::string> Base64Decode(std::string_view text) {
+  if (text.size() % 4 != 0) return std::nullopt;
+  std::string out(3 * text.size() / 4 + 1, '\0');
+  int written = EVP_DecodeBlock(Bytes(out), Bytes(text), static_cast<int>(text.size()));
+  if (written < 0) return std::nullopt;
+  // EVP_DecodeBlock counts padding as zero bytes; drop them.
+  size_t padding = 0;
+  if (!text.empty() && text.back() == '=') ++padding;
+  if (text.size() > 1 && text[text.size() - 2] == '=') ++padding;
+  out.resize(static_cast<size_t>(written) - padding);
+  return out;
+}
+
+std::string NewApiToken() {
+  std::string token = Base64Encode(RandomBytes(32));
+  for (char& c : token) {
+    if (c == '+') c = '-';
+    if (c == '/') c = '_';
+  }
+  while (!token.empty() && token.back() == '=') token.pop_back();
+  return "skf_" + token;
+}
+
+std::string HashApiToken(std::string_view token) { return Sha256Hex(token); }
+
+SecretBox::SecretBox(std::string key) : key_(std::move(key)) {
+  if (key_.size() != 32) throw std::invalid_argument("secret key must be 32 bytes (AES-256)");
+}
+
+SecretBox SecretBox::FromBase64Key(std::string_view key_base64) {
+  auto key = Base64Decode(key_base64);
+  if (!key || key->size() != 32) throw std::invalid_argument("secret key must be base64 of 32 bytes");
+  return SecretBox(std::move(*key));
+}
+
+bool SecretBox::IsSealed(std::string_view value) { return value.substr(0, kSealPrefix.size()) == kSealPrefix; }
+
+std::string SecretBox::Seal(std::string_view plaintext) const {
+  std::string nonce = RandomBytes(kNonceSize);
+  std::string ciphertext(plaintext.size(), '\0');
+  std::string tag(kTagSize, '\0');
+  CipherContext ctx = NewCipherContext();
+  int len = 0;
+  if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) != 1 ||
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, Bytes(key_), Bytes(nonce)) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), Bytes(ciphertext), &len, Bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), Bytes(ciphertext) + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, tag.data()) != 1) {
+    throw std::runtime_error("AES-GCM encryption failed");
+  }
+  return std::string(kSealPrefix) + Base64Encode(nonce + ciphertext + tag);
+}
+
+std::optional<std::string> SecretBox::Open(std::string_view sealed) const {
+  if (!IsSealed(sealed)) return std::nullopt;
+  auto raw = Base64Decode(sealed.substr(kSealPrefix.size()));
+  if (!raw || raw->size() < kNonceSize + kTagSize) return std::nullopt;
+  std::string_view all(*raw);
+  std::string_view nonce = all.substr(0, kNonceSize);
+  std::string_view ciphertext = all.substr(kNonceSize, all.size() - kNonceSize - kTagSize);
+  std::string tag(all.substr(all.size() - kTagSize));
+  std::string plaintext(ciphertext.size(), '\0');
+  CipherContext ctx = NewCipherContext();
+  int len = 0;
+  if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) != 1 ||
+      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, Bytes(key_), Bytes(nonce)) != 1 ||
+      EVP_DecryptUpdate(ctx.get(), Bytes(plaintext), &len, Bytes(ciphertext), static_cast<int>(ciphertext.size())) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
+      EVP_DecryptFinal_ex(ctx.get(), Bytes(plaintext) + len, &len) != 1) {
+    return std::nullopt;
+  }
+  return plaintext;
+}
+
+}  // namespace skiff::crypto

@@ -1,0 +1,94 @@
+#include "skiff/store/outbox_relay.h"
+
+#include "skiff/log/log.h"
+#include "skiff/store/pool.h"
+
+namespace skiff::store {
+
+size_t PublishInOrder(const std::vector<OutboxEntry>& batch, bus::EventPublisher& publisher, std::string* error) {
+  size_t published = 0;
+  for (const auto& entry : batch) {
+    bus::PublishResult result = publisher.Publish(entry.subject, entry.event_id, entry.payload);
+    if (!result.ok) {
+      if (error != nullptr) *error = result.error;
+      break;
+    }
+    ++published;
+  }
+  return published;
+}
+
+OutboxRelay::OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options)
+    : pool_(pool), publisher_(publisher), options_(std::move(options)) {}
+
+OutboxRelay::~OutboxRelay() { Stop(); }
+
+void OutboxRelay::Start() { thread_ = std::thread([this] { Loop(); }); }
+
+void OutboxRelay::Notify() {
+  std::lock_guard lock(mutex_);
+  pending_ = true;
+  wake_.notify_one();
+}
+
+void OutboxRelay::Stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    wake_.notify_one();
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+size_t OutboxRelay::RunOnce() {
+  return InTransaction(pool_, [&](pqxx::work& tx) -> size_t {
+    const std::string table = tx.quote_name(options_.schema) + ".outbox";
+    auto locked = tx.exec_params1("SELECT pg_try_advisory_xact_lock(hashtext($1))", "skiff.outbox." + options_.schema);
+    if (!locked[0].as<bool>()) return 0;  // another relay is at work
+    auto rows = tx.exec_params("SELECT seq, event_id::text, subject, encode(payload, 'hex') FROM " + table +
+                                   " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
+                               options_.batch_size);
+    std::vector<OutboxEntry> batch;
+    batch.reserve(rows.size());
+    for (const auto& row : rows) {
+      batch.push_back({row[0].as<long long>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                       HexDecode(row[3].as<std::string>())});
+    }
+    if (batch.empty()) return 0;
+    std::string error;
+    size_t published = PublishInOrder(batch, publisher_, &error);
+    if (published > 0) {
+      tx.exec_params("UPDATE " + table + " SET published_at = now() WHERE published_at IS NULL AND seq <= $1",
+                     batch[published - 1].seq);
+    }
+    if (published < batch.size()) spdlog::warn("outbox relay: publish failed, will retry: {}", error);
+    return published;
+  });
+}
+
+void OutboxRelay::Loop() {
+  while (true) {
+    size_t published = 0;
+    try {
+      published = RunOnce();
+    } catch (const std::exception& e) {
+      spdlog::warn("outbox relay: {}", e.what());
+    }
+    std::unique_lock lock(mutex_);
+    if (stopping_) return;
+    if (published >= static_cast<size_t>(options_.batch_size)) continue;  // more waiting
+    wake_.wait_for(lock, options_.poll_interval, [&] { return pending_ || stopping_; });
+    pending_ = false;
+    if (stopping_) {
+      lock.unlock();
+      try {
+        RunOnce();  // flush what the last requests wrote
+      } catch (const std::exception& e) {
+        spdlog::warn("outbox relay final flush: {}", e.what());
+      }
+      return;
+    }
+  }
+}
+
+}  // namespace skiff::store
