@@ -1,0 +1,22 @@
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace skiff::gateway {
+
+class Clock {
+ public:
+  virtual ~Clock() = default;
+  virtual std::chrono::system_clock::time_point Now() const = 0;
+};
+
+class SystemClock : public Clock {
+ public:
+  std::chrono::system_clock::time_point Now() const override { return std::chrono::system_clock::now(); }
+};
+
+// RFC 3339 UTC with milliseconds, as ARM writes times: 2023-05-01T12:00:00.000Z.
+std::string FormatTime(std::chrono::system_clock::time_point time);
+
+}  // namespace skiff::gateway

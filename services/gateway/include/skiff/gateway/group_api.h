@@ -1,0 +1,77 @@
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "skiff/gateway/api_error.h"
+#include "skiff/gateway/clock.h"
+#include "skiff/gateway/group_store.h"
+#include "skiff/gateway/http_types.h"
+#include "skiff/gateway/routes.h"
+#include "skiff/gateway/validation.h"
+
+namespace skiff::crypto {
+class SecretBox;
+}
+
+namespace skiff::gateway {
+
+struct GroupApiOptions {
+  std::set<std::string> api_versions{"2023-05-01", "2022-10-01-preview"};
+  int page_size = 100;
+  ValidationLimits limits;
+  // Base for URLs the API hands out (nextLink, operation URLs); empty: from the Host header.
+  std::string public_url;
+  std::chrono::seconds token_cache_ttl{30};
+};
+
+// The ARM container-group API: authenticates, routes, validates and answers one request.
+// Pure logic over the GroupStore port; the HTTPS server only moves bytes.
+class GroupApi {
+ public:
+  GroupApi(GroupStore& store, const Clock& clock, const crypto::SecretBox& secrets, GroupApiOptions options,
+           std::function<std::string()> new_id);
+
+  HttpResponse Handle(const HttpRequest& request);
+
+  // Called after a transaction that wrote an event commits (wakes the outbox relay).
+  void OnEventWritten(std::function<void()> callback) { on_event_written_ = std::move(callback); }
+
+ private:
+  HttpResponse Dispatch(const HttpRequest& request, const Route& route);
+  HttpResponse PutGroup(const HttpRequest& request, const Route& route);
+  HttpResponse GetGroup(const Route& route);
+  HttpResponse DeleteGroup(const HttpRequest& request, const Route& route);
+  HttpResponse PatchGroup(const HttpRequest& request, const Route& route);
+  HttpResponse ListGroups(const HttpRequest& request, const Route& route);
+  HttpResponse GetOperation(const HttpRequest& request, const Route& route);
+
+  std::optional<std::string> Authenticate(const HttpRequest& request, ApiError* error);
+  std::string BaseUrl(const HttpRequest& request) const;
+  std::string OperationUrl(const HttpRequest& request, const Route& route, const std::string& location,
+                           const std::string& kind, const std::string& id) const;
+  store::OutboxEntry MakeEvent(const GroupRecord& record, const std::string& kind, const std::string& causation_id);
+  HttpResponse GroupView(const GroupRecord& record, int status) const;
+
+  GroupStore& store_;
+  const Clock& clock_;
+  const crypto::SecretBox& secrets_;
+  GroupApiOptions options_;
+  std::function<std::string()> new_id_;
+  std::function<void()> on_event_written_;
+
+  struct CachedToken {
+    std::string subscription_id;
+    std::chrono::steady_clock::time_point fetched;
+  };
+  std::mutex token_mutex_;
+  std::map<std::string, CachedToken> token_cache_;
+};
+
+std::string ResourceId(const GroupKey& key);
+
+}  // namespace skiff::gateway

@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+#include <variant>
+
+#include "skiff/gateway/api_error.h"
+
+namespace google::protobuf {
+class Message;
+}
+namespace skiff::crypto {
+class SecretBox;
+}
+namespace skiff::containerinstance::v1 {
+class ContainerGroup;
+class ResourceTagsPatch;
+}  // namespace skiff::containerinstance::v1
+
+namespace skiff::gateway {
+
+// JSON <-> Protobuf through protobuf's own JSON mapping (json_name carries ACI's spelling).
+// Unknown fields are ignored, as ARM resource providers do for fields of newer api-versions.
+std::variant<containerinstance::v1::ContainerGroup, ApiError> ParseGroupJson(const std::string& body);
+std::variant<containerinstance::v1::ResourceTagsPatch, ApiError> ParseTagsPatchJson(const std::string& body);
+std::string ToJson(const google::protobuf::Message& message);
+
+// Replaces every secret in the group (secureValue, registry passwords, secret volume contents,
+// storage account and workspace keys) by its sealed form. Already sealed values are kept.
+void SealSecrets(containerinstance::v1::ContainerGroup& group, const crypto::SecretBox& box);
+// Removes every secret, for GET and list answers. Names stay; values go.
+void RedactSecrets(containerinstance::v1::ContainerGroup& group);
+
+}  // namespace skiff::gateway

@@ -1,0 +1,41 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "skiff/gateway/group_store.h"
+#include "skiff/store/migrations.h"
+
+namespace skiff::store {
+class ConnectionPool;
+}
+
+namespace skiff::gateway {
+
+constexpr const char* kGatewaySchema = "gateway";
+std::vector<store::Migration> GatewayMigrations();
+
+// GroupStore on PostgreSQL (libpqxx), schema "gateway". libpqxx exceptions stop here: they
+// become StoreUnavailable.
+class PgGroupStore : public GroupStore {
+ public:
+  explicit PgGroupStore(store::ConnectionPool& pool) : pool_(pool) {}
+
+  std::optional<GroupRecord> Find(const GroupKey& key) override;
+  bool Insert(const GroupRecord& record, const std::optional<OperationRecord>& operation,
+              const store::OutboxEntry& event) override;
+  bool Update(const GroupRecord& record, int64_t expected_generation, const std::optional<OperationRecord>& operation,
+              const store::OutboxEntry& event) override;
+  bool Remove(const GroupKey& key, int64_t expected_generation, const OperationRecord& operation,
+              const store::OutboxEntry& event) override;
+  std::vector<GroupRecord> List(const std::string& subscription_id, const std::string& resource_group,
+                                const std::optional<ListCursor>& after, int limit) override;
+  std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) override;
+  std::optional<std::string> SubscriptionForToken(const std::string& token_hash) override;
+  void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) override;
+
+ private:
+  store::ConnectionPool& pool_;
+};
+
+}  // namespace skiff::gateway

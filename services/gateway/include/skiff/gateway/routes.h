@@ -1,0 +1,44 @@
+#pragma once
+
+#include <map>
+#include <string>
+#include <variant>
+
+#include "skiff/gateway/api_error.h"
+
+namespace skiff::gateway {
+
+enum class RouteKind {
+  kGroup,                  // .../resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups/{name}
+  kGroupsInResourceGroup,  // .../resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups
+  kGroupsInSubscription,   // /subscriptions/{s}/providers/Microsoft.ContainerInstance/containerGroups
+  kOperationStatus,        // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/operations/{id}
+  kOperationResult,        // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/operationResults/{id}
+};
+
+struct Route {
+  RouteKind kind;
+  std::string method;
+  std::string subscription_id;
+  std::string resource_group;
+  std::string name;
+  std::string location;
+  std::string operation_id;
+  std::map<std::string, std::string> query;  // decoded
+
+  std::string Query(const std::string& key) const {
+    auto it = query.find(key);
+    return it == query.end() ? std::string() : it->second;
+  }
+};
+
+// Parses method + request target into a typed route, or the error to answer (404 for an
+// unknown path, 405 for a method the path does not take). ARM's fixed path words are
+// case-insensitive; names are percent-decoded.
+std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::string& target);
+
+// Percent-decoding; nullopt-like empty+false on a malformed escape.
+bool PercentDecode(const std::string& in, std::string& out);
+std::string PercentEncode(const std::string& in);
+
+}  // namespace skiff::gateway

@@ -1,0 +1,45 @@
+#pragma once
+
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "skiff/gateway/api_error.h"
+
+namespace google::protobuf {
+template <typename K, typename V>
+class Map;
+}
+
+namespace skiff::containerinstance::v1 {
+class ContainerGroup;
+}
+
+namespace skiff::gateway {
+
+struct ValidationLimits {
+  double max_cpu_per_group = 4.0;
+  double max_memory_gb_per_group = 16.0;
+  int max_ports_per_ip = 5;
+  std::set<int> reserved_ports;
+  std::vector<std::string> locations{"local"};
+};
+
+// ACI's naming rule for groups and containers: 1-63 of [a-z0-9-], no leading, trailing or
+// doubled hyphen.
+bool IsValidAciName(const std::string& name);
+// ARM's resource group rule: 1-90 of letters, digits, '_', '-', '.', '(', ')'; not ending in '.'.
+bool IsValidResourceGroupName(const std::string& name);
+// Docker/OCI reference grammar: [host[:port]/]path[:tag][@sha256:<64 hex>].
+bool IsValidImageReference(const std::string& image);
+
+// Checks a group from a PUT body against ACI's rules and this deployment's limits, and fills
+// defaults and canonical spellings (osType Linux, restartPolicy Always, priority Regular, sku
+// Standard; enum values accepted in any case). Returns the first problem found.
+std::optional<ApiError> ValidateAndNormalize(containerinstance::v1::ContainerGroup& group, const ValidationLimits& limits);
+
+// Tags as ARM limits them: at most 50, names <= 512 characters, values <= 256.
+std::optional<ApiError> ValidateTags(const google::protobuf::Map<std::string, std::string>& tags);
+
+}  // namespace skiff::gateway

@@ -1,0 +1,139 @@
+// skiff-gateway: the HTTPS front door. Wires config, Postgres, NATS and the API core together;
+// the logic lives in gateway_core.
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <fstream>
+#include <iostream>
+
+#include "skiff/bus/nats_bus.h"
+#include "skiff/config/config.h"
+#include "skiff/crypto/crypto.h"
+#include "skiff/gateway/group_api.h"
+#include "skiff/gateway/https_server.h"
+#include "skiff/gateway/pg_group_store.h"
+#include "skiff/log/log.h"
+#include "skiff/store/migrations.h"
+#include "skiff/store/outbox_relay.h"
+#include "skiff/store/pool.h"
+
+namespace {
+
+using namespace skiff;
+
+std::set<int> ParsePorts(const std::vector<std::string>& items) {
+  std::set<int> ports;
+  for (const auto& item : items) ports.insert(std::stoi(item));
+  return ports;
+}
+
+gateway::GroupApiOptions ApiOptions(const config::Config& cfg) {
+  gateway::GroupApiOptions options;
+  auto versions = cfg.GetList("gateway.api_versions", {"2023-05-01", "2022-10-01-preview", "2021-10-01",
+                                                        "2021-09-01", "2021-07-01", "2021-03-01"});
+  options.api_versions = {versions.begin(), versions.end()};
+  options.page_size = static_cast<int>(cfg.GetInt("gateway.page_size", 100));
+  if (options.page_size < 1) throw std::runtime_error("gateway.page_size must be at least 1");
+  options.public_url = cfg.GetString("gateway.public_url", "");
+  options.limits.max_cpu_per_group = cfg.GetDouble("gateway.max_cpu_per_group", 4.0);
+  options.limits.max_memory_gb_per_group = cfg.GetDouble("gateway.max_memory_gb_per_group", 16.0);
+  options.limits.reserved_ports = ParsePorts(cfg.GetList("gateway.reserved_ports", {"10250", "10255"}));
+  options.limits.locations = cfg.GetList("gateway.locations", {"local"});
+  return options;
+}
+
+int Migrate(store::ConnectionPool& pool) {
+  auto conn = pool.Acquire();
+  return store::ApplyMigrations(*conn, gateway::kGatewaySchema, gateway::GatewayMigrations());
+}
+
+int Serve(const config::Config& cfg) {
+  // Signals are taken by sigwait below, so block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  store::ConnectionPool pool(cfg.Require("store.url"), static_cast<size_t>(cfg.GetInt("store.pool_size", 8)));
+  Migrate(pool);
+
+  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-gateway");
+  bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+
+  store::OutboxRelay relay(pool, bus, {gateway::kGatewaySchema, 200, std::chrono::milliseconds(200)});
+  relay.Start();
+
+  crypto::SecretBox secrets = crypto::SecretBox::FromBase64Key(cfg.Require("gateway.secret_key"));
+  gateway::PgGroupStore group_store(pool);
+  gateway::SystemClock clock;
+  gateway::GroupApi api(group_store, clock, secrets, ApiOptions(cfg), [] { return crypto::NewUuid(); });
+  api.OnEventWritten([&relay] { relay.Notify(); });
+
+  gateway::HttpsServerOptions server_options;
+  std::string listen = cfg.GetString("gateway.listen", "127.0.0.1:8443");
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("gateway.listen must be address:port");
+  server_options.address = listen.substr(0, colon);
+  server_options.port = static_cast<uint16_t>(std::stoi(listen.substr(colon + 1)));
+  server_options.certificate_chain_file = cfg.Require("gateway.tls_cert");
+  server_options.private_key_file = cfg.Require("gateway.tls_key");
+  server_options.threads = static_cast<int>(cfg.GetInt("gateway.threads", 8));
+  server_options.body_limit = static_cast<size_t>(cfg.GetInt("gateway.body_limit", 1024 * 1024));
+  gateway::HttpsServer server(server_options, [&api](const gateway::HttpRequest& r) { return api.Handle(r); });
+  server.Start();
+  spdlog::info("gateway listening on https://{}:{}", server_options.address, server.BoundPort());
+  if (auto port_file = cfg.Find("gateway.port_file")) {
+    std::ofstream(*port_file) << server.BoundPort() << "\n";
+  }
+
+  int signal = 0;
+  sigwait(&signals, &signal);
+  spdlog::info("signal {}: shutting down", signal);
+  server.Stop(5);
+  relay.Stop();
+  bus.Drain(std::chrono::seconds(5));
+  spdlog::info("gateway stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"skiff-gateway: the ACI-compatible HTTPS API of Skiff"};
+  std::string config_file;
+  app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
+  app.require_subcommand(0, 1);
+  auto* serve = app.add_subcommand("serve", "Run the HTTPS API (the default)");
+  auto* migrate = app.add_subcommand("migrate", "Apply database migrations and exit");
+  auto* token = app.add_subcommand("create-token", "Create an API token bound to a subscription; prints it once");
+  std::string subscription, token_name;
+  token->add_option("--subscription", subscription, "Subscription id (a UUID)")->required();
+  token->add_option("--name", token_name, "A label for the token");
+  CLI11_PARSE(app, argc, argv);
+  (void)serve;
+
+  try {
+    config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
+    log::Init("gateway", cfg.GetString("log.level", "info"));
+    if (migrate->parsed()) {
+      store::ConnectionPool pool(cfg.Require("store.url"), 1);
+      std::cout << "applied " << Migrate(pool) << " migrations\n";
+      return 0;
+    }
+    if (token->parsed()) {
+      if (!crypto::IsUuid(subscription)) throw std::runtime_error("--subscription must be a UUID");
+      store::ConnectionPool pool(cfg.Require("store.url"), 1);
+      Migrate(pool);
+      gateway::PgGroupStore store(pool);
+      std::string value = crypto::NewApiToken();
+      store.AddToken(crypto::HashApiToken(value), subscription, token_name);
+      std::cout << value << "\n";
+      return 0;
+    }
+    return Serve(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "skiff-gateway: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,415 @@
+#include "skiff/gateway/group_api.h"
+
+#include <google/protobuf/util/time_util.h>
+
+#include <boost/algorithm/string/predicate.hpp>
+#include <ctime>
+
+#include "skiff/crypto/crypto.h"
+#include "skiff/events/v1/group_events.pb.h"
+#include "skiff/gateway/group_codec.h"
+#include "skiff/log/log.h"
+
+namespace skiff::gateway {
+namespace ci = containerinstance::v1;
+namespace {
+
+constexpr const char* kResourceType = "Microsoft.ContainerInstance/containerGroups";
+constexpr int kWriteAttempts = 5;
+
+HttpResponse Json(int status, std::string body) {
+  HttpResponse response;
+  response.status = status;
+  response.body = std::move(body);
+  response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
+  return response;
+}
+
+ApiError NotFoundError(const GroupKey& key) {
+  return {ErrorKind::kResourceNotFound,
+          std::string("The Resource '") + kResourceType + "/" + key.name + "' under resource group '" +
+              key.resource_group + "' was not found.",
+          ""};
+}
+
+bool IsSafeHost(const std::string& host) {
+  if (host.empty() || host.size() > 255) return false;
+  for (unsigned char c : host) {
+    if (!(std::isalnum(c) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']')) return false;
+  }
+  return true;
+}
+
+std::string EncodeCursor(const ListCursor& cursor) {
+  return PercentEncode(crypto::Base64Encode(cursor.resource_group_key + "\n" + cursor.name_key));
+}
+
+std::optional<ListCursor> DecodeCursor(const std::string& token) {
+  auto raw = crypto::Base64Decode(token);
+  if (!raw) return std::nullopt;
+  auto newline = raw->find('\n');
+  if (newline == std::string::npos) return std::nullopt;
+  return ListCursor{raw->substr(0, newline), raw->substr(newline + 1)};
+}
+
+}  // namespace
+
+std::string FormatTime(std::chrono::system_clock::time_point time) {
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  std::time_t seconds = static_cast<std::time_t>(millis / 1000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[40];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis % 1000));
+  return buffer;
+}
+
+std::string Lower(const std::string& s) {
+  std::string out = s;
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string ResourceId(const GroupKey& key) {
+  return "/subscriptions/" + key.subscription_id + "/resourceGroups/" + key.resource_group + "/providers/" +
+         kResourceType + "/" + key.name;
+}
+
+GroupApi::GroupApi(GroupStore& store, const Clock& clock, const crypto::SecretBox& secrets, GroupApiOptions options,
+                   std::function<std::string()> new_id)
+    : store_(store), clock_(clock), secrets_(secrets), options_(std::move(options)), new_id_(std::move(new_id)) {}
+
+HttpResponse GroupApi::Handle(const HttpRequest& request) {
+  try {
+    ApiError auth_error{};
+    auto subscription = Authenticate(request, &auth_error);
+    if (!subscription) return ErrorResponse(auth_error);
+
+    auto parsed = ParseRoute(request.method, request.target);
+    if (auto* error = std::get_if<ApiError>(&parsed)) return ErrorResponse(*error);
+    const Route& route = std::get<Route>(parsed);
+
+    auto version = route.query.find("api-version");
+    if (version == route.query.end() || version->second.empty()) {
+      return ErrorResponse({ErrorKind::kMissingApiVersion, "The api-version query parameter is required.", ""});
+    }
+    if (options_.api_versions.count(version->second) == 0) {
+      std::string list;
+      for (const auto& v : options_.api_versions) list += (list.empty() ? "" : ", ") + v;
+      return ErrorResponse({ErrorKind::kUnsupportedApiVersion,
+                            "The api-version '" + version->second + "' is not supported; supported: " + list + ".", ""});
+    }
+    // A token sees only its own subscription; any other answers as if it did not exist.
+    if (!boost::iequals(route.subscription_id, *subscription)) {
+      return ErrorResponse({ErrorKind::kSubscriptionNotFound,
+                            "The subscription '" + route.subscription_id + "' could not be found.", ""});
+    }
+    return Dispatch(request, route);
+  } catch (const StoreUnavailable& e) {
+    spdlog::warn("store unavailable: {}", e.what());
+    return ErrorResponse({ErrorKind::kStoreUnavailable, "The service is temporarily unavailable; retry later.", ""});
+  } catch (const std::exception& e) {
+    spdlog::error("unexpected error handling {} {}: {}", request.method, request.target, e.what());
+    return ErrorResponse({ErrorKind::kInternal, "An internal error occurred.", ""});
+  }
+}
+
+std::optional<std::string> GroupApi::Authenticate(const HttpRequest& request, ApiError* error) {
+  std::string header = request.Header("authorization");
+  if (header.empty()) {
+    *error = {ErrorKind::kMissingToken, "Authentication failed. The 'Authorization' header is missing.", ""};
+    return std::nullopt;
+  }
+  constexpr std::string_view kBearer = "Bearer ";
+  if (header.size() <= kBearer.size() || !boost::istarts_with(header, kBearer)) {
+    *error = {ErrorKind::kInvalidToken, "The 'Authorization' header must be 'Bearer <token>'.", ""};
+    return std::nullopt;
+  }
+  std::string hash = crypto::HashApiToken(header.substr(kBearer.size()));
+  auto now = std::chrono::steady_clock::now();
+  {
+    std::lock_guard lock(token_mutex_);
+    auto it = token_cache_.find(hash);
+    if (it != token_cache_.end() && now - it->second.fetched < options_.token_cache_ttl) return it->second.subscription_id;
+  }
+  auto subscription = store_.SubscriptionForToken(hash);
+  if (!subscription) {
+    *error = {ErrorKind::kInvalidToken, "The access token is invalid or expired.", ""};
+    return std::nullopt;
+  }
+  std::lock_guard lock(token_mutex_);
+  if (token_cache_.size() > 10000) token_cache_.clear();  // bound memory under token churn
+  token_cache_[hash] = {*subscription, now};
+  return subscription;
+}
+
+HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) {
+  switch (route.kind) {
+    case RouteKind::kGroup:
+      if (!IsValidResourceGroupName(route.resource_group)) {
+        return ErrorResponse({ErrorKind::kInvalidResourceGroupName,
+                              "The resource group name '" + route.resource_group + "' is invalid.", ""});
+      }
+      if (!IsValidAciName(route.name)) {
+        return ErrorResponse({ErrorKind::kInvalidGroupName,
+                              "The container group name '" + route.name +
+                                  "' is invalid: use 1-63 lower-case letters, digits and single hyphens, not at "
+                                  "either end.",
+                              ""});
+      }
+      if (route.method == "PUT") return PutGroup(request, route);
+      if (route.method == "GET") return GetGroup(route);
+      if (route.method == "DELETE") return DeleteGroup(request, route);
+      return PatchGroup(request, route);
+    case RouteKind::kGroupsInResourceGroup:
+    case RouteKind::kGroupsInSubscription:
+      return ListGroups(request, route);
+    case RouteKind::kOperationStatus:
+    case RouteKind::kOperationResult:
+      return GetOperation(request, route);
+  }
+  return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
+}
+
+std::string GroupApi::BaseUrl(const HttpRequest& request) const {
+  if (!options_.public_url.empty()) return options_.public_url;
+  std::string host = request.Header("host");
+  return IsSafeHost(host) ? "https://" + host : "https://localhost";
+}
+
+std::string GroupApi::OperationUrl(const HttpRequest& request, const Route& route, const std::string& location,
+                                   const std::string& kind, const std::string& id) const {
+  return BaseUrl(request) + "/subscriptions/" + route.subscription_id +
+         "/providers/Microsoft.ContainerInstance/locations/" + location + "/" + kind + "/" + id +
+         "?api-version=" + PercentEncode(route.Query("api-version"));
+}
+
+store::OutboxEntry GroupApi::MakeEvent(const GroupRecord& record, const std::string& kind,
+                                       const std::string& causation_id) {
+  events::v1::GroupEvent event;
+  event.set_event_id(new_id_());
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch()).count();
+  *event.mutable_occurred_at() = google::protobuf::util::TimeUtil::MillisecondsToTimestamp(millis);
+  event.set_causation_id(causation_id);
+  auto* ref = event.mutable_group();
+  ref->set_subscription_id(record.key.subscription_id);
+  ref->set_resource_group(record.key.resource_group);
+  ref->set_name(record.key.name);
+  ref->set_group_id(record.group_id);
+  ref->set_generation(record.generation);
+  if (kind == "created") {
+    *event.mutable_created()->mutable_spec() = record.spec;
+  } else if (kind == "updated" || kind == "tags-updated") {
+    *event.mutable_updated()->mutable_spec() = record.spec;
+    event.mutable_updated()->set_tags_only(kind == "tags-updated");
+  } else {
+    event.mutable_deleted();
+  }
+  std::string subject = "skiff.events.group." + std::string(kind == "tags-updated" ? "updated" : kind);
+  return {0, event.event_id(), subject, event.SerializeAsString()};
+}
+
+HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) const {
+  ci::ContainerGroup view = record.spec;
+  RedactSecrets(view);
+  view.set_id(ResourceId(record.key));
+  view.set_name(record.key.name);
+  view.set_type(kResourceType);
+  return Json(status, ToJson(view));
+}
+
+HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) {
+  auto parsed = ParseGroupJson(request.body);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return ErrorResponse(*error);
+  ci::ContainerGroup group = std::move(std::get<ci::ContainerGroup>(parsed));
+  if (auto error = ValidateAndNormalize(group, options_.limits)) return ErrorResponse(*error);
+  SealSecrets(group, secrets_);
+  group.clear_id();
+  group.clear_name();
+  group.clear_type();
+  group.mutable_properties()->set_provisioning_state("Pending");
+  group.mutable_properties()->clear_instance_view();
+  for (auto& container : *group.mutable_properties()->mutable_containers()) {
+    container.mutable_properties()->clear_instance_view();
+  }
+  for (auto& init : *group.mutable_properties()->mutable_init_containers()) {
+    init.mutable_properties()->clear_instance_view();
+  }
+
+  GroupKey key{route.subscription_id, route.resource_group, route.name};
+  std::string request_id = request.Header("x-ms-client-request-id");
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    auto existing = store_.Find(key);
+    GroupRecord record;
+    record.spec = group;
+    OperationRecord operation;
+    operation.id = new_id_();
+    operation.subscription_id = route.subscription_id;
+    operation.status = "InProgress";
+    operation.started_at = FormatTime(clock_.Now());
+    bool written = false;
+    if (!existing) {
+      record.key = key;
+      record.group_id = new_id_();
+      record.generation = 1;
+      operation.kind = "create";
+      operation.resource_id = ResourceId(record.key);
+      written = store_.Insert(record, operation, MakeEvent(record, "created", request_id.empty() ? operation.id : request_id));
+    } else {
+      record.key = existing->key;
+      record.group_id = existing->group_id;
+      record.generation = existing->generation + 1;
+      operation.kind = "update";
+      operation.resource_id = ResourceId(record.key);
+      written = store_.Update(record, existing->generation, operation,
+                              MakeEvent(record, "updated", request_id.empty() ? operation.id : request_id));
+    }
+    if (!written) continue;  // lost a race with another writer; read again
+    if (on_event_written_) on_event_written_();
+    HttpResponse response = GroupView(record, existing ? 200 : 201);
+    response.headers.emplace_back("Azure-AsyncOperation",
+                                  OperationUrl(request, route, group.location(), "operations", operation.id));
+    response.headers.emplace_back("Retry-After", "5");
+    return response;
+  }
+  return ErrorResponse({ErrorKind::kConcurrentUpdate,
+                        "The container group was changed by another request at the same time; retry.", ""});
+}
+
+HttpResponse GroupApi::GetGroup(const Route& route) {
+  GroupKey key{route.subscription_id, route.resource_group, route.name};
+  auto record = store_.Find(key);
+  if (!record) return ErrorResponse(NotFoundError(key));
+  return GroupView(*record, 200);
+}
+
+HttpResponse GroupApi::DeleteGroup(const HttpRequest& request, const Route& route) {
+  GroupKey key{route.subscription_id, route.resource_group, route.name};
+  std::string request_id = request.Header("x-ms-client-request-id");
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    auto existing = store_.Find(key);
+    if (!existing) {
+      HttpResponse response;
+      response.status = 204;
+      return response;
+    }
+    OperationRecord operation;
+    operation.id = new_id_();
+    operation.subscription_id = route.subscription_id;
+    operation.kind = "delete";
+    operation.resource_id = ResourceId(existing->key);
+    // The ARM resource is gone once this commits; nodes, network and billing release what they
+    // hold when they see GroupDeleted.
+    operation.status = "Succeeded";
+    operation.started_at = FormatTime(clock_.Now());
+    operation.ended_at = operation.started_at;
+    if (!store_.Remove(existing->key, existing->generation, operation,
+                       MakeEvent(*existing, "deleted", request_id.empty() ? operation.id : request_id))) {
+      continue;
+    }
+    if (on_event_written_) on_event_written_();
+    HttpResponse response;
+    response.status = 202;
+    const std::string location = existing->spec.location();
+    response.headers.emplace_back("Location", OperationUrl(request, route, location, "operationResults", operation.id));
+    response.headers.emplace_back("Azure-AsyncOperation",
+                                  OperationUrl(request, route, location, "operations", operation.id));
+    response.headers.emplace_back("Retry-After", "1");
+    return response;
+  }
+  return ErrorResponse({ErrorKind::kConcurrentUpdate,
+                        "The container group was changed by another request at the same time; retry.", ""});
+}
+
+HttpResponse GroupApi::PatchGroup(const HttpRequest& request, const Route& route) {
+  auto parsed = ParseTagsPatchJson(request.body);
+  if (auto* error = std::get_if<ApiError>(&parsed)) return ErrorResponse(*error);
+  const auto& patch = std::get<ci::ResourceTagsPatch>(parsed);
+  if (auto error = ValidateTags(patch.tags())) return ErrorResponse(*error);
+  GroupKey key{route.subscription_id, route.resource_group, route.name};
+  std::string request_id = request.Header("x-ms-client-request-id");
+  for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
+    auto existing = store_.Find(key);
+    if (!existing) return ErrorResponse(NotFoundError(key));
+    GroupRecord record = *existing;
+    *record.spec.mutable_tags() = patch.tags();
+    record.generation = existing->generation + 1;
+    if (!store_.Update(record, existing->generation, std::nullopt,
+                       MakeEvent(record, "tags-updated", request_id.empty() ? new_id_() : request_id))) {
+      continue;
+    }
+    if (on_event_written_) on_event_written_();
+    return GroupView(record, 200);
+  }
+  return ErrorResponse({ErrorKind::kConcurrentUpdate,
+                        "The container group was changed by another request at the same time; retry.", ""});
+}
+
+HttpResponse GroupApi::ListGroups(const HttpRequest& request, const Route& route) {
+  std::optional<ListCursor> after;
+  std::string token = route.Query("$skipToken");
+  if (!token.empty()) {
+    after = DecodeCursor(token);
+    if (!after) return ErrorResponse({ErrorKind::kBadHttpRequest, "The $skipToken is not valid.", ""});
+  }
+  if (route.kind == RouteKind::kGroupsInResourceGroup && !IsValidResourceGroupName(route.resource_group)) {
+    return ErrorResponse({ErrorKind::kInvalidResourceGroupName,
+                          "The resource group name '" + route.resource_group + "' is invalid.", ""});
+  }
+  const std::string resource_group = route.kind == RouteKind::kGroupsInResourceGroup ? route.resource_group : "";
+  auto records = store_.List(route.subscription_id, resource_group, after, options_.page_size + 1);
+  ci::ContainerGroupListResult result;
+  const bool more = static_cast<int>(records.size()) > options_.page_size;
+  if (more) records.resize(static_cast<size_t>(options_.page_size));
+  for (const auto& record : records) {
+    ci::ContainerGroup* view = result.add_value();
+    *view = record.spec;
+    RedactSecrets(*view);
+    view->set_id(ResourceId(record.key));
+    view->set_name(record.key.name);
+    view->set_type(kResourceType);
+  }
+  if (more) {
+    const auto& last = records.back().key;
+    std::string path = request.target.substr(0, request.target.find('?'));
+    result.set_next_link(BaseUrl(request) + path + "?api-version=" + PercentEncode(route.Query("api-version")) +
+                         "&$skipToken=" + EncodeCursor({Lower(last.resource_group), Lower(last.name)}));
+  }
+  return Json(200, ToJson(result));
+}
+
+HttpResponse GroupApi::GetOperation(const HttpRequest& request, const Route& route) {
+  auto operation = crypto::IsUuid(route.operation_id) ? store_.FindOperation(route.subscription_id, route.operation_id)
+                                                      : std::nullopt;
+  if (!operation) {
+    return ErrorResponse({ErrorKind::kOperationNotFound, "The operation '" + route.operation_id + "' was not found.", ""});
+  }
+  if (route.kind == RouteKind::kOperationResult) {
+    // ARM's Location protocol: 202 while running, then the final answer.
+    HttpResponse response;
+    if (operation->status == "InProgress") {
+      response.status = 202;
+      response.headers.emplace_back("Location", BaseUrl(request) + request.target);
+      response.headers.emplace_back("Retry-After", "1");
+    } else if (operation->status == "Failed") {
+      return ErrorResponse({ErrorKind::kInternal, operation->error_message, ""});
+    } else {
+      response.status = 204;
+    }
+    return response;
+  }
+  ci::OperationStatus status;
+  status.set_id(route.operation_id);
+  status.set_name(route.operation_id);
+  status.set_status(operation->status);
+  status.set_start_time(operation->started_at);
+  if (!operation->ended_at.empty()) status.set_end_time(operation->ended_at);
+  if (!operation->error_code.empty()) {
+    status.mutable_error()->set_code(operation->error_code);
+    status.mutable_error()->set_message(operation->error_message);
+  }
+  return Json(200, ToJson(status));
+}
+
+}  // namespace skiff::gateway

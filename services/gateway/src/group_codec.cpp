@@ -1,0 +1,98 @@
+#include "skiff/gateway/group_codec.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include "skiff/containerinstance/v1/container_group.pb.h"
+#include "skiff/crypto/crypto.h"
+
+namespace skiff::gateway {
+namespace ci = containerinstance::v1;
+namespace {
+
+template <typename Message>
+std::variant<Message, ApiError> Parse(const std::string& body, const char* what) {
+  Message message;
+  size_t first = body.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos || body[first] != '{') {
+    return ApiError{ErrorKind::kMalformedJson, std::string("The request body must be a JSON object (") + what + ").", ""};
+  }
+  google::protobuf::util::JsonParseOptions options;
+  options.ignore_unknown_fields = true;
+  auto status = google::protobuf::util::JsonStringToMessage(body, &message, options);
+  if (!status.ok()) {
+    return ApiError{ErrorKind::kMalformedJson,
+                    std::string("The request body is not a valid ") + what + ": " + std::string(status.message()), ""};
+  }
+  return message;
+}
+
+template <typename Env>
+void SealEnvironment(Env* env, const crypto::SecretBox& box) {
+  for (auto& var : *env) {
+    if (var.has_secure_value() && !crypto::SecretBox::IsSealed(var.secure_value())) {
+      var.set_secure_value(box.Seal(var.secure_value()));
+    }
+  }
+}
+
+template <typename Env>
+void RedactEnvironment(Env* env) {
+  for (auto& var : *env) var.clear_secure_value();
+}
+
+void SealString(std::string* value, const crypto::SecretBox& box) {
+  if (!value->empty() && !crypto::SecretBox::IsSealed(*value)) *value = box.Seal(*value);
+}
+
+}  // namespace
+
+std::variant<ci::ContainerGroup, ApiError> ParseGroupJson(const std::string& body) {
+  return Parse<ci::ContainerGroup>(body, "container group");
+}
+
+std::variant<ci::ResourceTagsPatch, ApiError> ParseTagsPatchJson(const std::string& body) {
+  return Parse<ci::ResourceTagsPatch>(body, "tags update");
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out);
+  return out;
+}
+
+void SealSecrets(ci::ContainerGroup& group, const crypto::SecretBox& box) {
+  auto* props = group.mutable_properties();
+  for (auto& container : *props->mutable_containers()) {
+    SealEnvironment(container.mutable_properties()->mutable_environment_variables(), box);
+  }
+  for (auto& init : *props->mutable_init_containers()) {
+    SealEnvironment(init.mutable_properties()->mutable_environment_variables(), box);
+  }
+  for (auto& cred : *props->mutable_image_registry_credentials()) SealString(cred.mutable_password(), box);
+  for (auto& volume : *props->mutable_volumes()) {
+    for (auto& [file, content] : *volume.mutable_secret()) SealString(&content, box);
+    if (volume.has_azure_file()) SealString(volume.mutable_azure_file()->mutable_storage_account_key(), box);
+  }
+  if (props->has_diagnostics()) {
+    SealString(props->mutable_diagnostics()->mutable_log_analytics()->mutable_workspace_key(), box);
+  }
+}
+
+void RedactSecrets(ci::ContainerGroup& group) {
+  auto* props = group.mutable_properties();
+  for (auto& container : *props->mutable_containers()) {
+    RedactEnvironment(container.mutable_properties()->mutable_environment_variables());
+  }
+  for (auto& init : *props->mutable_init_containers()) {
+    RedactEnvironment(init.mutable_properties()->mutable_environment_variables());
+  }
+  for (auto& cred : *props->mutable_image_registry_credentials()) cred.clear_password();
+  for (auto& volume : *props->mutable_volumes()) {
+    // ACI answers a secret volume with its file names only.
+    for (auto& [file, content] : *volume.mutable_secret()) content.clear();
+    if (volume.has_azure_file()) volume.mutable_azure_file()->clear_storage_account_key();
+  }
+  if (props->has_diagnostics()) props->mutable_diagnostics()->mutable_log_analytics()->clear_workspace_key();
+}
+
+}  // namespace skiff::gateway

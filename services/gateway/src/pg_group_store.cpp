@@ -1,0 +1,214 @@
+#include "skiff/gateway/pg_group_store.h"
+
+#include "skiff/gateway/group_codec.h"
+#include "skiff/store/outbox.h"
+#include "skiff/store/pool.h"
+
+namespace skiff::gateway {
+namespace {
+
+constexpr const char* kColumns =
+    "subscription_id, resource_group, name, group_id::text, generation, encode(spec_pb, 'hex')";
+
+// Runs `body` in a retried transaction; every libpqxx failure becomes StoreUnavailable.
+template <typename Body>
+auto Guarded(store::ConnectionPool& pool, Body&& body) {
+  try {
+    return store::InTransaction(pool, std::forward<Body>(body));
+  } catch (const pqxx::broken_connection& e) {
+    throw StoreUnavailable(std::string("postgres connection: ") + e.what());
+  } catch (const pqxx::sql_error& e) {
+    throw StoreUnavailable(std::string("postgres: ") + e.what());
+  } catch (const pqxx::failure& e) {
+    throw StoreUnavailable(std::string("postgres: ") + e.what());
+  }
+}
+
+GroupRecord ReadRecord(const pqxx::row& row) {
+  GroupRecord record;
+  record.key = {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()};
+  record.group_id = row[3].as<std::string>();
+  record.generation = row[4].as<int64_t>();
+  if (!record.spec.ParseFromString(store::HexDecode(row[5].as<std::string>()))) {
+    throw StoreUnavailable("stored spec of " + record.key.name + " does not parse");
+  }
+  return record;
+}
+
+void WriteOperation(pqxx::work& tx, const OperationRecord& op) {
+  tx.exec_params(
+      "INSERT INTO gateway.operations (id, subscription_key, kind, resource_id, status, started_at, ended_at, "
+      "error_code, error_message) VALUES ($1, $2, $3, $4, $5, $6::timestamptz, NULLIF($7, '')::timestamptz, $8, $9)",
+      op.id, Lower(op.subscription_id), op.kind, op.resource_id, op.status, op.started_at, op.ended_at, op.error_code,
+      op.error_message);
+}
+
+}  // namespace
+
+std::vector<store::Migration> GatewayMigrations() {
+  return {
+      {1, "container groups, operations, tokens, outbox",
+       R"sql(
+        CREATE TABLE container_groups (
+          subscription_key   text NOT NULL,
+          resource_group_key text NOT NULL,
+          name_key           text NOT NULL,
+          subscription_id    text NOT NULL,
+          resource_group     text NOT NULL,
+          name               text NOT NULL,
+          group_id           uuid NOT NULL UNIQUE,
+          generation         bigint NOT NULL,
+          spec_pb            bytea NOT NULL,   -- skiff.containerinstance.v1.ContainerGroup, secrets sealed
+          spec               jsonb NOT NULL,   -- the same, readable by operators
+          created_at         timestamptz NOT NULL DEFAULT now(),
+          updated_at         timestamptz NOT NULL DEFAULT now(),
+          PRIMARY KEY (subscription_key, resource_group_key, name_key)
+        );
+        CREATE TABLE operations (
+          id               uuid PRIMARY KEY,
+          subscription_key text NOT NULL,
+          kind             text NOT NULL,
+          resource_id      text NOT NULL,
+          status           text NOT NULL,
+          started_at       timestamptz NOT NULL,
+          ended_at         timestamptz,
+          error_code       text NOT NULL DEFAULT '',
+          error_message    text NOT NULL DEFAULT ''
+        );
+        CREATE TABLE api_tokens (
+          token_hash       text PRIMARY KEY,   -- sha256 of the token; the token itself is never stored
+          subscription_id  text NOT NULL,
+          name             text NOT NULL DEFAULT '',
+          created_at       timestamptz NOT NULL DEFAULT now(),
+          expires_at       timestamptz
+        );
+      )sql" + store::OutboxTableSql()},
+  };
+}
+
+std::optional<GroupRecord> PgGroupStore::Find(const GroupKey& key) {
+  return Guarded(pool_, [&](pqxx::work& tx) -> std::optional<GroupRecord> {
+    auto rows = tx.exec_params(std::string("SELECT ") + kColumns +
+                                   " FROM gateway.container_groups WHERE subscription_key = $1 AND "
+                                   "resource_group_key = $2 AND name_key = $3",
+                               Lower(key.subscription_id), Lower(key.resource_group), Lower(key.name));
+    if (rows.empty()) return std::nullopt;
+    return ReadRecord(rows[0]);
+  });
+}
+
+bool PgGroupStore::Insert(const GroupRecord& record, const std::optional<OperationRecord>& operation,
+                          const store::OutboxEntry& event) {
+  return Guarded(pool_, [&](pqxx::work& tx) {
+    auto inserted = tx.exec_params(
+        "INSERT INTO gateway.container_groups (subscription_key, resource_group_key, name_key, subscription_id, "
+        "resource_group, name, group_id, generation, spec_pb, spec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
+        "decode($9, 'hex'), $10::jsonb) ON CONFLICT DO NOTHING RETURNING 1",
+        Lower(record.key.subscription_id), Lower(record.key.resource_group), Lower(record.key.name),
+        record.key.subscription_id, record.key.resource_group, record.key.name, record.group_id, record.generation,
+        store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec));
+    if (inserted.empty()) return false;
+    if (operation) WriteOperation(tx, *operation);
+    store::AppendToOutbox(tx, kGatewaySchema, event);
+    return true;
+  });
+}
+
+bool PgGroupStore::Update(const GroupRecord& record, int64_t expected_generation,
+                          const std::optional<OperationRecord>& operation, const store::OutboxEntry& event) {
+  return Guarded(pool_, [&](pqxx::work& tx) {
+    auto updated = tx.exec_params(
+        "UPDATE gateway.container_groups SET generation = $4, spec_pb = decode($5, 'hex'), spec = $6::jsonb, "
+        "updated_at = now() WHERE subscription_key = $1 AND resource_group_key = $2 AND name_key = $3 AND "
+        "generation = $7",
+        Lower(record.key.subscription_id), Lower(record.key.resource_group), Lower(record.key.name), record.generation,
+        store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec), expected_generation);
+    if (updated.affected_rows() == 0) return false;
+    if (operation) WriteOperation(tx, *operation);
+    store::AppendToOutbox(tx, kGatewaySchema, event);
+    return true;
+  });
+}
+
+bool PgGroupStore::Remove(const GroupKey& key, int64_t expected_generation, const OperationRecord& operation,
+                          const store::OutboxEntry& event) {
+  return Guarded(pool_, [&](pqxx::work& tx) {
+    auto removed = tx.exec_params(
+        "DELETE FROM gateway.container_groups WHERE subscription_key = $1 AND resource_group_key = $2 AND "
+        "name_key = $3 AND generation = $4",
+        Lower(key.subscription_id), Lower(key.resource_group), Lower(key.name), expected_generation);
+    if (removed.affected_rows() == 0) return false;
+    WriteOperation(tx, operation);
+    store::AppendToOutbox(tx, kGatewaySchema, event);
+    return true;
+  });
+}
+
+std::vector<GroupRecord> PgGroupStore::List(const std::string& subscription_id, const std::string& resource_group,
+                                            const std::optional<ListCursor>& after, int limit) {
+  return Guarded(pool_, [&](pqxx::work& tx) {
+    std::string after_rg = after ? after->resource_group_key : "";
+    std::string after_name = after ? after->name_key : "";
+    pqxx::result rows;
+    if (resource_group.empty()) {
+      rows = tx.exec_params(std::string("SELECT ") + kColumns +
+                                " FROM gateway.container_groups WHERE subscription_key = $1 AND "
+                                "(resource_group_key, name_key) > ($2, $3) ORDER BY resource_group_key, name_key "
+                                "LIMIT $4",
+                            Lower(subscription_id), after_rg, after_name, limit);
+    } else {
+      rows = tx.exec_params(std::string("SELECT ") + kColumns +
+                                " FROM gateway.container_groups WHERE subscription_key = $1 AND "
+                                "resource_group_key = $2 AND name_key > $3 ORDER BY name_key LIMIT $4",
+                            Lower(subscription_id), Lower(resource_group), after_name, limit);
+    }
+    std::vector<GroupRecord> records;
+    records.reserve(rows.size());
+    for (const auto& row : rows) records.push_back(ReadRecord(row));
+    return records;
+  });
+}
+
+std::optional<OperationRecord> PgGroupStore::FindOperation(const std::string& subscription_id, const std::string& id) {
+  return Guarded(pool_, [&](pqxx::work& tx) -> std::optional<OperationRecord> {
+    auto rows = tx.exec_params(
+        "SELECT id::text, kind, resource_id, status, "
+        "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+        "COALESCE(to_char(ended_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), ''), error_code, "
+        "error_message FROM gateway.operations WHERE id = $1::uuid AND subscription_key = $2",
+        id, Lower(subscription_id));
+    if (rows.empty()) return std::nullopt;
+    const auto& row = rows[0];
+    OperationRecord op;
+    op.id = row[0].as<std::string>();
+    op.subscription_id = subscription_id;
+    op.kind = row[1].as<std::string>();
+    op.resource_id = row[2].as<std::string>();
+    op.status = row[3].as<std::string>();
+    op.started_at = row[4].as<std::string>();
+    op.ended_at = row[5].as<std::string>();
+    op.error_code = row[6].as<std::string>();
+    op.error_message = row[7].as<std::string>();
+    return op;
+  });
+}
+
+std::optional<std::string> PgGroupStore::SubscriptionForToken(const std::string& token_hash) {
+  return Guarded(pool_, [&](pqxx::work& tx) -> std::optional<std::string> {
+    auto rows = tx.exec_params(
+        "SELECT subscription_id FROM gateway.api_tokens WHERE token_hash = $1 AND "
+        "(expires_at IS NULL OR expires_at > now())",
+        token_hash);
+    if (rows.empty()) return std::nullopt;
+    return rows[0][0].as<std::string>();
+  });
+}
+
+void PgGroupStore::AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) {
+  Guarded(pool_, [&](pqxx::work& tx) {
+    tx.exec_params("INSERT INTO gateway.api_tokens (token_hash, subscription_id, name) VALUES ($1, $2, $3)", token_hash,
+                   subscription_id, name);
+  });
+}
+
+}  // namespace skiff::gateway

@@ -1,0 +1,154 @@
+#include "skiff/gateway/routes.h"
+
+#include <boost/algorithm/string/predicate.hpp>
+#include <cctype>
+#include <vector>
+
+namespace skiff::gateway {
+namespace {
+
+constexpr std::string_view kProvider = "Microsoft.ContainerInstance";
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool Is(const std::string& segment, std::string_view word) { return boost::iequals(segment, word); }
+
+ApiError NotFound(const std::string& path) {
+  return {ErrorKind::kRouteNotFound, "No route matches '" + path + "'.", ""};
+}
+
+ApiError NotAllowed(const std::string& method, const std::string& allowed) {
+  return {ErrorKind::kMethodNotAllowed, "The method '" + method + "' is not allowed here; allowed: " + allowed + ".",
+          ""};
+}
+
+}  // namespace
+
+bool PercentDecode(const std::string& in, std::string& out) {
+  out.clear();
+  out.reserve(in.size());
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] == '%') {
+      if (i + 2 >= in.size()) return false;
+      int high = HexValue(in[i + 1]);
+      int low = HexValue(in[i + 2]);
+      if (high < 0 || low < 0) return false;
+      out += static_cast<char>(high << 4 | low);
+      i += 2;
+    } else if (in[i] == '+') {
+      out += ' ';
+    } else {
+      out += in[i];
+    }
+  }
+  return true;
+}
+
+std::string PercentEncode(const std::string& in) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : in) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::string& target) {
+  std::string path = target;
+  std::string query_string;
+  if (auto q = target.find('?'); q != std::string::npos) {
+    path = target.substr(0, q);
+    query_string = target.substr(q + 1);
+  }
+  if (path.empty() || path[0] != '/') return ApiError{ErrorKind::kBadHttpRequest, "The request target must be a path.", ""};
+
+  Route route{};
+  route.method = method;
+  // Query: a=b&c=d, decoded; a malformed escape is a bad request.
+  size_t start = 0;
+  while (start < query_string.size()) {
+    size_t amp = query_string.find('&', start);
+    if (amp == std::string::npos) amp = query_string.size();
+    std::string pair = query_string.substr(start, amp - start);
+    start = amp + 1;
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key, value;
+    if (!PercentDecode(pair.substr(0, eq), key) ||
+        !PercentDecode(eq == std::string::npos ? "" : pair.substr(eq + 1), value)) {
+      return ApiError{ErrorKind::kBadHttpRequest, "The query string has a malformed percent-escape.", ""};
+    }
+    route.query[key] = value;
+  }
+
+  std::vector<std::string> segments;
+  start = 1;
+  while (start <= path.size()) {
+    size_t slash = path.find('/', start);
+    if (slash == std::string::npos) slash = path.size();
+    std::string raw = path.substr(start, slash - start);
+    start = slash + 1;
+    if (raw.empty()) {
+      if (slash == path.size()) break;  // trailing slash
+      return NotFound(path);
+    }
+    std::string decoded;
+    if (!PercentDecode(raw, decoded)) {
+      return ApiError{ErrorKind::kBadHttpRequest, "The path has a malformed percent-escape.", ""};
+    }
+    segments.push_back(decoded);
+  }
+
+  const size_t n = segments.size();
+  if (n < 2 || !Is(segments[0], "subscriptions")) return NotFound(path);
+  route.subscription_id = segments[1];
+
+  // /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups[/{name}]
+  if (n >= 7 && Is(segments[2], "resourceGroups") && Is(segments[4], "providers") && Is(segments[5], kProvider) &&
+      Is(segments[6], "containerGroups")) {
+    route.resource_group = segments[3];
+    if (n == 7) {
+      route.kind = RouteKind::kGroupsInResourceGroup;
+      if (method != "GET") return NotAllowed(method, "GET");
+      return route;
+    }
+    if (n == 8) {
+      route.kind = RouteKind::kGroup;
+      route.name = segments[7];
+      if (method != "GET" && method != "PUT" && method != "DELETE" && method != "PATCH") {
+        return NotAllowed(method, "GET, PUT, PATCH, DELETE");
+      }
+      return route;
+    }
+    return NotFound(path);
+  }
+
+  if (n >= 4 && Is(segments[2], "providers") && Is(segments[3], kProvider)) {
+    if (n == 5 && Is(segments[4], "containerGroups")) {
+      route.kind = RouteKind::kGroupsInSubscription;
+      if (method != "GET") return NotAllowed(method, "GET");
+      return route;
+    }
+    if (n == 8 && Is(segments[4], "locations") && (Is(segments[6], "operations") || Is(segments[6], "operationResults"))) {
+      route.kind = Is(segments[6], "operations") ? RouteKind::kOperationStatus : RouteKind::kOperationResult;
+      route.location = segments[5];
+      route.operation_id = segments[7];
+      if (method != "GET") return NotAllowed(method, "GET");
+      return route;
+    }
+  }
+  return NotFound(path);
+}
+
+}  // namespace skiff::gateway
