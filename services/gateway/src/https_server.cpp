@@ -9,6 +9,7 @@
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
 
+#include <array>
 #include <atomic>
 #include <optional>
 #include <condition_variable>
@@ -97,6 +98,7 @@ class Session : public std::enable_shared_from_this<Session> {
                                           " bytes.",
                                       ""}
                            : ApiError{ErrorKind::kBadHttpRequest, "Malformed HTTP request: " + ec.message(), ""};
+      linger_ = true;  // the client may still be sending: read and drop it so it sees our answer
       return Send(ToBeast(ErrorResponse(error), 11, false));
     }
     auto request = parser_->release();
@@ -113,8 +115,20 @@ class Session : public std::enable_shared_from_this<Session> {
   void OnWrite(bool keep_alive, beast::error_code ec, std::size_t) {
     if (ec) return;
     response_.reset();
+    if (linger_) return Linger();
     if (!keep_alive) return DoClose();
     DoRead();
+  }
+
+  // Lingering close, as nginx does: closing with unread input makes the kernel send RST, which
+  // can destroy the error response before the client reads it. Drain a bounded amount first.
+  void Linger() {
+    beast::get_lowest_layer(stream_).expires_after(std::chrono::seconds(5));
+    stream_.async_read_some(net::buffer(scratch_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->lingered_ += n;
+      if (ec || self->lingered_ > kMaxLingerBytes) return self->DoClose();
+      self->Linger();
+    });
   }
 
   void DoClose() {
@@ -122,6 +136,10 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.async_shutdown([self = shared_from_this()](beast::error_code) {});
   }
 
+  static constexpr size_t kMaxLingerBytes = 16 * 1024 * 1024;
+  bool linger_ = false;
+  size_t lingered_ = 0;
+  std::array<char, 16384> scratch_{};
   ssl::stream<beast::tcp_stream> stream_;
   beast::flat_buffer buffer_;
   std::optional<http::request_parser<http::string_body>> parser_;
