@@ -1,0 +1,35 @@
+// minimal_tls_server CERT KEY PORT THREADS: answers every request with a fixed small JSON body.
+#include <csignal>
+#include <iostream>
+#include <string>
+
+#include "skiff/gateway/https_server.h"
+
+int main(int argc, char** argv) {
+  if (argc != 5) {
+    std::cerr << "usage: minimal_tls_server CERT KEY PORT THREADS\n";
+    return 2;
+  }
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  skiff::gateway::HttpsServerOptions options;
+  options.certificate_chain_file = argv[1];
+  options.private_key_file = argv[2];
+  options.port = static_cast<uint16_t>(std::stoi(argv[3]));
+  options.threads = std::stoi(argv[4]);
+  const std::string body = R"({"name":"bench","properties":{"provisioningState":"Pending"}})";
+  skiff::gateway::HttpsServer server(options, [&body](const skiff::gateway::HttpRequest&) {
+    skiff::gateway::HttpResponse response;
+    response.body = body;
+    response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
+    return response;
+  });
+  server.Start();
+  int signal = 0;
+  sigwait(&signals, &signal);
+  server.Stop(1);
+  return 0;
+}
