@@ -27,8 +27,10 @@ TEST(CodecTest, AciExampleDocumentsRoundTrip) {
     EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(group, reparsed)) << file;
     EXPECT_TRUE(google::protobuf::util::MessageDifferencer::Equals(AsValue(ToJson(reparsed)), AsValue(again))) << file;
     // Every top-level member of the ACI document survives.
-    for (const auto& [key, value] : AsValue(original).struct_value().fields()) {
-      EXPECT_TRUE(AsValue(again).struct_value().fields().count(key)) << file << ": " << key;
+    const google::protobuf::Value original_value = AsValue(original);
+    const google::protobuf::Value again_value = AsValue(again);
+    for (const auto& [key, value] : original_value.struct_value().fields()) {
+      EXPECT_TRUE(again_value.struct_value().fields().count(key)) << file << ": " << key;
     }
   }
 }
