@@ -9,6 +9,7 @@
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/gateway/cached_group_store.h"
 #include "skiff/gateway/group_api.h"
 #include "skiff/gateway/https_server.h"
 #include "skiff/gateway/pg_group_store.h"
@@ -65,7 +66,9 @@ int Serve(const config::Config& cfg) {
   relay.Start();
 
   crypto::SecretBox secrets = crypto::SecretBox::FromBase64Key(cfg.Require("gateway.secret_key"));
-  gateway::PgGroupStore group_store(pool);
+  gateway::PgGroupStore pg_store(pool);
+  gateway::CachedGroupStore group_store(pg_store,
+                                        std::chrono::milliseconds(cfg.GetInt("gateway.read_cache_ttl_ms", 1000)));
   gateway::SystemClock clock;
   gateway::GroupApi api(group_store, clock, secrets, ApiOptions(cfg), [] { return crypto::NewUuid(); });
   api.OnEventWritten([&relay] { relay.Notify(); });

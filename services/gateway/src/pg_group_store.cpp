@@ -24,6 +24,17 @@ auto Guarded(store::ConnectionPool& pool, Body&& body) {
   }
 }
 
+template <typename Body>
+auto GuardedRead(store::ConnectionPool& pool, Body&& body) {
+  try {
+    return store::ReadOnly(pool, std::forward<Body>(body));
+  } catch (const pqxx::broken_connection& e) {
+    throw StoreUnavailable(std::string("postgres connection: ") + e.what());
+  } catch (const pqxx::failure& e) {
+    throw StoreUnavailable(std::string("postgres: ") + e.what());
+  }
+}
+
 GroupRecord ReadRecord(const pqxx::row& row) {
   GroupRecord record;
   record.key = {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()};
@@ -87,7 +98,7 @@ std::vector<store::Migration> GatewayMigrations() {
 }
 
 std::optional<GroupRecord> PgGroupStore::Find(const GroupKey& key) {
-  return Guarded(pool_, [&](pqxx::work& tx) -> std::optional<GroupRecord> {
+  return GuardedRead(pool_, [&](pqxx::nontransaction& tx) -> std::optional<GroupRecord> {
     auto rows = tx.exec_params(std::string("SELECT ") + kColumns +
                                    " FROM gateway.container_groups WHERE subscription_key = $1 AND "
                                    "resource_group_key = $2 AND name_key = $3",
@@ -146,7 +157,7 @@ bool PgGroupStore::Remove(const GroupKey& key, int64_t expected_generation, cons
 
 std::vector<GroupRecord> PgGroupStore::List(const std::string& subscription_id, const std::string& resource_group,
                                             const std::optional<ListCursor>& after, int limit) {
-  return Guarded(pool_, [&](pqxx::work& tx) {
+  return GuardedRead(pool_, [&](pqxx::nontransaction& tx) {
     std::string after_rg = after ? after->resource_group_key : "";
     std::string after_name = after ? after->name_key : "";
     pqxx::result rows;
@@ -170,7 +181,7 @@ std::vector<GroupRecord> PgGroupStore::List(const std::string& subscription_id, 
 }
 
 std::optional<OperationRecord> PgGroupStore::FindOperation(const std::string& subscription_id, const std::string& id) {
-  return Guarded(pool_, [&](pqxx::work& tx) -> std::optional<OperationRecord> {
+  return GuardedRead(pool_, [&](pqxx::nontransaction& tx) -> std::optional<OperationRecord> {
     auto rows = tx.exec_params(
         "SELECT id::text, kind, resource_id, status, "
         "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
@@ -194,7 +205,7 @@ std::optional<OperationRecord> PgGroupStore::FindOperation(const std::string& su
 }
 
 std::optional<std::string> PgGroupStore::SubscriptionForToken(const std::string& token_hash) {
-  return Guarded(pool_, [&](pqxx::work& tx) -> std::optional<std::string> {
+  return GuardedRead(pool_, [&](pqxx::nontransaction& tx) -> std::optional<std::string> {
     auto rows = tx.exec_params(
         "SELECT subscription_id FROM gateway.api_tokens WHERE token_hash = $1 AND "
         "(expires_at IS NULL OR expires_at > now())",

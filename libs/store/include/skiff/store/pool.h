@@ -81,4 +81,20 @@ auto InTransaction(ConnectionPool& pool, Body&& body, int attempts = 5) {
   }
 }
 
+// Runs a read-only `body(pqxx::nontransaction&)`: one round trip per statement instead of
+// BEGIN/…/COMMIT. Retries once after a broken connection (a read is safe to repeat).
+template <typename Body>
+auto ReadOnly(ConnectionPool& pool, Body&& body) {
+  for (int attempt = 1;; ++attempt) {
+    auto lease = pool.Acquire();
+    try {
+      pqxx::nontransaction tx(*lease);
+      return body(tx);
+    } catch (const pqxx::broken_connection&) {
+      lease.Discard();
+      if (attempt >= 2) throw;
+    }
+  }
+}
+
 }  // namespace skiff::store
