@@ -210,13 +210,25 @@ store::OutboxEntry GroupApi::MakeEvent(const GroupRecord& record, const std::str
   return {0, event.event_id(), subject, event.SerializeAsString()};
 }
 
-HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) const {
+HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) {
+  // A (group_id, generation) pair names one immutable document, so its rendering is memoised:
+  // protobuf's JSON printer dominates the cost of a GET otherwise.
+  const std::string memo_key = record.group_id + "#" + std::to_string(record.generation);
+  {
+    std::lock_guard lock(view_mutex_);
+    auto it = rendered_views_.find(memo_key);
+    if (it != rendered_views_.end()) return Json(status, it->second);
+  }
   ci::ContainerGroup view = record.spec;
   RedactSecrets(view);
   view.set_id(ResourceId(record.key));
   view.set_name(record.key.name);
   view.set_type(kResourceType);
-  return Json(status, ToJson(view));
+  std::string json = ToJson(view);
+  std::lock_guard lock(view_mutex_);
+  if (rendered_views_.size() >= 10000) rendered_views_.clear();  // bounded memory
+  rendered_views_.emplace(memo_key, json);
+  return Json(status, std::move(json));
 }
 
 HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) {

@@ -5,6 +5,7 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <unordered_map>
 #include <string>
 
 #include "skiff/gateway/api_error.h"
@@ -55,7 +56,7 @@ class GroupApi {
   std::string OperationUrl(const HttpRequest& request, const Route& route, const std::string& location,
                            const std::string& kind, const std::string& id) const;
   store::OutboxEntry MakeEvent(const GroupRecord& record, const std::string& kind, const std::string& causation_id);
-  HttpResponse GroupView(const GroupRecord& record, int status) const;
+  HttpResponse GroupView(const GroupRecord& record, int status);
 
   GroupStore& store_;
   const Clock& clock_;
@@ -68,6 +69,8 @@ class GroupApi {
     std::string subscription_id;
     std::chrono::steady_clock::time_point fetched;
   };
+  std::mutex view_mutex_;
+  std::unordered_map<std::string, std::string> rendered_views_;
   std::mutex token_mutex_;
   std::map<std::string, CachedToken> token_cache_;
 };
