@@ -7,21 +7,12 @@ import { spawn } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from 'nats';
-import { startInfra, Gateway, request, groupPath, helloGroup, sleep } from './harness.mjs';
+import { gatewayStack, request, groupPath, helloGroup, sleep } from './harness.mjs';
 
-let infra, gw, token;
-const sub = randomUUID();
-
-before(async () => {
-  infra = startInfra();
-  gw = await new Gateway(infra).start();
-  token = gw.createToken(sub);
-});
-
-after(async () => {
-  await gw?.stop();
-  infra?.stop();
-});
+const stack = gatewayStack();
+let infra, gw, token, sub;
+before(async () => ({ infra, gw, token, sub } = await stack.start()));
+after(() => stack.stop());
 
 // Reads the whole stream: subject, Nats-Msg-Id and payload of every message.
 async function readStream() {

@@ -114,3 +114,19 @@ export function helloGroup(registry = '127.0.0.1:5000') {
     },
   };
 }
+
+// Infrastructure plus one gateway for a test file: `await start()` in before(), `stop()` in after().
+export function gatewayStack({ gatewayEnv = {} } = {}) {
+  const ctx = { sub: randomUUID() };
+  ctx.start = async () => {
+    ctx.infra = startInfra();
+    ctx.gw = await new Gateway(ctx.infra, gatewayEnv).start();
+    ctx.token = ctx.gw.createToken(ctx.sub);
+    return ctx;
+  };
+  ctx.stop = async () => {
+    await ctx.gw?.stop();
+    ctx.infra?.stop();
+  };
+  return ctx;
+}

@@ -5,21 +5,12 @@ import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import tls from 'node:tls';
-import { startInfra, Gateway, request, groupPath, helloGroup } from './harness.mjs';
+import { gatewayStack, request, groupPath, helloGroup } from './harness.mjs';
 
-let infra, gw, token;
-const sub = randomUUID();
-
-before(async () => {
-  infra = startInfra();
-  gw = await new Gateway(infra).start();
-  token = gw.createToken(sub);
-});
-
-after(async () => {
-  await gw?.stop();
-  infra?.stop();
-});
+const stack = gatewayStack();
+let infra, gw, token, sub;
+before(async () => ({ infra, gw, token, sub } = await stack.start()));
+after(() => stack.stop());
 
 // Sends raw bytes over TLS and returns the status code of the first response line (0 if none).
 function raw(bytes) {

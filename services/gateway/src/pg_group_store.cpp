@@ -10,29 +10,28 @@ namespace {
 constexpr const char* kColumns =
     "subscription_id, resource_group, name, group_id::text, generation, encode(spec_pb, 'hex')";
 
-// Runs `body` in a retried transaction; every libpqxx failure becomes StoreUnavailable.
-template <typename Body>
-auto Guarded(store::ConnectionPool& pool, Body&& body) {
+// Every libpqxx failure leaves the store as StoreUnavailable (503), nothing else.
+template <typename Fn>
+auto TranslateErrors(Fn&& fn) {
   try {
-    return store::InTransaction(pool, std::forward<Body>(body));
+    return fn();
   } catch (const pqxx::broken_connection& e) {
     throw StoreUnavailable(std::string("postgres connection: ") + e.what());
-  } catch (const pqxx::sql_error& e) {
-    throw StoreUnavailable(std::string("postgres: ") + e.what());
   } catch (const pqxx::failure& e) {
     throw StoreUnavailable(std::string("postgres: ") + e.what());
   }
 }
 
+// A write: retried transaction.
+template <typename Body>
+auto Guarded(store::ConnectionPool& pool, Body&& body) {
+  return TranslateErrors([&] { return store::InTransaction(pool, std::forward<Body>(body)); });
+}
+
+// A read: no BEGIN/COMMIT round trips.
 template <typename Body>
 auto GuardedRead(store::ConnectionPool& pool, Body&& body) {
-  try {
-    return store::ReadOnly(pool, std::forward<Body>(body));
-  } catch (const pqxx::broken_connection& e) {
-    throw StoreUnavailable(std::string("postgres connection: ") + e.what());
-  } catch (const pqxx::failure& e) {
-    throw StoreUnavailable(std::string("postgres: ") + e.what());
-  }
+  return TranslateErrors([&] { return store::ReadOnly(pool, std::forward<Body>(body)); });
 }
 
 GroupRecord ReadRecord(const pqxx::row& row) {
