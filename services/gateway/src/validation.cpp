@@ -2,9 +2,9 @@
 
 #include <boost/algorithm/string/predicate.hpp>
 #include <cmath>
-#include <regex>
 
 #include "skiff/containerinstance/v1/container_group.pb.h"
+#include "skiff/oci/image_reference.h"
 
 namespace skiff::gateway {
 namespace ci = containerinstance::v1;
@@ -147,26 +147,7 @@ bool IsValidResourceGroupName(const std::string& name) {
   return true;
 }
 
-bool IsValidImageReference(const std::string& image) {
-  // Grammar of github.com/distribution/reference: the first component is a registry host only
-  // when it has a '.' or ':' or is "localhost" (so "UPPER/case" is a bad repository, not a host).
-  static const std::regex kDomain(
-      R"(^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)(?:\.(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?))*(?::[0-9]+)?$)");
-  static const std::regex kRemainder(
-      R"(^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*)"
-      R"((?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$)");
-  if (image.empty() || image.size() > 4096) return false;
-  std::string remainder = image;
-  size_t slash = image.find('/');
-  if (slash != std::string::npos) {
-    std::string first = image.substr(0, slash);
-    if (first.find('.') != std::string::npos || first.find(':') != std::string::npos || first == "localhost") {
-      if (!std::regex_match(first, kDomain)) return false;
-      remainder = image.substr(slash + 1);
-    }
-  }
-  return std::regex_match(remainder, kRemainder);
-}
+bool IsValidImageReference(const std::string& image) { return oci::ParseImageReference(image).has_value(); }
 
 std::optional<ApiError> ValidateTags(const google::protobuf::Map<std::string, std::string>& tags) {
   if (tags.size() > 50) return Error(ErrorKind::kInvalidTags, "A resource can have at most 50 tags.", "tags");
