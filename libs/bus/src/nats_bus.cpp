@@ -2,6 +2,7 @@
 
 #include <nats/nats.h>
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "skiff/log/log.h"
@@ -146,6 +147,81 @@ std::unique_ptr<PullConsumer> NatsBus::PullSubscribe(const std::string& stream, 
   natsStatus status = js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(), nullptr, &sub_opts, &js_error);
   if (status != NATS_OK) throw std::runtime_error("pull subscribe " + durable + ": " + StatusText(status, js_error));
   return std::make_unique<PullConsumer>(sub);
+}
+
+RequestServer::RequestServer(natsConnection* conn, Handler handler, int workers)
+    : conn_(conn), handler_(std::move(handler)) {
+  for (int i = 0; i < std::max(1, workers); ++i) workers_.emplace_back([this] { Work(); });
+}
+
+RequestServer::~RequestServer() {
+  if (sub_ != nullptr) {
+    natsSubscription_Unsubscribe(sub_);
+    natsSubscription_Destroy(sub_);
+  }
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  ready_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void RequestServer::Enqueue(std::string subject, std::string reply, std::string data) {
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back({std::move(subject), std::move(reply), std::move(data)});
+  }
+  ready_.notify_one();
+}
+
+void RequestServer::Work() {
+  while (true) {
+    Job job;
+    {
+      std::unique_lock lock(mutex_);
+      ready_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;  // stopping and drained
+      job = std::move(jobs_.front());
+      jobs_.pop_front();
+    }
+    std::string answer;
+    try {
+      answer = handler_(job.subject, job.data);
+    } catch (const std::exception& e) {
+      spdlog::error("request on {} failed: {}", job.subject, e.what());
+      continue;
+    }
+    if (!job.reply.empty()) {
+      natsConnection_Publish(conn_, job.reply.c_str(), answer.data(), static_cast<int>(answer.size()));
+    }
+  }
+}
+
+namespace {
+
+void OnRequest(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* server = static_cast<RequestServer*>(closure);
+  const char* reply = natsMsg_GetReply(msg);
+  server->Enqueue(natsMsg_GetSubject(msg), reply ? reply : "",
+                  std::string(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
+  natsMsg_Destroy(msg);
+}
+
+}  // namespace
+
+std::unique_ptr<RequestServer> NatsBus::Serve(const std::string& subject, const std::string& queue,
+                                              RequestServer::Handler handler, int workers) {
+  auto server = std::make_unique<RequestServer>(conn_, std::move(handler), workers);
+  natsSubscription* sub = nullptr;
+  Check(natsConnection_QueueSubscribe(&sub, conn_, subject.c_str(), queue.c_str(), OnRequest, server.get()),
+        "subscribe");
+  server->Attach(sub);
+  return server;
+}
+
+bool NatsBus::PublishCore(const std::string& subject, const std::string& payload) {
+  return natsConnection_Publish(conn_, subject.c_str(), payload.data(), static_cast<int>(payload.size())) == NATS_OK;
 }
 
 bool NatsBus::Connected() const { return natsConnection_Status(conn_) == NATS_CONN_STATUS_CONNECTED; }

@@ -52,6 +52,13 @@ TEST(TokenTest, TokensAreUniqueAndHashStable) {
   EXPECT_EQ(Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
+TEST(Sha256Test, IncrementalMatchesOneShot) {
+  Sha256 hash;
+  hash.Update("a", 1);
+  hash.Update("bc", 2);
+  EXPECT_EQ(hash.FinishDigest(), "sha256:" + Sha256Hex("abc"));
+}
+
 TEST(UuidTest, Version4AndUnique) {
   std::set<std::string> seen;
   for (int i = 0; i < 100; ++i) {

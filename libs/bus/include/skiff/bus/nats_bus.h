@@ -1,6 +1,10 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -56,6 +60,33 @@ class PullConsumer {
   natsSubscription* sub_;
 };
 
+// A queue-group subscription that answers requests on a pool of worker threads, so a slow
+// request (an image pull) does not hold up the others. Unsubscribes and joins on destruction.
+class RequestServer {
+ public:
+  using Handler = std::function<std::string(const std::string& subject, const std::string& data)>;
+  RequestServer(natsConnection* conn, Handler handler, int workers);
+  ~RequestServer();
+  RequestServer(const RequestServer&) = delete;
+  RequestServer& operator=(const RequestServer&) = delete;
+  void Attach(natsSubscription* sub) { sub_ = sub; }
+  void Enqueue(std::string subject, std::string reply, std::string data);
+
+ private:
+  void Work();
+  struct Job {
+    std::string subject, reply, data;
+  };
+  natsConnection* conn_;
+  natsSubscription* sub_ = nullptr;
+  Handler handler_;
+  std::mutex mutex_;
+  std::condition_variable ready_;
+  std::deque<Job> jobs_;
+  bool stopping_ = false;
+  std::vector<std::thread> workers_;
+};
+
 // One reconnecting NATS connection with its JetStream context. Thread-safe (nats.c is).
 class NatsBus : public EventPublisher {
  public:
@@ -79,6 +110,13 @@ class NatsBus : public EventPublisher {
   // Durable pull consumer with explicit acks on `stream`, filtered to `subject`.
   std::unique_ptr<PullConsumer> PullSubscribe(const std::string& stream, const std::string& subject,
                                               const std::string& durable);
+
+  // Answers requests on `subject` (wildcards allowed) in queue group `queue`.
+  std::unique_ptr<RequestServer> Serve(const std::string& subject, const std::string& queue,
+                                       RequestServer::Handler handler, int workers);
+
+  // Core-NATS publish without JetStream (fire and forget).
+  bool PublishCore(const std::string& subject, const std::string& payload);
 
   bool Connected() const;
 

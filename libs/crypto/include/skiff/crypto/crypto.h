@@ -15,6 +15,21 @@ std::string Sha256Hex(std::string_view data);
 std::string Base64Encode(std::string_view data);
 std::optional<std::string> Base64Decode(std::string_view text);
 
+// Incremental SHA-256, for digests of streams too large to hold in memory.
+class Sha256 {
+ public:
+  Sha256();
+  ~Sha256();
+  Sha256(const Sha256&) = delete;
+  Sha256& operator=(const Sha256&) = delete;
+  void Update(const void* data, size_t size);
+  // "sha256:<64 hex>"; the object can no longer be updated afterwards.
+  std::string FinishDigest();
+
+ private:
+  void* ctx_;
+};
+
 // API tokens: "skf_" + 32 random bytes in url-safe base64. They carry 256 bits of entropy, so
 // an unsalted SHA-256 is what is stored (as GitHub does for its tokens); a slow password hash
 // would only make every request slower.
