@@ -46,8 +46,10 @@ start_postgres() {  # dir port -> sets PG_PID; creates the cluster on first use
     | grep -q 1 || as_postgres psql -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE skiff" >/dev/null
 }
 
-start_registry() {  # dir port -> sets REGISTRY_PID
+start_registry() {  # dir port [htpasswd-file] -> sets REGISTRY_PID
   mkdir -p "$1/data"
+  local auth=""
+  [[ -n ${3:-} ]] && auth="auth: {htpasswd: {realm: skiff-test, path: $3}}"
   cat >"$1/config.yml" <<YAML
 version: 0.1
 log: {level: warn}
@@ -55,6 +57,7 @@ storage:
   filesystem: {rootdirectory: $1/data}
   delete: {enabled: true}
 http: {addr: 127.0.0.1:$2}
+$auth
 YAML
   docker-registry serve "$1/config.yml" >"$1/registry.log" 2>&1 &
   REGISTRY_PID=$!

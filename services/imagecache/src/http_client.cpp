@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include <array>
+#include <limits>
 #include <sys/time.h>
 
 namespace skiff::imagecache {
@@ -80,7 +81,8 @@ HttpResult Exchange(Stream& stream, const Url& url, const std::vector<std::pair<
 
   beast::flat_buffer buffer;
   http::response_parser<http::buffer_body> parser;
-  parser.body_limit(boost::none);
+  // Not boost::none: Boost 1.74 compares Content-Length against an empty optional and fails.
+  parser.body_limit(std::numeric_limits<std::uint64_t>::max());
   http::read_header(stream, buffer, parser);
   HttpResult result;
   result.status = parser.get().result_int();

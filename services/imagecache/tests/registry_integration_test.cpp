@@ -1,1 +1,277 @@
-// Filled in below.
+// The image cache against a real docker-registry (started through integration-tests/infra.sh
+// and seeded with the busybox test images), over real HTTP, and the skiff-imagecache binary
+// over real NATS.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/mount.h>
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "skiff/imagecache/image_cache.h"
+
+namespace skiff::imagecache {
+namespace {
+namespace fs = std::filesystem;
+
+std::string Shell(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return output;
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  int status = ::pclose(pipe);
+  if (status != 0) ADD_FAILURE() << command << " failed:\n" << output;
+  return output;
+}
+
+// Counts blob downloads that really reach the registry.
+class CountingHttp : public HttpClient {
+ public:
+  HttpResult Get(const Url& url, const std::vector<std::pair<std::string, std::string>>& headers,
+                 const BodySink* sink) override {
+    if (url.target.find("/blobs/") != std::string::npos) {
+      std::lock_guard lock(mutex);
+      ++blob_gets[url.target.substr(url.target.find("/blobs/") + 7)];
+    }
+    return inner.Get(url, headers, sink);
+  }
+  int Gets(const std::string& digest) {
+    std::lock_guard lock(mutex);
+    return blob_gets[digest];
+  }
+  int TotalGets() {
+    std::lock_guard lock(mutex);
+    int total = 0;
+    for (const auto& [_, n] : blob_gets) total += n;
+    return total;
+  }
+  BeastHttpClient inner;
+  std::mutex mutex;
+  std::map<std::string, int> blob_gets;
+};
+
+class NullSink : public ImageEventSink {
+ public:
+  void Publish(const v1::ImageEvent& event) override {
+    std::lock_guard lock(mutex);
+    kinds.push_back(event.has_pulling() ? "pulling" : event.has_pulled() ? "pulled" : "failed");
+    if (event.has_failed()) reasons.push_back(event.failed().reason());
+  }
+  std::mutex mutex;
+  std::vector<std::string> kinds, reasons;
+};
+
+class Infra : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir = fs::temp_directory_path() / ("skiff-it-imagecache-" + std::to_string(::getpid()));
+    Shell(std::string(SKIFF_SOURCE_DIR) + "/integration-tests/infra.sh start " + dir.string() + " --registry");
+    std::ifstream env(dir / "infra.env");
+    for (std::string line; std::getline(env, line);) {
+      auto eq = line.find('=');
+      values[line.substr(0, eq)] = line.substr(eq + 1);
+    }
+    registry = values["REGISTRY"];
+    // Extra images: one with a unique layer to corrupt, one with a hostile layer.
+    const std::string build = std::string(SKIFF_SOURCE_DIR) + "/integration-tests/make_oci_image.py " + (dir / "extra").string();
+    Shell(build + " corrupt unique && " + build + " hostile hostile");
+    for (const char* tag : {"corrupt", "hostile"}) {
+      Shell("skopeo copy -q --dest-tls-verify=false oci:" + (dir / "extra").string() + ":" + tag + " docker://" + registry +
+          "/skiff/" + tag + ":1");
+    }
+    // A second registry that wants a user name and password (htpasswd, bcrypt).
+    Shell("htpasswd -Bbc " + (dir / "htpasswd").string() + " skiff s3cret");
+    auth_port = Shell("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); print(s.getsockname()[1])'");
+    auth_port.erase(auth_port.find_last_not_of("\n") + 1);
+    Shell("bash -c 'source " + std::string(SKIFF_SOURCE_DIR) + "/scripts/lib/stack.sh && start_registry " +
+        (dir / "auth-registry").string() + " " + auth_port + " " + (dir / "htpasswd").string() +
+        " && echo $REGISTRY_PID >> " + (dir / "pids").string() + "'");
+    Shell("skopeo copy -q --dest-tls-verify=false --dest-creds skiff:s3cret docker://" + registry +
+        "/skiff/hello:1 docker://127.0.0.1:" + auth_port + "/private/hello:1 --src-tls-verify=false");
+  }
+  void TearDown() override { Shell(std::string(SKIFF_SOURCE_DIR) + "/integration-tests/infra.sh stop " + dir.string()); }
+
+  fs::path dir;
+  std::map<std::string, std::string> values;
+  std::string registry, auth_port;
+};
+
+Infra* infra = nullptr;
+
+struct RealRegistryTest : ::testing::Test {
+  fs::path root = infra->dir / ("cache-" + crypto::NewUuid());
+  CountingHttp http;
+  RegistryClient client{http, {}};
+  NullSink sink;
+  std::chrono::system_clock::time_point clock = std::chrono::system_clock::now();
+  std::unique_ptr<BlobStore> blobs;
+  std::unique_ptr<ImageCache> cache;
+  void SetUp() override { Open({}); }
+  void TearDown() override {
+    cache.reset();
+    fs::remove_all(root);
+  }
+  void Open(ImageCacheOptions options) {
+    options.root = root.string();
+    cache.reset();
+    blobs = std::make_unique<BlobStore>(root.string());
+    cache = std::make_unique<ImageCache>(client, *blobs, options, sink, "it-node", [this] { return clock; },
+                                         [](const std::string& s) { return s; });
+  }
+  v1::EnsureImageReply Ensure(const std::string& image, const std::string& user = "", const std::string& password = "") {
+    v1::EnsureImageRequest request;
+    request.set_image(image);
+    if (!user.empty()) {
+      auto* cred = request.add_credentials();
+      cred->set_server(image.substr(0, image.find('/')));
+      cred->set_username(user);
+      cred->set_password(password);
+    }
+    return cache->Ensure(request);
+  }
+  std::string Image(const std::string& name) { return infra->registry + "/skiff/" + name + ":1"; }
+};
+
+TEST_F(RealRegistryTest, PullsAndUnpacksARunnableRootfs) {
+  auto reply = Ensure(Image("hello"));
+  ASSERT_TRUE(reply.ok()) << reply.error_code() << ": " << reply.error_message();
+  ASSERT_EQ(reply.image().layer_dirs_size(), 1);
+  const std::string layer = reply.image().layer_dirs(0);
+  EXPECT_TRUE(fs::exists(layer + "/bin/busybox"));
+  EXPECT_TRUE(fs::is_symlink(layer + "/bin/sh"));
+  EXPECT_EQ(Shell(layer + "/bin/busybox echo unpacked"), "unpacked\n");
+  EXPECT_EQ(reply.image().config().config().cmd(2), "echo hello from skiff");
+}
+
+TEST_F(RealRegistryTest, CacheHitNeedsNoRegistry) {
+  ASSERT_TRUE(Ensure(Image("sleeper")).ok());
+  int before = http.TotalGets();
+  // Point the cache at a client whose registry is unreachable: the cached image still resolves.
+  BeastHttpClient dead;
+  RegistryClient dead_client(dead, {});
+  ImageCache offline(dead_client, *blobs, {root.string()}, sink, "it-node", [this] { return clock; },
+                     [](const std::string& s) { return s; });
+  cache.reset();
+  v1::EnsureImageRequest request;
+  request.set_image(Image("sleeper"));
+  auto reply = offline.Ensure(request);
+  EXPECT_TRUE(reply.ok());
+  EXPECT_TRUE(reply.cache_hit());
+  EXPECT_EQ(http.TotalGets(), before);
+}
+
+TEST_F(RealRegistryTest, SharedLayersAreFetchedAndStoredOnce) {
+  auto hello = Ensure(Image("hello"));
+  auto httpd = Ensure(Image("httpd"));
+  ASSERT_TRUE(hello.ok() && httpd.ok());
+  EXPECT_EQ(hello.image().layer_dirs(0), httpd.image().layer_dirs(0));  // busybox layer shared
+  const std::string layer_digest = "sha256:" + fs::path(hello.image().layer_dirs(0)).filename().string();
+  EXPECT_EQ(http.Gets(layer_digest), 1);
+  EXPECT_NE(hello.image().config_digest(), httpd.image().config_digest());
+}
+
+TEST_F(RealRegistryTest, ConcurrentPullsFetchEachBlobOnce) {
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 8; ++i) threads.emplace_back([&] { ok += Ensure(Image("httpd")).ok(); });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok, 8);
+  for (const auto& [digest, gets] : http.blob_gets) EXPECT_EQ(gets, 1) << digest;
+}
+
+TEST_F(RealRegistryTest, CorruptedBlobIsRejected) {
+  // Flip bytes of the unique layer in the registry's own storage.
+  std::string found = Shell("find " + (infra->dir / "registry/data").string() + " -path '*blobs*' -name data -size +2k");
+  std::string corrupted;
+  for (size_t start = 0; start < found.size();) {
+    size_t end = found.find('\n', start);
+    std::string path = found.substr(start, end - start);
+    start = end + 1;
+    std::string digest = fs::path(path).parent_path().filename().string();
+    // The only blob over 2 KiB that came from the extra layout is skiff/corrupt:1's layer.
+    if (fs::exists(infra->dir / "extra/blobs/sha256" / digest)) {
+      std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(100);
+      f.write("CORRUPTED", 9);
+      corrupted = digest;
+    }
+  }
+  ASSERT_FALSE(corrupted.empty());
+  auto reply = Ensure(Image("corrupt"));
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error_code(), "DigestMismatch");
+  EXPECT_FALSE(blobs->Has("sha256:" + corrupted));
+  EXPECT_TRUE(cache->List().empty());
+}
+
+TEST_F(RealRegistryTest, HostileLayerIsRejected) {
+  auto reply = Ensure(Image("hostile"));
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error_code(), "UnsafeLayer");
+  EXPECT_NE(reply.error_message().find("leaves the layer"), std::string::npos) << reply.error_message();
+  EXPECT_FALSE(fs::exists("/tmp/skiff-hostile-escape"));
+  EXPECT_EQ(sink.kinds.back(), "failed");
+}
+
+TEST_F(RealRegistryTest, PasswordProtectedRegistry) {
+  const std::string image = "127.0.0.1:" + infra->auth_port + "/private/hello:1";
+  auto anonymous = Ensure(image);
+  EXPECT_FALSE(anonymous.ok());
+  EXPECT_EQ(anonymous.error_code(), "RegistryUnauthorized");
+  auto wrong = Ensure(image, "skiff", "wrong");
+  EXPECT_EQ(wrong.error_code(), "RegistryUnauthorized");
+  auto right = Ensure(image, "skiff", "s3cret");
+  EXPECT_TRUE(right.ok()) << right.error_message();
+}
+
+TEST_F(RealRegistryTest, UnknownImageTagAndRegistryDown) {
+  EXPECT_EQ(Ensure(infra->registry + "/skiff/nope:1").error_code(), "ImageNotFound");
+  EXPECT_EQ(Ensure(infra->registry + "/skiff/hello:nope").error_code(), "ImageNotFound");
+  EXPECT_EQ(Ensure("127.0.0.1:1/skiff/hello:1").error_code(), "RegistryUnavailable");
+}
+
+TEST_F(RealRegistryTest, GarbageCollectionEvictsInLruOrder) {
+  std::map<std::string, std::string> digest_of;
+  for (const char* name : {"hello", "httpd", "sleeper"}) {
+    auto reply = Ensure(Image(name));
+    ASSERT_TRUE(reply.ok());
+    digest_of[name] = reply.image().manifest_digest();
+    clock += std::chrono::seconds(10);
+  }
+  ASSERT_TRUE(Ensure(Image("hello")).ok());  // hello becomes the most recently used
+  ImageCacheOptions options;
+  options.max_cache_bytes = 0;
+  Open(options);
+  auto evicted = cache->CollectGarbage();
+  EXPECT_EQ(evicted, (std::vector<std::string>{digest_of["httpd"], digest_of["sleeper"], digest_of["hello"]}));
+  EXPECT_TRUE(cache->List().empty());
+  EXPECT_TRUE(fs::is_empty(root / "layers"));
+}
+
+TEST_F(RealRegistryTest, OverlayRootfsMounts) {
+  ASSERT_TRUE(Ensure(Image("httpd")).ok());
+  OverlayMounter mounter;
+  auto rootfs = cache->MountRootfs(Image("httpd"), "it-container", mounter);
+  ASSERT_FALSE(ErrorOf(rootfs)) << ErrorOf(rootfs)->message;
+  const std::string path = std::get<std::string>(rootfs);
+  EXPECT_TRUE(fs::exists(path + "/www/index.html"));
+  std::ofstream(path + "/written-by-container") << "x";  // goes to the container's upper dir
+  EXPECT_TRUE(fs::exists(root / "containers/it-container/upper/written-by-container"));
+  EXPECT_FALSE(cache->UnmountRootfs("it-container", mounter));
+  EXPECT_FALSE(fs::exists(path));
+}
+
+}  // namespace
+}  // namespace skiff::imagecache
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  skiff::imagecache::infra = new skiff::imagecache::Infra;
+  ::testing::AddGlobalTestEnvironment(skiff::imagecache::infra);
+  return RUN_ALL_TESTS();
+}
