@@ -4,14 +4,17 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
+#include "skiff/bus/nats_bus.h"
 #include "skiff/imagecache/image_cache.h"
 
 namespace skiff::imagecache {
@@ -264,6 +267,95 @@ TEST_F(RealRegistryTest, OverlayRootfsMounts) {
   EXPECT_TRUE(fs::exists(root / "containers/it-container/upper/written-by-container"));
   EXPECT_FALSE(cache->UnmountRootfs("it-container", mounter));
   EXPECT_FALSE(fs::exists(path));
+}
+
+// The service binary over real NATS: ensure with progress events on JetStream, list, pre-pull,
+// rootfs mount and release.
+TEST(ImageCacheServiceTest, ServesRequestsOverNats) {
+  const fs::path root = infra->dir / "service-cache";
+  const std::string nats_url = infra->values["NATS_URL"];
+  const std::string prepulled = infra->registry + "/skiff/sleeper:1";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setenv("SKIFF_BUS_URL", nats_url.c_str(), 1);
+    ::setenv("SKIFF_IMAGECACHE_ROOT", root.c_str(), 1);
+    ::setenv("SKIFF_IMAGECACHE_NODE_ID", "it-node", 1);
+    ::setenv("SKIFF_IMAGECACHE_PREPULL", prepulled.c_str(), 1);
+    ::setenv("SKIFF_LOG_LEVEL", "warn", 1);
+    ::execl(SKIFF_IMAGECACHE_BIN, SKIFF_IMAGECACHE_BIN, "serve", nullptr);
+    ::_exit(127);
+  }
+  bus::NatsBus bus(nats_url, "imagecache-it");
+  bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.image.>", "imagecache-it");
+
+  auto request = [&](const std::string& verb, const google::protobuf::Message& message) {
+    std::optional<std::string> reply;
+    for (int i = 0; i < 100 && !reply; ++i) {  // until the service is up
+      reply = bus.Request("skiff.imagecache.it-node." + verb, message.SerializeAsString(), std::chrono::seconds(60));
+      if (!reply) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return reply.value_or("");
+  };
+  v1::EnsureImageRequest ensure;
+  ensure.set_image(infra->registry + "/skiff/httpd:1");
+  ensure.set_holder("group-1/web");
+  ensure.set_causation_id("it-causation");
+  v1::EnsureImageReply ensured;
+  ASSERT_TRUE(ensured.ParseFromString(request("ensure", ensure)));
+  ASSERT_TRUE(ensured.ok()) << ensured.error_message();
+  EXPECT_EQ(ensured.image().config().config().cmd(0), "/bin/httpd");
+
+  v1::MountRootfsRequest mount;
+  mount.set_image(ensure.image());
+  mount.set_container_id("group-1_web");
+  v1::MountRootfsReply mounted;
+  ASSERT_TRUE(mounted.ParseFromString(request("mount", mount)));
+  ASSERT_TRUE(mounted.ok()) << mounted.error_message();
+  EXPECT_TRUE(fs::exists(mounted.rootfs() + "/www/index.html"));
+  v1::MountRootfsReply unmounted;
+  ASSERT_TRUE(unmounted.ParseFromString(request("unmount", mount)));
+  EXPECT_TRUE(unmounted.ok());
+
+  // Pulling and Pulled events for the ensure, with its causation id.
+  std::vector<std::string> kinds;
+  for (int i = 0; i < 20 && std::find(kinds.begin(), kinds.end(), "skiff.events.image.pulled") == kinds.end(); ++i) {
+    for (auto& message : consumer->Fetch(50, std::chrono::milliseconds(500))) {
+      v1::ImageEvent event;
+      event.ParseFromString(message.Data());
+      if (event.causation_id() == "it-causation") kinds.push_back(message.Subject());
+      message.Ack();
+    }
+  }
+  ASSERT_FALSE(kinds.empty());
+  EXPECT_EQ(kinds.front(), "skiff.events.image.pulling");
+  EXPECT_EQ(kinds.back(), "skiff.events.image.pulled");
+
+  // The configured image was pre-pulled at start; the list shows both, for any node.
+  v1::ListImagesReply listed;
+  for (int i = 0; i < 50; ++i) {
+    v1::ListImagesRequest list_request;
+    auto reply = bus.Request("skiff.imagecache.list", list_request.SerializeAsString(), std::chrono::seconds(5));
+    ASSERT_TRUE(reply);
+    listed.ParseFromString(*reply);
+    if (listed.images_size() == 2) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  std::set<std::string> references;
+  for (const auto& image : listed.images()) references.insert(image.reference());
+  EXPECT_EQ(references, (std::set<std::string>{prepulled, ensure.image()}));
+
+  v1::ReleaseImageRequest release;
+  release.set_image(ensure.image());
+  release.set_holder("group-1/web");
+  v1::ReleaseImageReply released;
+  ASSERT_TRUE(released.ParseFromString(request("release", release)));
+  EXPECT_TRUE(released.ok());
+
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
 }
 
 }  // namespace
