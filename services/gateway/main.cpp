@@ -12,6 +12,7 @@
 #include "skiff/gateway/cached_group_store.h"
 #include "skiff/gateway/group_api.h"
 #include "skiff/gateway/https_server.h"
+#include "skiff/gateway/nats_image_catalog.h"
 #include "skiff/gateway/pg_group_store.h"
 #include "skiff/log/log.h"
 #include "skiff/store/migrations.h"
@@ -72,6 +73,8 @@ int Serve(const config::Config& cfg) {
   gateway::SystemClock clock;
   gateway::GroupApi api(group_store, clock, secrets, ApiOptions(cfg), [] { return crypto::NewUuid(); });
   api.OnEventWritten([&relay] { relay.Notify(); });
+  gateway::NatsImageCatalog image_catalog(bus, std::chrono::milliseconds(cfg.GetInt("gateway.image_catalog_timeout_ms", 2000)));
+  api.SetImageCatalog(&image_catalog);
 
   gateway::HttpsServerOptions server_options;
   std::string listen = cfg.GetString("gateway.listen", "127.0.0.1:8443");

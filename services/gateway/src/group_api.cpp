@@ -168,6 +168,8 @@ HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) 
     case RouteKind::kOperationStatus:
     case RouteKind::kOperationResult:
       return GetOperation(request, route);
+    case RouteKind::kCachedImages:
+      return ListCachedImages(route);
   }
   return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
 }
@@ -387,6 +389,27 @@ HttpResponse GroupApi::ListGroups(const HttpRequest& request, const Route& route
     std::string path = request.target.substr(0, request.target.find('?'));
     result.set_next_link(BaseUrl(request) + path + "?api-version=" + PercentEncode(route.Query("api-version")) +
                          "&$skipToken=" + EncodeCursor({Lower(last.resource_group), Lower(last.name)}));
+  }
+  return Json(200, ToJson(result));
+}
+
+HttpResponse GroupApi::ListCachedImages(const Route& route) {
+  bool known_location = false;
+  for (const auto& location : options_.limits.locations) known_location |= boost::iequals(location, route.location);
+  if (!known_location) {
+    return ErrorResponse({ErrorKind::kInvalidLocation, "The location '" + route.location + "' is not available.", ""});
+  }
+  auto images = image_catalog_ ? image_catalog_->CachedImages() : std::nullopt;
+  if (!images) {
+    return ErrorResponse({ErrorKind::kStoreUnavailable, "No image cache answered; retry later.", ""});
+  }
+  ci::CachedImagesListResult result;
+  std::set<std::string> seen;
+  for (const auto& entry : *images) {
+    if (!seen.insert(entry.image).second) continue;
+    auto* item = result.add_value();
+    item->set_image(entry.image);
+    item->set_os_type(entry.os_type);
   }
   return Json(200, ToJson(result));
 }

@@ -140,6 +140,12 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
       if (method != "GET") return NotAllowed(method, "GET");
       return route;
     }
+    if (n == 7 && Is(segments[4], "locations") && Is(segments[6], "cachedImages")) {
+      route.kind = RouteKind::kCachedImages;
+      route.location = segments[5];
+      if (method != "GET") return NotAllowed(method, "GET");
+      return route;
+    }
     if (n == 8 && Is(segments[4], "locations") && (Is(segments[6], "operations") || Is(segments[6], "operationResults"))) {
       route.kind = Is(segments[6], "operations") ? RouteKind::kOperationStatus : RouteKind::kOperationResult;
       route.location = segments[5];

@@ -230,6 +230,31 @@ TEST_F(GroupApiTest, BadInputGetsArmErrors) {
   EXPECT_TRUE(store_.outbox.empty());
 }
 
+class FixedCatalog : public ImageCatalog {
+ public:
+  std::optional<std::vector<Entry>> CachedImages() override { return entries; }
+  std::optional<std::vector<Entry>> entries;
+};
+
+TEST_F(GroupApiTest, CachedImagesFromTheCatalog) {
+  const std::string path = "/subscriptions/" + kSub + "/providers/Microsoft.ContainerInstance/locations/local/cachedImages";
+  EXPECT_EQ(Call("GET", path).status, 503);  // no imagecache answered
+  FixedCatalog catalog;
+  api_->SetImageCatalog(&catalog);
+  EXPECT_EQ(Call("GET", path).status, 503);
+  catalog.entries = std::vector<ImageCatalog::Entry>{{"docker.io/library/nginx:latest", "Linux"},
+                                                     {"docker.io/library/nginx:latest", "Linux"},
+                                                     {"127.0.0.1:5000/skiff/hello:1", "Linux"}};
+  HttpResponse listed = Call("GET", path);
+  ASSERT_EQ(listed.status, 200);
+  EXPECT_EQ(listed.body,
+            R"({"value":[{"osType":"Linux","image":"docker.io/library/nginx:latest"},{"osType":"Linux","image":"127.0.0.1:5000/skiff/hello:1"}]})");
+  EXPECT_EQ(Code(Call("GET", "/subscriptions/" + kSub + "/providers/Microsoft.ContainerInstance/locations/mars/cachedImages")),
+            "LocationNotAvailableForResourceType");
+  EXPECT_EQ(Call("GET", "/subscriptions/" + kOtherSub + "/providers/Microsoft.ContainerInstance/locations/local/cachedImages").status,
+            404);
+}
+
 TEST_F(GroupApiTest, StoreOutageIs503NotACrash) {
   ASSERT_EQ(Call("PUT", GroupPath("web"), ReadTestData("aci_minimal.json")).status, 201);  // warms the token cache
   store_.down = true;

@@ -21,6 +21,18 @@ class SecretBox;
 
 namespace skiff::gateway {
 
+// Which images the nodes keep cached (answered by the imagecache service). nullopt: nobody
+// answered in time.
+class ImageCatalog {
+ public:
+  struct Entry {
+    std::string image;
+    std::string os_type;
+  };
+  virtual ~ImageCatalog() = default;
+  virtual std::optional<std::vector<Entry>> CachedImages() = 0;
+};
+
 struct GroupApiOptions {
   std::set<std::string> api_versions{"2023-05-01", "2022-10-01-preview"};
   int page_size = 100;
@@ -39,6 +51,8 @@ class GroupApi {
 
   HttpResponse Handle(const HttpRequest& request);
 
+  void SetImageCatalog(ImageCatalog* catalog) { image_catalog_ = catalog; }
+
   // Called after a transaction that wrote an event commits (wakes the outbox relay).
   void OnEventWritten(std::function<void()> callback) { on_event_written_ = std::move(callback); }
 
@@ -50,6 +64,7 @@ class GroupApi {
   HttpResponse PatchGroup(const HttpRequest& request, const Route& route);
   HttpResponse ListGroups(const HttpRequest& request, const Route& route);
   HttpResponse GetOperation(const HttpRequest& request, const Route& route);
+  HttpResponse ListCachedImages(const Route& route);
 
   std::optional<std::string> Authenticate(const HttpRequest& request, ApiError* error);
   std::string BaseUrl(const HttpRequest& request) const;
@@ -64,6 +79,7 @@ class GroupApi {
   GroupApiOptions options_;
   std::function<std::string()> new_id_;
   std::function<void()> on_event_written_;
+  ImageCatalog* image_catalog_ = nullptr;
 
   struct CachedToken {
     std::string subscription_id;

@@ -14,6 +14,7 @@ enum class RouteKind {
   kGroupsInSubscription,   // /subscriptions/{s}/providers/Microsoft.ContainerInstance/containerGroups
   kOperationStatus,        // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/operations/{id}
   kOperationResult,        // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/operationResults/{id}
+  kCachedImages,           // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/cachedImages
 };
 
 struct Route {

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <chrono>
+
+#include "skiff/gateway/group_api.h"
+
+namespace skiff::bus {
+class NatsBus;
+}
+
+namespace skiff::gateway {
+
+// ImageCatalog over NATS: asks any imagecache (subject skiff.imagecache.list).
+class NatsImageCatalog : public ImageCatalog {
+ public:
+  NatsImageCatalog(bus::NatsBus& bus, std::chrono::milliseconds timeout) : bus_(bus), timeout_(timeout) {}
+  std::optional<std::vector<Entry>> CachedImages() override;
+
+ private:
+  bus::NatsBus& bus_;
+  std::chrono::milliseconds timeout_;
+};
+
+}  // namespace skiff::gateway
