@@ -158,7 +158,7 @@ v1::EnsureImageReply ImageCache::Ensure(const v1::EnsureImageRequest& request) {
   const auto started = std::chrono::steady_clock::now();
 
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     if (auto cached = FindLocked(*ref)) {
       // A cached image needs no network at all (tags are not re-resolved: pin a digest to update).
       v1::ImageRecord& record = images_[cached->manifest_digest()];
@@ -171,9 +171,10 @@ v1::EnsureImageReply ImageCache::Ensure(const v1::EnsureImageRequest& request) {
       reply.set_ok(true);
       reply.set_cache_hit(true);
       *reply.mutable_image() = InfoOf(record, normalised);
+      lock.unlock();  // events go out without holding up other ensures
       Emit(request.image(), request.causation_id(), [&](v1::ImageEvent& e) {
-        e.mutable_pulled()->set_manifest_digest(record.manifest_digest());
-        e.mutable_pulled()->set_size_bytes(record.size_bytes());
+        e.mutable_pulled()->set_manifest_digest(reply.image().manifest_digest());
+        e.mutable_pulled()->set_size_bytes(reply.image().size_bytes());
         e.mutable_pulled()->set_cache_hit(true);
       });
       return reply;
@@ -193,18 +194,21 @@ v1::EnsureImageReply ImageCache::Ensure(const v1::EnsureImageRequest& request) {
   auto result = image_flights_.Do(
       normalised, [&] { return Pull(*ref, credential_ptr, request.causation_id()); }, &shared);
   if (auto* error = ErrorOf(result)) return fail(*error);
-  std::lock_guard lock(mutex_);
-  v1::ImageRecord& record = images_[std::get<v1::ImageRecord>(result).manifest_digest()];
-  if (!request.holder().empty() &&
-      std::find(record.holders().begin(), record.holders().end(), request.holder()) == record.holders().end()) {
-    record.add_holders(request.holder());
+  {
+    std::lock_guard lock(mutex_);
+    v1::ImageRecord& record = images_[std::get<v1::ImageRecord>(result).manifest_digest()];
+    if (!request.holder().empty() &&
+        std::find(record.holders().begin(), record.holders().end(), request.holder()) == record.holders().end()) {
+      record.add_holders(request.holder());
+    }
+    *record.mutable_last_used() = ToTimestamp(now_());
+    SaveRecord(record);
+    reply.set_ok(true);
+    reply.set_cache_hit(shared);
+    *reply.mutable_image() = InfoOf(record, normalised);
   }
-  *record.mutable_last_used() = ToTimestamp(now_());
-  SaveRecord(record);
-  reply.set_ok(true);
-  reply.set_cache_hit(shared);
-  *reply.mutable_image() = InfoOf(record, normalised);
   if (!shared) {
+    const v1::ImageInfo& record = reply.image();
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     Emit(request.image(), request.causation_id(), [&](v1::ImageEvent& e) {
       e.mutable_pulled()->set_manifest_digest(record.manifest_digest());

@@ -114,11 +114,15 @@ TEST_F(UnpackTest, RejectsTooManyFilesAndGarbage) {
   EXPECT_EQ(ErrorOf(garbage)->code, "UnsafeLayer");
 }
 
-TEST_F(UnpackTest, UncompressedLayersToo) {
+TEST_F(UnpackTest, UncompressedAndZstdLayersToo) {
   std::string blob = (dir / "plain.tar").string();
   std::ofstream(blob, std::ios::binary) << MakeTar({{"a", 'f', "plain"}}, false);
   ASSERT_FALSE(ErrorOf(UnpackLayer(blob, (dir / "plain").string(), {})));
   EXPECT_EQ(Read(dir / "plain/a"), "plain");
+  std::string zstd_blob = (dir / "z.tar.zst").string();
+  std::ofstream(zstd_blob, std::ios::binary) << MakeTar({{"z", 'f', "zstd"}}, false, true);
+  ASSERT_FALSE(ErrorOf(UnpackLayer(zstd_blob, (dir / "z").string(), {})));
+  EXPECT_EQ(Read(dir / "z/z"), "zstd");
 }
 
 }  // namespace

@@ -21,10 +21,14 @@ struct TarEntry {
 };
 
 // A tar (optionally gzip-compressed) built with libarchive.
-inline std::string MakeTar(const std::vector<TarEntry>& entries, bool gzip = true) {
+inline std::string MakeTar(const std::vector<TarEntry>& entries, bool gzip = true, bool zstd = false) {
   archive* a = archive_write_new();
   archive_write_set_format_pax_restricted(a);
-  if (gzip) archive_write_add_filter_gzip(a);
+  if (zstd) {
+    archive_write_add_filter_zstd(a);
+  } else if (gzip) {
+    archive_write_add_filter_gzip(a);
+  }
   std::vector<char> buffer(1 << 22);
   size_t used = 0;
   archive_write_open_memory(a, buffer.data(), buffer.size(), &used);
