@@ -1,20 +1,16 @@
 // minimal_tls_server CERT KEY PORT THREADS: answers every request with a fixed small JSON body.
-#include <csignal>
 #include <iostream>
 #include <string>
 
 #include "skiff/gateway/https_server.h"
+#include "skiff/lifecycle/termination_signals.h"
 
 int main(int argc, char** argv) {
   if (argc != 5) {
     std::cerr << "usage: minimal_tls_server CERT KEY PORT THREADS\n";
     return 2;
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  skiff::lifecycle::TerminationSignals termination;  // before any thread starts
   skiff::gateway::HttpsServerOptions options;
   options.certificate_chain_file = argv[1];
   options.private_key_file = argv[2];
@@ -28,8 +24,7 @@ int main(int argc, char** argv) {
     return response;
   });
   server.Start();
-  int signal = 0;
-  sigwait(&signals, &signal);
+  termination.Wait();
   server.Stop(1);
   return 0;
 }

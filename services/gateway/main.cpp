@@ -2,7 +2,6 @@
 // the logic lives in gateway_core.
 #include <CLI/CLI.hpp>
 
-#include <csignal>
 #include <fstream>
 #include <iostream>
 
@@ -14,6 +13,7 @@
 #include "skiff/gateway/https_server.h"
 #include "skiff/gateway/nats_image_catalog.h"
 #include "skiff/gateway/pg_group_store.h"
+#include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/store/migrations.h"
 #include "skiff/store/outbox_relay.h"
@@ -50,12 +50,7 @@ int Migrate(store::ConnectionPool& pool) {
 }
 
 int Serve(const config::Config& cfg) {
-  // Signals are taken by sigwait below, so block them before any thread starts.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  lifecycle::TerminationSignals termination;  // before any thread starts
 
   store::ConnectionPool pool(cfg.Require("store.url"), static_cast<size_t>(cfg.GetInt("store.pool_size", 8)));
   Migrate(pool);
@@ -93,8 +88,7 @@ int Serve(const config::Config& cfg) {
     std::ofstream(*port_file) << server.BoundPort() << "\n";
   }
 
-  int signal = 0;
-  sigwait(&signals, &signal);
+  int signal = termination.Wait();
   spdlog::info("signal {}: shutting down", signal);
   server.Stop(5);
   relay.Stop();

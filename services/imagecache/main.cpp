@@ -4,13 +4,13 @@
 #include <google/protobuf/util/time_util.h>
 #include <unistd.h>
 
-#include <csignal>
 #include <iostream>
 
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/imagecache/image_cache.h"
+#include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 
 namespace {
@@ -81,11 +81,7 @@ bool ParseRequest(const std::string& data, Request* request) {
 }
 
 int Serve(const config::Config& cfg) {
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  lifecycle::TerminationSignals termination;  // before any thread starts
 
   const std::string node_id = NodeId(cfg);
   bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-imagecache-" + node_id);
@@ -170,8 +166,7 @@ int Serve(const config::Config& cfg) {
   });
   spdlog::info("imagecache {} serving {}*", node_id, prefix);
 
-  int signal = 0;
-  sigwait(&signals, &signal);
+  int signal = termination.Wait();
   spdlog::info("signal {}: shutting down", signal);
   prepull.join();
   node_server.reset();
