@@ -151,21 +151,35 @@ TEST_F(RealRegistryTest, PullsAndUnpacksARunnableRootfs) {
   EXPECT_EQ(reply.image().config().config().cmd(2), "echo hello from skiff");
 }
 
+// A registry that is down: every request fails as a refused connection would.
+class DownRegistry : public HttpClient {
+ public:
+  HttpResult Get(const Url&, const std::vector<std::pair<std::string, std::string>>&, const BodySink*) override {
+    ++calls;
+    HttpResult result;
+    result.error = "connection refused";
+    return result;
+  }
+  std::atomic<int> calls{0};
+};
+
 TEST_F(RealRegistryTest, CacheHitNeedsNoRegistry) {
   ASSERT_TRUE(Ensure(Image("sleeper")).ok());
-  int before = http.TotalGets();
-  // Point the cache at a client whose registry is unreachable: the cached image still resolves.
-  BeastHttpClient dead;
-  RegistryClient dead_client(dead, {});
-  ImageCache offline(dead_client, *blobs, {root.string()}, sink, "it-node", [this] { return clock; },
-                     [](const std::string& s) { return s; });
   cache.reset();
+  // A restarted cache whose registry is down still serves the image, without trying the network.
+  DownRegistry down;
+  RegistryClient down_client(down, {});
+  ImageCache offline(down_client, *blobs, {root.string()}, sink, "it-node", [this] { return clock; },
+                     [](const std::string& s) { return s; });
   v1::EnsureImageRequest request;
   request.set_image(Image("sleeper"));
   auto reply = offline.Ensure(request);
   EXPECT_TRUE(reply.ok());
   EXPECT_TRUE(reply.cache_hit());
-  EXPECT_EQ(http.TotalGets(), before);
+  EXPECT_EQ(down.calls, 0);
+  request.set_image(Image("hello"));  // not cached: the outage is reported
+  EXPECT_EQ(offline.Ensure(request).error_code(), "RegistryUnavailable");
+  EXPECT_EQ(down.calls, 1);
 }
 
 TEST_F(RealRegistryTest, SharedLayersAreFetchedAndStoredOnce) {
