@@ -1,0 +1,62 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skiff/node/v1/runtime_spec.pb.h"
+#include "skiff/oci/process.h"
+
+namespace skiff::node {
+
+// A volume prepared on the host, to bind into a container.
+struct VolumeBind {
+  std::string source;       // host path
+  std::string destination;  // path in the container
+  bool read_only = false;
+};
+
+// Everything needed to write one container's config.json. Sizes follow ACI: the limit when
+// given, else the request.
+struct ContainerLaunch {
+  std::string group_id;
+  std::string container_name;
+  std::string hostname;             // the group's name, as ACI sets it
+  oci::Process process;             // image defaults merged with the container's command/env
+  uint32_t uid = 0;
+  uint32_t gid = 0;
+  double cpu = 1.0;                 // cores
+  double memory_gb = 1.0;
+  int64_t pids_limit = 4096;
+  std::string rootfs;               // overlayfs mount of the image
+  std::string network_namespace;    // /var/run/netns/<sandbox>: shared by the group's containers
+  std::string hosts_file;           // host files bound at /etc/hosts and /etc/resolv.conf
+  std::string resolv_file;
+  std::vector<VolumeBind> volumes;
+  bool terminal = false;
+  uint64_t open_files_limit = 1048576;  // RLIMIT_NOFILE; the runtime caps it at its own hard limit
+};
+
+constexpr int64_t kCpuPeriodMicros = 100000;
+
+// The container's cgroup path: /skiff/<group>/<container>, so the group's usage sums up.
+std::string CgroupPath(const std::string& group_id, const std::string& container);
+
+// Docker's default capability set: what a hardened container keeps.
+const std::vector<std::string>& DefaultCapabilities();
+
+// config.json for runc, hardened by default: no privileges, Docker's default capabilities,
+// noNewPrivileges, `seccomp` (Docker-equivalent denylist from config), masked and read-only
+// /proc and /sys paths, read-only cgroupfs, pids limit, no host devices, own PID/IPC/UTS/mount
+// namespaces and the group's network namespace.
+v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccomp& seccomp);
+
+// Resolves the image's `user` ("uid", "uid:gid", "name", "name:group") against the rootfs'
+// /etc/passwd and /etc/group. nullopt when a name is unknown.
+std::optional<std::pair<uint32_t, uint32_t>> ResolveUser(const std::string& user, const std::string& rootfs);
+
+// Parses a seccomp profile (OCI JSON, as in infra/seccomp/default.json).
+std::optional<v1::Seccomp> ParseSeccompProfile(const std::string& json);
+
+}  // namespace skiff::node

@@ -1,0 +1,79 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skiff/node/bundle.h"
+
+namespace skiff::node {
+
+struct SandboxSpec {
+  std::string id;          // group id
+  std::string hostname;    // the group's name
+  std::vector<std::string> nameservers{"127.0.0.53"};
+};
+
+struct ContainerExit {
+  int exit_code = 0;
+  std::string finished_at;  // RFC 3339
+  bool oom_killed = false;
+};
+
+// A group = one sandbox holding its containers (shared network namespace, volumes, lifecycle),
+// as an ACI container group or a Kubernetes pod. RuncRuntime implements it with runc; the
+// microVM runtime (issue 9) will implement it with a VM per sandbox. Errors are returned as text.
+class SandboxRuntime {
+ public:
+  virtual ~SandboxRuntime() = default;
+  virtual std::optional<std::string> CreateSandbox(const SandboxSpec& spec) = 0;
+  // Starts the container and returns at once; it runs on after this process exits.
+  virtual std::optional<std::string> StartContainer(const std::string& sandbox_id, const ContainerLaunch& launch) = 0;
+  virtual bool IsRunning(const std::string& sandbox_id, const std::string& container) = 0;
+  // nullopt while the container runs (or never ran).
+  virtual std::optional<ContainerExit> ExitOf(const std::string& sandbox_id, const std::string& container) = 0;
+  virtual std::optional<std::string> Signal(const std::string& sandbox_id, const std::string& container, int signal) = 0;
+  // Forgets an exited container's run state (its log stays until the sandbox is deleted).
+  virtual std::optional<std::string> RemoveContainer(const std::string& sandbox_id, const std::string& container) = 0;
+  virtual std::optional<std::string> DeleteSandbox(const std::string& sandbox_id) = 0;
+  virtual std::string LogPath(const std::string& sandbox_id, const std::string& container) = 0;
+  // Directory for the sandbox's volumes (emptyDir, secrets).
+  virtual std::string VolumeDir(const std::string& sandbox_id) = 0;
+  virtual std::string NetworkNamespace(const std::string& sandbox_id) = 0;
+};
+
+struct RuncRuntimeOptions {
+  std::string root;           // node state: sandboxes/<id>/…, runc/ (runc --root)
+  std::string runc = "runc";
+  std::string shim_binary;    // this program; started as `<shim_binary> shim …`
+  v1::Seccomp seccomp;
+  int64_t log_max_bytes = 10 * 1024 * 1024;
+  int log_files = 3;
+};
+
+class RuncRuntime : public SandboxRuntime {
+ public:
+  explicit RuncRuntime(RuncRuntimeOptions options);
+  std::optional<std::string> CreateSandbox(const SandboxSpec& spec) override;
+  std::optional<std::string> StartContainer(const std::string& sandbox_id, const ContainerLaunch& launch) override;
+  bool IsRunning(const std::string& sandbox_id, const std::string& container) override;
+  std::optional<ContainerExit> ExitOf(const std::string& sandbox_id, const std::string& container) override;
+  std::optional<std::string> Signal(const std::string& sandbox_id, const std::string& container, int signal) override;
+  std::optional<std::string> RemoveContainer(const std::string& sandbox_id, const std::string& container) override;
+  std::optional<std::string> DeleteSandbox(const std::string& sandbox_id) override;
+  std::string LogPath(const std::string& sandbox_id, const std::string& container) override;
+  std::string VolumeDir(const std::string& sandbox_id) override;
+  std::string NetworkNamespace(const std::string& sandbox_id) override;
+
+  std::string RuncId(const std::string& sandbox_id, const std::string& container) const;
+
+ private:
+  std::string SandboxDir(const std::string& sandbox_id) const;
+  std::string ContainerDir(const std::string& sandbox_id, const std::string& container) const;
+  RuncRuntimeOptions options_;
+};
+
+// Runs a program and waits; returns its exit status and combined output.
+int RunProgram(const std::vector<std::string>& args, std::string* output = nullptr);
+
+}  // namespace skiff::node

@@ -1,0 +1,205 @@
+#include "skiff/node/sandbox_runtime.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "skiff/node/shim.h"
+
+#include <google/protobuf/util/json_util.h>
+
+namespace skiff::node {
+namespace fs = std::filesystem;
+
+int RunProgram(const std::vector<std::string>& args, std::string* output) {
+  int pipe_fds[2];
+  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::dup2(pipe_fds[1], 1);
+    ::dup2(pipe_fds[1], 2);
+    std::vector<char*> argv;
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::close(pipe_fds[1]);
+  std::string collected;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) collected.append(buffer, static_cast<size_t>(n));
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (output) *output = collected;
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+RuncRuntime::RuncRuntime(RuncRuntimeOptions options) : options_(std::move(options)) {
+  fs::create_directories(options_.root + "/sandboxes");
+  fs::create_directories(options_.root + "/runc");
+}
+
+std::string RuncRuntime::SandboxDir(const std::string& id) const { return options_.root + "/sandboxes/" + id; }
+std::string RuncRuntime::ContainerDir(const std::string& id, const std::string& c) const {
+  return SandboxDir(id) + "/containers/" + c;
+}
+std::string RuncRuntime::RuncId(const std::string& id, const std::string& c) const { return id + "." + c; }
+std::string RuncRuntime::LogPath(const std::string& id, const std::string& c) { return ContainerDir(id, c) + "/log"; }
+std::string RuncRuntime::VolumeDir(const std::string& id) { return SandboxDir(id) + "/volumes"; }
+std::string RuncRuntime::NetworkNamespace(const std::string& id) { return "/var/run/netns/skiff-" + id; }
+
+std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
+  const std::string dir = SandboxDir(spec.id);
+  fs::create_directories(dir + "/containers");
+  fs::create_directories(VolumeDir(spec.id));
+  // The group's network namespace; the network service attaches interfaces to it (issue 5).
+  if (!fs::exists(NetworkNamespace(spec.id))) {
+    std::string output;
+    if (RunProgram({"ip", "netns", "add", "skiff-" + spec.id}, &output) != 0) return "ip netns add: " + output;
+    if (RunProgram({"ip", "-n", "skiff-" + spec.id, "link", "set", "lo", "up"}, &output) != 0) {
+      return "ip link set lo up: " + output;
+    }
+  }
+  std::ofstream(dir + "/hosts") << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t"
+                                << spec.hostname << "\n";
+  std::ofstream resolv(dir + "/resolv.conf");
+  for (const auto& ns : spec.nameservers) resolv << "nameserver " << ns << "\n";
+  return std::nullopt;
+}
+
+std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbox_id, const ContainerLaunch& input) {
+  const std::string dir = ContainerDir(sandbox_id, input.container_name);
+  const std::string state = dir + "/state";
+  fs::remove_all(state);  // a restart starts from a clean run state; the log continues
+  fs::create_directories(dir + "/bundle");
+  fs::create_directories(state);
+  ContainerLaunch launch = input;
+  launch.network_namespace = NetworkNamespace(sandbox_id);
+  // A container may not raise RLIMIT_NOFILE past the node's own hard limit.
+  rlimit nofile{};
+  if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
+    launch.open_files_limit = std::min<uint64_t>(launch.open_files_limit, nofile.rlim_max);
+  }
+  if (launch.hosts_file.empty()) launch.hosts_file = SandboxDir(sandbox_id) + "/hosts";
+  if (launch.resolv_file.empty()) launch.resolv_file = SandboxDir(sandbox_id) + "/resolv.conf";
+  v1::RuntimeSpec spec = BuildRuntimeSpec(launch, options_.seccomp);
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
+  std::ofstream(dir + "/bundle/config.json") << json;
+
+  std::vector<std::string> args{options_.shim_binary,
+                                "shim",
+                                "--runc", options_.runc,
+                                "--runc-root", options_.root + "/runc",
+                                "--id", RuncId(sandbox_id, launch.container_name),
+                                "--bundle", dir + "/bundle",
+                                "--state", state,
+                                "--log", dir + "/log",
+                                "--log-max-bytes", std::to_string(options_.log_max_bytes),
+                                "--log-files", std::to_string(options_.log_files),
+                                "--memory-cgroup", "/sys/fs/cgroup/memory" + CgroupPath(sandbox_id, launch.container_name)};
+  // Double fork + setsid: the shim is nobody's child here and survives this process.
+  pid_t pid = ::fork();
+  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
+  if (pid == 0) {
+    ::setsid();
+    if (::fork() != 0) ::_exit(0);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    int shim_log = ::open((dir + "/shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+    ::dup2(shim_log, 1);
+    ::dup2(shim_log, 2);
+    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  ::waitpid(pid, nullptr, 0);
+  // Wait until the shim has started runc, so callers can signal the container at once.
+  for (int i = 0; i < 200 && !fs::exists(state + "/started") && !fs::exists(state + "/exit"); ++i) {
+    ::usleep(10000);
+  }
+  if (!fs::exists(state + "/started")) return "the shim did not start (see " + dir + "/shim.log)";
+  // ...and until runc knows the container (or it already ended), so it can be signalled.
+  const std::string id = RuncId(sandbox_id, launch.container_name);
+  for (int i = 0; i < 500; ++i) {
+    if (fs::exists(state + "/exit")) break;
+    std::string output;
+    if (RunProgram({options_.runc, "--root", options_.root + "/runc", "state", id}, &output) == 0 &&
+        output.find("\"running\"") != std::string::npos) {
+      break;
+    }
+    ::usleep(10000);
+  }
+  return std::nullopt;
+}
+
+bool RuncRuntime::IsRunning(const std::string& sandbox_id, const std::string& container) {
+  const std::string state = ContainerDir(sandbox_id, container) + "/state";
+  if (fs::exists(state + "/exit") || !fs::exists(state + "/shim.pid")) return false;
+  std::ifstream in(state + "/shim.pid");
+  pid_t pid = 0;
+  in >> pid;
+  return pid > 0 && ::kill(pid, 0) == 0;
+}
+
+std::optional<ContainerExit> RuncRuntime::ExitOf(const std::string& sandbox_id, const std::string& container) {
+  std::ifstream in(ContainerDir(sandbox_id, container) + "/state/exit");
+  ContainerExit exit;
+  std::string oom;
+  if (!(in >> exit.exit_code >> exit.finished_at >> oom)) return std::nullopt;
+  exit.oom_killed = oom == "oom";
+  return exit;
+}
+
+std::optional<std::string> RuncRuntime::Signal(const std::string& sandbox_id, const std::string& container,
+                                               int signal) {
+  std::string output;
+  if (RunProgram({options_.runc, "--root", options_.root + "/runc", "kill", RuncId(sandbox_id, container),
+                  std::to_string(signal)},
+                 &output) != 0) {
+    return "runc kill: " + output;
+  }
+  return std::nullopt;
+}
+
+std::optional<std::string> RuncRuntime::RemoveContainer(const std::string& sandbox_id, const std::string& container) {
+  if (IsRunning(sandbox_id, container)) return "the container is still running";
+  std::error_code ec;
+  fs::remove_all(ContainerDir(sandbox_id, container) + "/state", ec);
+  fs::remove_all(ContainerDir(sandbox_id, container) + "/bundle", ec);
+  return std::nullopt;
+}
+
+std::optional<std::string> RuncRuntime::DeleteSandbox(const std::string& sandbox_id) {
+  const std::string dir = SandboxDir(sandbox_id);
+  if (fs::exists(dir + "/containers")) {
+    for (const auto& entry : fs::directory_iterator(dir + "/containers")) {
+      const std::string name = entry.path().filename().string();
+      if (IsRunning(sandbox_id, name)) {
+        Signal(sandbox_id, name, SIGKILL);
+        for (int i = 0; i < 500 && IsRunning(sandbox_id, name); ++i) ::usleep(10000);
+      }
+    }
+  }
+  std::string output;
+  if (fs::exists(NetworkNamespace(sandbox_id))) RunProgram({"ip", "netns", "del", "skiff-" + sandbox_id}, &output);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  if (ec) return "remove " + dir + ": " + ec.message();
+  return std::nullopt;
+}
+
+}  // namespace skiff::node
