@@ -1,0 +1,96 @@
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "skiff/node/restart_policy.h"
+#include "skiff/node/sandbox_runtime.h"
+
+namespace skiff::node {
+
+// A container's view, as ACI's instanceView shows it.
+struct ContainerStatus {
+  std::string state = "Waiting";  // Waiting | Running | Terminated
+  std::string detail;             // e.g. CrashLoopBackOff, OOMKilled, Completed, Error
+  int restart_count = 0;
+  std::optional<int> exit_code;
+  std::string start_time;
+  std::string finish_time;
+};
+
+struct SupervisorEvent {
+  std::string group_id;
+  std::string container;  // empty for group-level events
+  std::string name;       // Started, Killing, BackOff, OOMKilled, Terminated, ... (ACI's names)
+  std::string message;
+  std::string type;       // Normal | Warning
+};
+
+class SupervisorSink {
+ public:
+  virtual ~SupervisorSink() = default;
+  virtual void Event(const SupervisorEvent& event) = 0;
+  virtual void GroupStateChanged(const std::string& group_id, const std::string& state) = 0;
+};
+
+struct GroupPlan {
+  SandboxSpec sandbox;
+  RestartPolicy restart_policy = RestartPolicy::kAlways;
+  std::vector<ContainerLaunch> init_containers;  // run to completion, in order, first
+  std::vector<ContainerLaunch> containers;
+  RestartTracker::Options backoff;
+  std::chrono::milliseconds stop_grace{10000};
+};
+
+// Drives one group through its lifecycle on a SandboxRuntime: init containers in order, then
+// the app containers with the restart policy and back-off; stop with SIGTERM, a grace period,
+// then SIGKILL. A step function: Tick() looks at the runtime and the clock and acts, so it is
+// tested with a fake runtime and a fake clock, and re-adopts whatever the runtime already runs.
+class GroupSupervisor {
+ public:
+  using Clock = std::chrono::steady_clock;
+  GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, SupervisorSink& sink);
+
+  void Tick(Clock::time_point now);
+  void Stop(Clock::time_point now);
+  // Stops, then removes the sandbox when everything has exited. True once removed.
+  bool Deleted() const { return deleted_; }
+  void Delete(Clock::time_point now);
+
+  std::string State() const { return state_; }
+  const std::map<std::string, ContainerStatus>& Containers() const { return status_; }
+  const std::string& group_id() const { return plan_.sandbox.id; }
+
+ private:
+  enum class Phase { kCreate, kInit, kApps, kStopping, kStopped };
+  struct Track {
+    RestartTracker tracker;
+    std::optional<Clock::time_point> next_start;
+    bool running = false;
+  };
+
+  void Emit(const std::string& container, const std::string& name, const std::string& message, bool warning = false);
+  bool StartOne(const ContainerLaunch& launch, Clock::time_point now);
+  // Polls one running container; returns its exit when it ended now.
+  std::optional<ContainerExit> Reap(const std::string& name);
+  void UpdateState();
+
+  GroupPlan plan_;
+  SandboxRuntime& runtime_;
+  SupervisorSink& sink_;
+  Phase phase_ = Phase::kCreate;
+  size_t init_index_ = 0;
+  std::map<std::string, ContainerStatus> status_;
+  std::map<std::string, Track> tracks_;
+  std::optional<Clock::time_point> kill_at_;
+  bool delete_requested_ = false;
+  bool deleted_ = false;
+  bool failed_ = false;
+  bool stopped_by_user_ = false;
+  std::string state_ = "Pending";
+};
+
+}  // namespace skiff::node
