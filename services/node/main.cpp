@@ -1,17 +1,187 @@
-// skiff-node: runs container groups on this host. So far it provides the per-container shim
-// (`skiff-node shim …`) that the runc sandbox runtime starts; the NATS service that takes
-// groups from the scheduler is the rest of issue 4.
+// skiff-node: runs container groups on this host. `serve` takes groups over NATS and runs them
+// under runc; `shim` is the per-container supervisor the runtime starts (not run by hand).
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <fstream>
 #include <iostream>
+#include <sstream>
+#include <thread>
 
+#include "skiff/bus/nats_bus.h"
+#include "skiff/config/config.h"
+#include "skiff/crypto/crypto.h"
+#include "skiff/lifecycle/termination_signals.h"
+#include "skiff/log/log.h"
+#include "skiff/node/node_service.h"
 #include "skiff/node/shim.h"
+
+namespace {
+
+using namespace skiff;
+namespace icv1 = imagecache::v1;
+
+// The node's image cache, over NATS (skiff.imagecache.<node-id>.*).
+class NatsImageProvider : public node::ImageProvider {
+ public:
+  NatsImageProvider(bus::NatsBus& bus, std::string node_id) : bus_(bus), prefix_("skiff.imagecache." + node_id + ".") {}
+
+  icv1::EnsureImageReply Ensure(const icv1::EnsureImageRequest& request) override {
+    icv1::EnsureImageReply reply;
+    auto answer = bus_.Request(prefix_ + "ensure", request.SerializeAsString(), std::chrono::minutes(30));
+    if (!answer || !reply.ParseFromString(*answer)) {
+      reply.set_ok(false);
+      reply.set_error_code("ImageCacheUnavailable");
+      reply.set_error_message("The node's image cache did not answer.");
+    }
+    return reply;
+  }
+  icv1::MountRootfsReply Mount(const std::string& image, const std::string& container_id) override {
+    return Call("mount", image, container_id);
+  }
+  void Unmount(const std::string& image, const std::string& container_id) override {
+    Call("unmount", image, container_id);
+  }
+  void Release(const std::string& image, const std::string& holder) override {
+    icv1::ReleaseImageRequest request;
+    request.set_image(image);
+    request.set_holder(holder);
+    bus_.Request(prefix_ + "release", request.SerializeAsString(), std::chrono::seconds(10));
+  }
+
+ private:
+  icv1::MountRootfsReply Call(const std::string& verb, const std::string& image, const std::string& container_id) {
+    icv1::MountRootfsRequest request;
+    request.set_image(image);
+    request.set_container_id(container_id);
+    icv1::MountRootfsReply reply;
+    auto answer = bus_.Request(prefix_ + verb, request.SerializeAsString(), std::chrono::seconds(30));
+    if (!answer || !reply.ParseFromString(*answer)) {
+      reply.set_ok(false);
+      reply.set_error_code("ImageCacheUnavailable");
+      reply.set_error_message("The node's image cache did not answer.");
+    }
+    return reply;
+  }
+  bus::NatsBus& bus_;
+  std::string prefix_;
+};
+
+// Container and group events on JetStream.
+class NatsNodeEvents : public node::NodeEventPublisher {
+ public:
+  explicit NatsNodeEvents(bus::NatsBus& bus) : bus_(bus) {}
+  void Publish(const node::v1::ContainerEvent& event) override {
+    std::string name = event.name();
+    std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
+    std::string subject = event.container().empty() ? "skiff.events.group." + (name == "statechanged" ? "state" : name)
+                                                    : "skiff.events.container." + name;
+    auto result = bus_.Publish(subject, event.event_id(), event.SerializeAsString());
+    if (!result.ok) spdlog::warn("event {} not published: {}", subject, result.error);
+  }
+
+ private:
+  bus::NatsBus& bus_;
+};
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+int Serve(const config::Config& cfg, const std::string& self) {
+  lifecycle::TerminationSignals termination;  // before any thread starts
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  node::NodeOptions options;
+  options.node_id = cfg.GetString("node.node_id", host);
+  options.zone = cfg.GetString("node.zone", "");
+  options.cpu_capacity = cfg.GetDouble("node.cpu", static_cast<double>(std::thread::hardware_concurrency()));
+  options.memory_gb_capacity = cfg.GetDouble("node.memory_gb", 4);
+  const std::string root = cfg.GetString("node.root", "/var/lib/skiff/node");
+  options.shares_root = cfg.GetString("node.shares_root", root + "/shares");
+  options.stop_grace = std::chrono::milliseconds(cfg.GetInt("node.stop_grace_ms", 10000));
+
+  node::RuncRuntimeOptions runtime_options;
+  runtime_options.root = root;
+  runtime_options.runc = cfg.GetString("node.runc", "runc");
+  runtime_options.shim_binary = self;
+  auto seccomp = node::ParseSeccompProfile(ReadFile(cfg.Require("node.seccomp_profile")));
+  if (!seccomp) throw std::runtime_error("node.seccomp_profile is not a valid seccomp profile");
+  runtime_options.seccomp = *seccomp;
+  node::RuncRuntime runtime(runtime_options);
+
+  std::shared_ptr<crypto::SecretBox> box;
+  if (auto key = cfg.Find("node.secret_key"); key && !key->empty()) {
+    box = std::make_shared<crypto::SecretBox>(crypto::SecretBox::FromBase64Key(*key));
+  }
+  auto open_secret = [box](const std::string& value) -> std::optional<std::string> {
+    if (!crypto::SecretBox::IsSealed(value)) return value;
+    if (!box) return std::nullopt;
+    return box->Open(value);
+  };
+
+  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-node-" + options.node_id);
+  bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+  NatsImageProvider images(bus, options.node_id);
+  NatsNodeEvents events(bus);
+  node::NodeService service(runtime, images, events, open_secret, options);
+
+  auto server = bus.Serve("skiff.node." + options.node_id + ".*", "node-" + options.node_id,
+                          [&](const std::string& subject, const std::string& data) -> std::string {
+                            const std::string verb = subject.substr(subject.rfind('.') + 1);
+                            if (verb == "run") {
+                              node::v1::RunGroupRequest request;
+                              if (!request.ParseFromString(data)) return {};
+                              return service.Run(request).SerializeAsString();
+                            }
+                            node::v1::GroupCommandRequest request;
+                            if (!request.ParseFromString(data)) return {};
+                            if (verb == "stop") return service.Stop(request.group().group_id()).SerializeAsString();
+                            if (verb == "delete") return service.Delete(request.group().group_id()).SerializeAsString();
+                            node::v1::NodeCommandReply unknown;
+                            unknown.set_error_code("UnknownCommand");
+                            return unknown.SerializeAsString();
+                          },
+                          static_cast<int>(cfg.GetInt("node.workers", 8)));
+
+  std::atomic<bool> stopping{false};
+  std::thread ticker([&] {
+    auto next_heartbeat = std::chrono::steady_clock::now();
+    while (!stopping) {
+      auto now = std::chrono::steady_clock::now();
+      service.Tick(now);
+      if (now >= next_heartbeat) {
+        bus.PublishCore("skiff.node.heartbeat", service.Heartbeat().SerializeAsString());
+        next_heartbeat = now + std::chrono::milliseconds(cfg.GetInt("node.heartbeat_ms", 2000));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  spdlog::info("node {} serving skiff.node.{}.*", options.node_id, options.node_id);
+  int signal = termination.Wait();
+  spdlog::info("signal {}: shutting down (containers keep running under their shims)", signal);
+  stopping = true;
+  ticker.join();
+  server.reset();
+  bus.Drain(std::chrono::seconds(5));
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"skiff-node: runs Skiff container groups on this host"};
-  app.require_subcommand(1, 1);
+  std::string config_file;
+  app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
+  app.require_subcommand(0, 1);
+  app.add_subcommand("serve", "Run groups for the scheduler over NATS (the default)");
   auto* shim = app.add_subcommand("shim", "Supervise one container (started by the node, not by hand)");
-  skiff::node::ShimOptions options;
+  node::ShimOptions options;
   shim->add_option("--runc", options.runc, "runc binary");
   shim->add_option("--runc-root", options.runc_root, "runc state root");
   shim->add_option("--id", options.container_id, "runc container id")->required();
@@ -22,6 +192,15 @@ int main(int argc, char** argv) {
   shim->add_option("--log-files", options.log_files, "rotated log files kept");
   shim->add_option("--memory-cgroup", options.memory_cgroup, "cgroup v1 memory directory, for OOM kills");
   CLI11_PARSE(app, argc, argv);
-  if (shim->parsed()) return skiff::node::RunShim(options);
-  return 0;
+  if (shim->parsed()) return node::RunShim(options);
+  try {
+    config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
+    log::Init("node", cfg.GetString("log.level", "info"));
+    char self[4096] = {};
+    ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+    return Serve(cfg, n > 0 ? std::string(self, static_cast<size_t>(n)) : argv[0]);
+  } catch (const std::exception& e) {
+    std::cerr << "skiff-node: " << e.what() << "\n";
+    return 1;
+  }
 }

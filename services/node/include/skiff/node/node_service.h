@@ -1,0 +1,86 @@
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "skiff/imagecache/v1/imagecache.pb.h"
+#include "skiff/node/group_supervisor.h"
+#include "skiff/node/v1/node.pb.h"
+
+namespace skiff::node {
+
+// The node's view of the image cache (NATS requests to skiff.imagecache.<node>.* in the service).
+class ImageProvider {
+ public:
+  virtual ~ImageProvider() = default;
+  virtual imagecache::v1::EnsureImageReply Ensure(const imagecache::v1::EnsureImageRequest& request) = 0;
+  virtual imagecache::v1::MountRootfsReply Mount(const std::string& image, const std::string& container_id) = 0;
+  virtual void Unmount(const std::string& image, const std::string& container_id) = 0;
+  virtual void Release(const std::string& image, const std::string& holder) = 0;
+};
+
+class NodeEventPublisher {
+ public:
+  virtual ~NodeEventPublisher() = default;
+  virtual void Publish(const v1::ContainerEvent& event) = 0;
+};
+
+struct NodeOptions {
+  std::string node_id;
+  std::string zone;
+  double cpu_capacity = 2;
+  double memory_gb_capacity = 4;
+  std::string shares_root;  // named persistent shares (the azureFile equivalent): <root>/<account>/<share>
+  RestartTracker::Options backoff;
+  std::chrono::milliseconds stop_grace{10000};
+};
+
+// Turns groups from the scheduler into running sandboxes: ensures and mounts images, opens
+// secrets (only here), prepares volumes, merges image defaults with each container's command
+// and environment, and supervises the group. Events and state changes go to the publisher.
+class NodeService : public SupervisorSink {
+ public:
+  using SecretOpener = std::function<std::optional<std::string>(const std::string& value)>;
+  NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events, SecretOpener open_secret,
+              NodeOptions options);
+
+  v1::NodeCommandReply Run(const v1::RunGroupRequest& request);
+  v1::NodeCommandReply Stop(const std::string& group_id);
+  v1::NodeCommandReply Delete(const std::string& group_id);
+  void Tick(GroupSupervisor::Clock::time_point now);
+  v1::NodeHeartbeat Heartbeat();
+  std::optional<std::string> GroupState(const std::string& group_id);
+
+  // SupervisorSink
+  void Event(const SupervisorEvent& event) override;
+  void GroupStateChanged(const std::string& group_id, const std::string& state) override;
+
+ private:
+  struct Group {
+    events::v1::GroupRef ref;
+    containerinstance::v1::ContainerGroup spec;
+    std::unique_ptr<GroupSupervisor> supervisor;
+    std::vector<std::pair<std::string, std::string>> mounts;  // (image, container id) to unmount
+    double cpu = 0, memory_gb = 0;
+  };
+  void Publish(const events::v1::GroupRef& ref, const std::string& container, const std::string& name,
+               const std::string& message, const std::string& type, const std::string& state);
+  std::optional<std::string> Prepare(Group& group, GroupPlan* plan);
+  void Cleanup(Group& group);
+
+  SandboxRuntime& runtime_;
+  ImageProvider& images_;
+  NodeEventPublisher& events_;
+  SecretOpener open_secret_;
+  NodeOptions options_;
+  std::mutex mutex_;
+  std::map<std::string, Group> groups_;
+};
+
+// Writes a secret volume: each file base64-decoded, mode 0400, in `dir`. Error text on failure.
+std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files);
+
+}  // namespace skiff::node

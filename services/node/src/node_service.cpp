@@ -1,0 +1,335 @@
+#include "skiff/node/node_service.h"
+
+#include <google/protobuf/util/time_util.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "skiff/crypto/crypto.h"
+#include "skiff/oci/process.h"
+
+namespace skiff::node {
+namespace fs = std::filesystem;
+namespace ci = containerinstance::v1;
+
+std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return "cannot create " + dir + ": " + ec.message();
+  ::chmod(dir.c_str(), 0500);
+  for (const auto& [name, content] : files) {
+    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
+      return "invalid secret file name '" + name + "'";
+    }
+    auto decoded = crypto::Base64Decode(content);
+    if (!decoded) return "secret file '" + name + "' is not base64";
+    const std::string path = dir + "/" + name;
+    ::chmod(dir.c_str(), 0700);
+    {
+      std::ofstream out(path, std::ios::binary | std::ios::trunc);
+      out << *decoded;
+    }
+    ::chmod(path.c_str(), 0400);
+    ::chmod(dir.c_str(), 0500);
+  }
+  return std::nullopt;
+}
+
+NodeService::NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events,
+                         SecretOpener open_secret, NodeOptions options)
+    : runtime_(runtime), images_(images), events_(events), open_secret_(std::move(open_secret)),
+      options_(std::move(options)) {}
+
+void NodeService::Publish(const events::v1::GroupRef& ref, const std::string& container, const std::string& name,
+                          const std::string& message, const std::string& type, const std::string& state) {
+  v1::ContainerEvent event;
+  event.set_event_id(crypto::NewUuid());
+  *event.mutable_occurred_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  event.set_node_id(options_.node_id);
+  *event.mutable_group() = ref;
+  event.set_container(container);
+  event.set_name(name);
+  event.set_message(message);
+  event.set_type(type);
+  event.set_group_state(state);
+  events_.Publish(event);
+}
+
+void NodeService::Event(const SupervisorEvent& e) {
+  // Called from Tick with mutex_ held.
+  auto it = groups_.find(e.group_id);
+  if (it == groups_.end()) return;
+  Publish(it->second.ref, e.container, e.name, e.message, e.type,
+          it->second.supervisor ? it->second.supervisor->State() : "Pending");
+}
+
+void NodeService::GroupStateChanged(const std::string& group_id, const std::string& state) {
+  auto it = groups_.find(group_id);
+  if (it == groups_.end()) return;
+  Publish(it->second.ref, "", "StateChanged", "The group is " + state, "Normal", state);
+}
+
+std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
+  const auto& props = group.spec.properties();
+  const std::string& group_id = group.ref.group_id();
+  plan->sandbox.id = group_id;
+  plan->sandbox.hostname = group.ref.name();
+  plan->restart_policy = ParseRestartPolicy(props.restart_policy());
+  plan->backoff = options_.backoff;
+  plan->stop_grace = options_.stop_grace;
+  if (auto error = runtime_.CreateSandbox(plan->sandbox)) return "SandboxFailed: " + *error;
+
+  // Volumes, prepared once per group and shared by its containers.
+  std::map<std::string, std::string> volume_paths;
+  const std::string volume_root = runtime_.VolumeDir(group_id);
+  for (const auto& volume : props.volumes()) {
+    const std::string path = volume_root + "/" + volume.name();
+    if (volume.has_empty_dir()) {
+      fs::create_directories(path);
+    } else if (volume.secret_size() > 0) {
+      std::map<std::string, std::string> files;
+      for (const auto& [name, sealed] : volume.secret()) {
+        auto opened = open_secret_(sealed);
+        if (!opened) return "SecretUnavailable: the secret volume '" + volume.name() + "' cannot be decrypted on this node";
+        files[name] = *opened;
+      }
+      if (auto error = WriteSecretVolume(path, files)) return "VolumeFailed: " + *error;
+    } else if (volume.has_git_repo()) {
+      std::string output;
+      std::vector<std::string> args{"git", "clone", "--quiet", volume.git_repo().repository(), path};
+      if (RunProgram(args, &output) != 0) return "VolumeFailed: git clone of " + volume.git_repo().repository() + ": " + output;
+      if (!volume.git_repo().revision().empty() &&
+          RunProgram({"git", "-C", path, "checkout", "--quiet", volume.git_repo().revision()}, &output) != 0) {
+        return "VolumeFailed: git checkout " + volume.git_repo().revision() + ": " + output;
+      }
+      if (!volume.git_repo().directory().empty() && volume.git_repo().directory() != ".") {
+        volume_paths[volume.name()] = path + "/" + volume.git_repo().directory();
+        continue;
+      }
+    } else if (volume.has_azure_file()) {
+      // The node's share store stands in for an Azure file share: it persists across groups.
+      const std::string share = options_.shares_root + "/" + volume.azure_file().storage_account_name() + "/" +
+                                volume.azure_file().share_name();
+      fs::create_directories(share);
+      volume_paths[volume.name()] = share;
+      continue;
+    }
+    volume_paths[volume.name()] = path;
+  }
+
+  auto build = [&](const std::string& name, const std::string& image, const google::protobuf::RepeatedPtrField<std::string>& command,
+                   const google::protobuf::RepeatedPtrField<ci::EnvironmentVariable>& env,
+                   const google::protobuf::RepeatedPtrField<ci::VolumeMount>& mounts, const ci::ResourceRequirements* resources,
+                   ContainerLaunch* launch) -> std::optional<std::string> {
+    imagecache::v1::EnsureImageRequest ensure;
+    ensure.set_image(image);
+    ensure.set_holder(group_id + "/" + name);
+    ensure.set_causation_id(group.ref.group_id());
+    for (const auto& cred : props.image_registry_credentials()) {
+      auto* c = ensure.add_credentials();
+      c->set_server(cred.server());
+      c->set_username(cred.username());
+      c->set_password(cred.password());
+    }
+    Publish(group.ref, name, "Pulling", "pulling image \"" + image + "\"", "Normal", "Pending");
+    auto ensured = images_.Ensure(ensure);
+    if (!ensured.ok()) return ensured.error_code() + ": " + ensured.error_message();
+    Publish(group.ref, name, "Pulled", "Successfully pulled image \"" + image + "\"", "Normal", "Pending");
+    const std::string container_id = group_id + "_" + name;
+    auto mounted = images_.Mount(image, container_id);
+    if (!mounted.ok()) return mounted.error_code() + ": " + mounted.error_message();
+    group.mounts.emplace_back(image, container_id);
+
+    const auto& config = ensured.image().config().config();
+    oci::ImageProcessDefaults defaults{{config.entrypoint().begin(), config.entrypoint().end()},
+                                       {config.cmd().begin(), config.cmd().end()},
+                                       {config.env().begin(), config.env().end()},
+                                       config.working_dir(),
+                                       config.user()};
+    std::vector<std::pair<std::string, std::string>> variables;
+    for (const auto& var : env) {
+      if (var.has_secure_value()) {
+        auto opened = open_secret_(var.secure_value());
+        if (!opened) return "SecretUnavailable: the secure value of " + var.name() + " cannot be decrypted on this node";
+        variables.emplace_back(var.name(), *opened);
+      } else {
+        variables.emplace_back(var.name(), var.value());
+      }
+    }
+    auto process = oci::MergeProcess(defaults, {command.begin(), command.end()}, variables);
+    if (!process) {
+      return "NoCommand: the image " + image + " has no entrypoint or command, and container " + name + " sets none";
+    }
+    launch->group_id = group_id;
+    launch->container_name = name;
+    launch->hostname = group.ref.name();
+    launch->process = *process;
+    launch->rootfs = mounted.rootfs();
+    auto user = ResolveUser(process->user, launch->rootfs);
+    if (!user) return "UnknownUser: the image's user '" + process->user + "' is not in its /etc/passwd";
+    launch->uid = user->first;
+    launch->gid = user->second;
+    if (resources) {
+      const auto& requests = resources->requests();
+      const auto& limits = resources->limits();
+      launch->cpu = limits.has_cpu() ? limits.cpu() : requests.cpu();
+      launch->memory_gb = limits.has_memory_in_gb() ? limits.memory_in_gb() : requests.memory_in_gb();
+      group.cpu += requests.cpu();
+      group.memory_gb += requests.memory_in_gb();
+    } else {
+      launch->cpu = 0.1;  // init containers use the group's resources; ACI gives them no request
+      launch->memory_gb = 0.25;
+    }
+    for (const auto& mount : mounts) {
+      auto it = volume_paths.find(mount.name());
+      if (it == volume_paths.end()) return "VolumeFailed: no volume named " + mount.name();
+      bool read_only = mount.read_only();
+      for (const auto& volume : props.volumes()) {
+        if (volume.name() == mount.name() && volume.secret_size() > 0) read_only = true;
+      }
+      launch->volumes.push_back({it->second, mount.mount_path(), read_only});
+    }
+    return std::nullopt;
+  };
+
+  for (const auto& init : props.init_containers()) {
+    ContainerLaunch launch;
+    if (auto error = build(init.name(), init.properties().image(), init.properties().command(),
+                           init.properties().environment_variables(), init.properties().volume_mounts(), nullptr,
+                           &launch)) {
+      return error;
+    }
+    plan->init_containers.push_back(std::move(launch));
+  }
+  for (const auto& container : props.containers()) {
+    ContainerLaunch launch;
+    const auto& p = container.properties();
+    if (auto error = build(container.name(), p.image(), p.command(), p.environment_variables(), p.volume_mounts(),
+                           &p.resources(), &launch)) {
+      return error;
+    }
+    plan->containers.push_back(std::move(launch));
+  }
+  return std::nullopt;
+}
+
+v1::NodeCommandReply NodeService::Run(const v1::RunGroupRequest& request) {
+  v1::NodeCommandReply reply;
+  const std::string group_id = request.group().group_id();
+  if (!crypto::IsUuid(group_id)) {
+    reply.set_error_code("InvalidRequest");
+    reply.set_error_message("The group id must be a UUID.");
+    return reply;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (groups_.count(group_id)) {  // idempotent: the group already runs here
+      reply.set_ok(true);
+      return reply;
+    }
+    Group& group = groups_[group_id];
+    group.ref = request.group();
+    group.spec = request.spec();
+  }
+  // Pulls can take long: prepare without holding the lock.
+  Group prepared;
+  {
+    std::lock_guard lock(mutex_);
+    prepared.ref = groups_[group_id].ref;
+    prepared.spec = groups_[group_id].spec;
+  }
+  GroupPlan plan;
+  auto error = Prepare(prepared, &plan);
+  std::lock_guard lock(mutex_);
+  Group& group = groups_[group_id];
+  group.mounts = prepared.mounts;
+  group.cpu = prepared.cpu;
+  group.memory_gb = prepared.memory_gb;
+  if (error) {
+    std::string code = error->substr(0, error->find(':'));
+    Publish(group.ref, "", "Failed", *error, "Warning", "Failed");
+    Cleanup(group);
+    groups_.erase(group_id);
+    reply.set_error_code(code);
+    reply.set_error_message(*error);
+    return reply;
+  }
+  group.supervisor = std::make_unique<GroupSupervisor>(std::move(plan), runtime_, *this);
+  group.supervisor->Tick(GroupSupervisor::Clock::now());
+  reply.set_ok(true);
+  return reply;
+}
+
+void NodeService::Cleanup(Group& group) {
+  for (const auto& [image, container_id] : group.mounts) images_.Unmount(image, container_id);
+  for (const auto& [image, container_id] : group.mounts) {
+    images_.Release(image, group.ref.group_id() + "/" + container_id.substr(container_id.find('_') + 1));
+  }
+  group.mounts.clear();
+  runtime_.DeleteSandbox(group.ref.group_id());
+}
+
+v1::NodeCommandReply NodeService::Stop(const std::string& group_id) {
+  v1::NodeCommandReply reply;
+  std::lock_guard lock(mutex_);
+  auto it = groups_.find(group_id);
+  if (it == groups_.end() || !it->second.supervisor) {
+    reply.set_error_code("GroupNotFound");
+    reply.set_error_message("The group " + group_id + " does not run on this node.");
+    return reply;
+  }
+  it->second.supervisor->Stop(GroupSupervisor::Clock::now());
+  reply.set_ok(true);
+  return reply;
+}
+
+v1::NodeCommandReply NodeService::Delete(const std::string& group_id) {
+  v1::NodeCommandReply reply;
+  std::lock_guard lock(mutex_);
+  auto it = groups_.find(group_id);
+  reply.set_ok(true);  // deleting what is not here is done already
+  if (it == groups_.end() || !it->second.supervisor) return reply;
+  it->second.supervisor->Delete(GroupSupervisor::Clock::now());
+  return reply;
+}
+
+void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  for (auto it = groups_.begin(); it != groups_.end();) {
+    auto& group = it->second;
+    if (group.supervisor) group.supervisor->Tick(now);
+    if (group.supervisor && group.supervisor->Deleted()) {
+      Cleanup(group);
+      Publish(group.ref, "", "Deleted", "The group was removed from node " + options_.node_id, "Normal", "Deleted");
+      it = groups_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+v1::NodeHeartbeat NodeService::Heartbeat() {
+  std::lock_guard lock(mutex_);
+  v1::NodeHeartbeat heartbeat;
+  heartbeat.set_node_id(options_.node_id);
+  heartbeat.set_zone(options_.zone);
+  heartbeat.set_cpu_capacity(options_.cpu_capacity);
+  heartbeat.set_memory_gb_capacity(options_.memory_gb_capacity);
+  for (const auto& [id, group] : groups_) {
+    heartbeat.add_group_ids(id);
+    heartbeat.set_cpu_allocated(heartbeat.cpu_allocated() + group.cpu);
+    heartbeat.set_memory_gb_allocated(heartbeat.memory_gb_allocated() + group.memory_gb);
+  }
+  *heartbeat.mutable_sent_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  return heartbeat;
+}
+
+std::optional<std::string> NodeService::GroupState(const std::string& group_id) {
+  std::lock_guard lock(mutex_);
+  auto it = groups_.find(group_id);
+  if (it == groups_.end() || !it->second.supervisor) return std::nullopt;
+  return it->second.supervisor->State();
+}
+
+}  // namespace skiff::node

@@ -1,0 +1,265 @@
+// The node service end to end over real NATS: skiff-node and skiff-imagecache processes, a
+// docker-registry with the busybox test images, runc. Groups go in as RunGroupRequests; what
+// comes out is checked on JetStream and on disk.
+#include <google/protobuf/util/json_util.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "skiff/bus/nats_bus.h"
+#include "skiff/crypto/crypto.h"
+#include "skiff/node/v1/node.pb.h"
+
+namespace skiff::node {
+namespace {
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+std::string Shell(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  char buffer[4096];
+  while (size_t n = std::fread(buffer, 1, sizeof buffer, pipe)) output.append(buffer, n);
+  if (::pclose(pipe) != 0) ADD_FAILURE() << command << ":\n" << output;
+  return output;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, const std::string& log) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+    FILE* out = std::fopen(log.c_str(), "w");
+    ::dup2(fileno(out), 1);
+    ::dup2(fileno(out), 2);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+class Stack : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    dir = fs::path("/tmp") / ("skiff-it-node-" + std::to_string(::getpid()));
+    Shell(std::string(SKIFF_SOURCE_DIR) + "/integration-tests/infra.sh start " + dir.string() + " --registry");
+    std::ifstream env(dir / "infra.env");
+    for (std::string line; std::getline(env, line);) values[line.substr(0, line.find('='))] = line.substr(line.find('=') + 1);
+    key = crypto::Base64Encode(crypto::RandomBytes(32));
+    std::map<std::string, std::string> common{{"SKIFF_BUS_URL", values["NATS_URL"]}, {"SKIFF_LOG_LEVEL", "warn"}};
+    auto cache_env = common;
+    cache_env["SKIFF_IMAGECACHE_ROOT"] = (dir / "imagecache").string();
+    cache_env["SKIFF_IMAGECACHE_NODE_ID"] = "it-node";
+    cache_env["SKIFF_IMAGECACHE_SECRET_KEY"] = key;
+    imagecache = Spawn({SKIFF_IMAGECACHE_BIN, "serve"}, cache_env, (dir / "imagecache.log").string());
+    auto node_env = common;
+    node_env["SKIFF_NODE_ROOT"] = (dir / "node").string();
+    node_env["SKIFF_NODE_NODE_ID"] = "it-node";
+    node_env["SKIFF_NODE_SECRET_KEY"] = key;
+    node_env["SKIFF_NODE_SECCOMP_PROFILE"] = std::string(SKIFF_SOURCE_DIR) + "/infra/seccomp/default.json";
+    node_env["SKIFF_NODE_STOP_GRACE_MS"] = "2000";
+    node_env["SKIFF_NODE_HEARTBEAT_MS"] = "200";
+    node = Spawn({SKIFF_NODE_BIN, "serve"}, node_env, (dir / "node.log").string());
+    bus = std::make_unique<bus::NatsBus>(values["NATS_URL"], "node-it");
+    bus->EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+  }
+  void TearDown() override {
+    for (pid_t pid : {node, imagecache}) {
+      ::kill(pid, SIGTERM);
+      ::waitpid(pid, nullptr, 0);
+    }
+    bus.reset();
+    Shell("umount -l " + (dir / "imagecache/containers").string() + "/*/rootfs 2>/dev/null; true");
+    Shell(std::string(SKIFF_SOURCE_DIR) + "/integration-tests/infra.sh stop " + dir.string());
+  }
+  fs::path dir;
+  std::map<std::string, std::string> values;
+  std::string key;
+  pid_t imagecache = 0, node = 0;
+  std::unique_ptr<bus::NatsBus> bus;
+};
+
+Stack* stack = nullptr;
+
+struct NodeServiceTest : ::testing::Test {
+  std::string group_id = crypto::NewUuid();
+  std::unique_ptr<bus::PullConsumer> events;
+  std::vector<v1::ContainerEvent> seen;
+
+  void SetUp() override {
+    events = stack->bus->PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "node-it-" + group_id.substr(0, 8));
+  }
+
+  v1::NodeCommandReply Send(const std::string& verb, const google::protobuf::Message& request) {
+    v1::NodeCommandReply reply;
+    for (int i = 0; i < 100; ++i) {
+      auto answer = stack->bus->Request("skiff.node.it-node." + verb, request.SerializeAsString(), 120s);
+      if (answer && reply.ParseFromString(*answer)) return reply;
+      std::this_thread::sleep_for(100ms);
+    }
+    ADD_FAILURE() << "no answer to " << verb;
+    return reply;
+  }
+
+  v1::NodeCommandReply Run(const std::string& json) {
+    v1::RunGroupRequest request;
+    request.mutable_group()->set_group_id(group_id);
+    request.mutable_group()->set_name("it-group");
+    request.mutable_group()->set_subscription_id("s");
+    request.mutable_group()->set_resource_group("rg");
+    EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, request.mutable_spec()).ok()) << json;
+    return Send("run", request);
+  }
+
+  v1::NodeCommandReply Command(const std::string& verb) {
+    v1::GroupCommandRequest request;
+    request.mutable_group()->set_group_id(group_id);
+    return Send(verb, request);
+  }
+
+  // Waits for an event of this group with `name` (and, for StateChanged, `state`).
+  bool WaitFor(const std::string& name, const std::string& state = "", std::chrono::seconds timeout = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    auto matches = [&](const v1::ContainerEvent& e) {
+      return e.name() == name && (state.empty() || e.group_state() == state);
+    };
+    for (const auto& e : seen) {
+      if (matches(e)) return true;
+    }
+    while (std::chrono::steady_clock::now() < deadline) {
+      bool found = false;
+      for (auto& message : events->Fetch(100, 300ms)) {  // record and ack the whole batch
+        v1::ContainerEvent event;
+        message.Ack();
+        if (!event.ParseFromString(message.Data()) || event.group().group_id() != group_id) continue;
+        seen.push_back(event);
+        found |= matches(event);
+      }
+      if (found) return true;
+    }
+    return false;
+  }
+
+  std::string LogOf(const std::string& container) {
+    return ReadFile((stack->dir / "node/sandboxes" / group_id / "containers" / container / "log").string());
+  }
+  std::string Image(const std::string& name) { return stack->values["REGISTRY"] + "/skiff/" + name + ":1"; }
+  std::string Seal(const std::string& plain) {
+    return crypto::SecretBox::FromBase64Key(stack->key).Seal(plain);
+  }
+};
+
+TEST_F(NodeServiceTest, RunsAGroupToCompletion) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"hello",
+    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  EXPECT_TRUE(WaitFor("Pulling"));
+  EXPECT_TRUE(WaitFor("Pulled"));
+  EXPECT_TRUE(WaitFor("Started"));
+  EXPECT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  EXPECT_NE(LogOf("hello").find("stdout hello from skiff"), std::string::npos) << LogOf("hello");
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
+  EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
+}
+
+TEST_F(NodeServiceTest, SecretsAreOpenedOnlyOnTheNode) {
+  const std::string token_b64 = crypto::Base64Encode("file-secret-42");
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never",
+    "volumes":[{"name":"creds","secret":{"token":")" + Seal(token_b64) + R"("}},{"name":"scratch","emptyDir":{}}],
+    "containers":[{"name":"app","properties":{"image":")" + Image("httpd") + R"(",
+      "command":["/bin/sh","-c","echo env=$API_KEY plain=$PLAIN; cat /secrets/token; echo; ls -l /secrets/token; echo x > /scratch/ok && echo scratch-ok"],
+      "environmentVariables":[{"name":"API_KEY","secureValue":")" + Seal("env-secret-7") + R"("},{"name":"PLAIN","value":"p"}],
+      "volumeMounts":[{"name":"creds","mountPath":"/secrets"},{"name":"scratch","mountPath":"/scratch"}],
+      "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  std::string log = LogOf("app");
+  EXPECT_NE(log.find("env=env-secret-7 plain=p"), std::string::npos) << log;
+  EXPECT_NE(log.find("file-secret-42"), std::string::npos) << log;
+  EXPECT_NE(log.find("-r--------"), std::string::npos) << log;
+  EXPECT_NE(log.find("scratch-ok"), std::string::npos) << log;
+  // No event carries the plain secrets.
+  for (const auto& e : seen) EXPECT_EQ(e.message().find("secret-"), std::string::npos) << e.message();
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, StopWithGraceThenDelete) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"sleeper",
+    "properties":{"image":")" + Image("sleeper") + R"(","resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  ASSERT_TRUE(Command("stop").ok());
+  EXPECT_TRUE(WaitFor("Killing"));
+  EXPECT_TRUE(WaitFor("StateChanged", "Stopped"));
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, MissingImageFailsWithAClearReason) {
+  auto reply = Run(R"({"location":"local","properties":{"containers":[{"name":"ghost","properties":{"image":")" +
+                   stack->values["REGISTRY"] + R"(/skiff/ghost:1","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error_code(), "ImageNotFound");
+  EXPECT_TRUE(WaitFor("Failed", "Failed"));
+  EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
+}
+
+TEST_F(NodeServiceTest, HeartbeatsReportCapacityAndGroups) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"sleeper",
+    "properties":{"image":")" + Image("sleeper") + R"(","resources":{"requests":{"cpu":0.25,"memoryInGB":0.5}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  // Heartbeats are core NATS: listen through a request-server on the heartbeat subject.
+  std::mutex mutex;
+  std::vector<v1::NodeHeartbeat> beats;
+  auto listener = stack->bus->Serve("skiff.node.heartbeat", "it-heartbeats", [&](const std::string&, const std::string& data) {
+    v1::NodeHeartbeat beat;
+    if (beat.ParseFromString(data)) {
+      std::lock_guard lock(mutex);
+      beats.push_back(beat);
+    }
+    return std::string();
+  }, 1);
+  bool found = false;
+  for (int i = 0; i < 50 && !found; ++i) {
+    std::this_thread::sleep_for(100ms);
+    std::lock_guard lock(mutex);
+    for (const auto& beat : beats) {
+      for (const auto& id : beat.group_ids()) {
+        if (id == group_id) {
+          found = true;
+          EXPECT_EQ(beat.node_id(), "it-node");
+          EXPECT_GE(beat.memory_gb_allocated(), 0.5);
+          EXPECT_GT(beat.cpu_capacity(), 0);
+        }
+      }
+    }
+  }
+  EXPECT_TRUE(found);
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+}  // namespace
+}  // namespace skiff::node
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  skiff::node::stack = new skiff::node::Stack;
+  ::testing::AddGlobalTestEnvironment(skiff::node::stack);
+  return RUN_ALL_TESTS();
+}
