@@ -105,6 +105,7 @@ int Serve(const config::Config& cfg, const std::string& self) {
   const std::string root = cfg.GetString("node.root", "/var/lib/skiff/node");
   options.shares_root = cfg.GetString("node.shares_root", root + "/shares");
   options.stop_grace = std::chrono::milliseconds(cfg.GetInt("node.stop_grace_ms", 10000));
+  options.state_dir = root;
 
   node::RuncRuntimeOptions runtime_options;
   runtime_options.root = root;
@@ -142,12 +143,16 @@ int Serve(const config::Config& cfg, const std::string& self) {
                             node::v1::GroupCommandRequest request;
                             if (!request.ParseFromString(data)) return {};
                             if (verb == "stop") return service.Stop(request.group().group_id()).SerializeAsString();
+                            if (verb == "start") return service.Start(request.group().group_id()).SerializeAsString();
                             if (verb == "delete") return service.Delete(request.group().group_id()).SerializeAsString();
                             node::v1::NodeCommandReply unknown;
                             unknown.set_error_code("UnknownCommand");
                             return unknown.SerializeAsString();
                           },
                           static_cast<int>(cfg.GetInt("node.workers", 8)));
+
+  int restored = service.Restore();
+  if (restored > 0) spdlog::info("re-adopted {} groups from before the restart", restored);
 
   std::atomic<bool> stopping{false};
   std::thread ticker([&] {

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
@@ -43,6 +44,12 @@ std::optional<std::string> OverlayMounter::Mount(const std::vector<std::string>&
     return std::string("mount overlay at ") + target + ": " + std::strerror(errno);
   }
   return std::nullopt;
+}
+
+bool OverlayMounter::IsMounted(const std::string& target) {
+  struct stat here {}, parent {};
+  if (::stat(target.c_str(), &here) != 0 || ::stat((target + "/..").c_str(), &parent) != 0) return false;
+  return here.st_dev != parent.st_dev;
 }
 
 std::optional<std::string> OverlayMounter::Unmount(const std::string& target) {
@@ -510,6 +517,7 @@ PullResult<std::string> ImageCache::MountRootfs(const std::string& image, const 
   fs::create_directories(base + "/work");
   fs::create_directories(base + "/rootfs");
   if (lower.empty()) return PullError{"UnsupportedManifest", "The image " + image + " has no layers."};
+  if (mounter.IsMounted(base + "/rootfs")) return base + "/rootfs";  // already lent (node restart)
   if (auto error = mounter.Mount(lower, base + "/upper", base + "/work", base + "/rootfs")) {
     return PullError{"CacheIoError", *error};
   }

@@ -41,8 +41,10 @@ class RecordingMounter : public RootfsMounter {
   }
   std::optional<std::string> Unmount(const std::string& target) override {
     unmounted = target;
+    mounted.clear();
     return std::nullopt;
   }
+  bool IsMounted(const std::string& target) override { return !mounted.empty() && mounted == target; }
   std::vector<std::string> lower_dirs;
   std::string mounted, unmounted;
 };
@@ -217,6 +219,9 @@ TEST_F(ImageCacheTest, RootfsUsesLayersTopFirst) {
   ASSERT_FALSE(ErrorOf(rootfs));
   EXPECT_EQ(mounter.lower_dirs, (std::vector<std::string>{reply.image().layer_dirs(1), reply.image().layer_dirs(0)}));
   EXPECT_EQ(std::get<std::string>(rootfs), (root / "containers/grp-1_web/rootfs").string());
+  mounter.lower_dirs.clear();
+  EXPECT_FALSE(ErrorOf(cache->MountRootfs("registry.test/app:1", "grp-1_web", mounter)));  // idempotent
+  EXPECT_TRUE(mounter.lower_dirs.empty());
   EXPECT_TRUE(ErrorOf(cache->MountRootfs("registry.test/app:1", "../escape", mounter)));
   EXPECT_EQ(ErrorOf(cache->MountRootfs("registry.test/none:1", "x", mounter))->code, "ImageNotCached");
   EXPECT_FALSE(cache->UnmountRootfs("grp-1_web", mounter));

@@ -14,7 +14,7 @@ GroupSupervisor::GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, Superv
                                      : plan_.restart_policy;
     for (const auto& launch : *list) {
       status_[launch.container_name] = ContainerStatus{};
-      tracks_.emplace(launch.container_name, Track{RestartTracker(policy, plan_.backoff), std::nullopt, false});
+      tracks_.emplace(launch.container_name, Track{RestartTracker(policy, plan_.backoff), std::nullopt, false, false});
     }
   }
 }
@@ -28,10 +28,16 @@ bool GroupSupervisor::StartOne(const ContainerLaunch& launch, Clock::time_point 
   const std::string& name = launch.container_name;
   auto& status = status_[name];
   auto& track = tracks_.at(name);
-  if (runtime_.IsRunning(plan_.sandbox.id, name)) {  // re-adopted after a node restart
-    track.running = true;
-    status.state = "Running";
-    return true;
+  const bool first_look = !track.seen_once;
+  track.seen_once = true;
+  if (first_look && plan_.adopt_existing) {
+    // First look after a node restart: a container that still runs, or that ended while the
+    // node was away, is adopted rather than started again.
+    if (runtime_.IsRunning(plan_.sandbox.id, name) || runtime_.ExitOf(plan_.sandbox.id, name)) {
+      track.running = true;
+      status.state = "Running";
+      return true;
+    }
   }
   runtime_.RemoveContainer(plan_.sandbox.id, name);
   if (auto error = runtime_.StartContainer(plan_.sandbox.id, launch)) {

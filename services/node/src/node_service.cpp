@@ -97,6 +97,12 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
       if (auto error = WriteSecretVolume(path, files)) return "VolumeFailed: " + *error;
     } else if (volume.has_git_repo()) {
       std::string output;
+      if (fs::exists(path + "/.git")) {  // cloned before a node restart
+        volume_paths[volume.name()] = volume.git_repo().directory().empty() || volume.git_repo().directory() == "."
+                                          ? path
+                                          : path + "/" + volume.git_repo().directory();
+        continue;
+      }
       std::vector<std::string> args{"git", "clone", "--quiet", volume.git_repo().repository(), path};
       if (RunProgram(args, &output) != 0) return "VolumeFailed: git clone of " + volume.git_repo().repository() + ": " + output;
       if (!volume.git_repo().revision().empty() &&
@@ -214,6 +220,44 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   return std::nullopt;
 }
 
+void NodeService::Persist(const Group& group) {
+  if (options_.state_dir.empty()) return;
+  fs::create_directories(options_.state_dir + "/groups");
+  v1::RunGroupRequest record;
+  *record.mutable_group() = group.ref;
+  *record.mutable_spec() = group.spec;  // secrets stay sealed on disk
+  const std::string path = options_.state_dir + "/groups/" + group.ref.group_id() + ".pb";
+  {
+    std::ofstream out(path + ".tmp", std::ios::binary | std::ios::trunc);
+    record.SerializeToOstream(&out);
+  }
+  fs::rename(path + ".tmp", path);
+}
+
+void NodeService::Forget(const std::string& group_id) {
+  if (options_.state_dir.empty()) return;
+  std::error_code ec;
+  fs::remove(options_.state_dir + "/groups/" + group_id + ".pb", ec);
+}
+
+// Prepares the group (outside the lock: pulls can take long) and hands it to a supervisor.
+std::optional<std::string> NodeService::Launch(Group& group, bool adopt_existing) {
+  Group prepared;
+  prepared.ref = group.ref;
+  prepared.spec = group.spec;
+  GroupPlan plan;
+  auto error = Prepare(prepared, &plan);
+  plan.adopt_existing = adopt_existing;
+  std::lock_guard lock(mutex_);
+  group.mounts = prepared.mounts;
+  group.cpu = prepared.cpu;
+  group.memory_gb = prepared.memory_gb;
+  if (error) return error;
+  group.supervisor = std::make_unique<GroupSupervisor>(std::move(plan), runtime_, *this);
+  group.supervisor->Tick(GroupSupervisor::Clock::now());
+  return std::nullopt;
+}
+
 v1::NodeCommandReply NodeService::Run(const v1::RunGroupRequest& request) {
   v1::NodeCommandReply reply;
   const std::string group_id = request.group().group_id();
@@ -222,43 +266,82 @@ v1::NodeCommandReply NodeService::Run(const v1::RunGroupRequest& request) {
     reply.set_error_message("The group id must be a UUID.");
     return reply;
   }
+  Group* group = nullptr;
   {
     std::lock_guard lock(mutex_);
     if (groups_.count(group_id)) {  // idempotent: the group already runs here
       reply.set_ok(true);
       return reply;
     }
-    Group& group = groups_[group_id];
-    group.ref = request.group();
-    group.spec = request.spec();
+    group = &groups_[group_id];  // std::map nodes stay put
+    group->ref = request.group();
+    group->spec = request.spec();
   }
-  // Pulls can take long: prepare without holding the lock.
-  Group prepared;
-  {
+  Persist(*group);
+  if (auto error = Launch(*group, false)) {
     std::lock_guard lock(mutex_);
-    prepared.ref = groups_[group_id].ref;
-    prepared.spec = groups_[group_id].spec;
-  }
-  GroupPlan plan;
-  auto error = Prepare(prepared, &plan);
-  std::lock_guard lock(mutex_);
-  Group& group = groups_[group_id];
-  group.mounts = prepared.mounts;
-  group.cpu = prepared.cpu;
-  group.memory_gb = prepared.memory_gb;
-  if (error) {
     std::string code = error->substr(0, error->find(':'));
-    Publish(group.ref, "", "Failed", *error, "Warning", "Failed");
-    Cleanup(group);
+    Publish(group->ref, "", "Failed", *error, "Warning", "Failed");
+    Cleanup(*group);
+    Forget(group_id);
     groups_.erase(group_id);
     reply.set_error_code(code);
     reply.set_error_message(*error);
     return reply;
   }
-  group.supervisor = std::make_unique<GroupSupervisor>(std::move(plan), runtime_, *this);
-  group.supervisor->Tick(GroupSupervisor::Clock::now());
   reply.set_ok(true);
   return reply;
+}
+
+v1::NodeCommandReply NodeService::Start(const std::string& group_id) {
+  v1::NodeCommandReply reply;
+  Group* group = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = groups_.find(group_id);
+    if (it == groups_.end() || !it->second.supervisor) {
+      reply.set_error_code("GroupNotFound");
+      reply.set_error_message("The group " + group_id + " is not on this node.");
+      return reply;
+    }
+    if (it->second.supervisor->State() != "Stopped") {
+      reply.set_ok(true);  // already started
+      return reply;
+    }
+    group = &it->second;
+    group->supervisor.reset();
+  }
+  if (auto error = Launch(*group, false)) {
+    reply.set_error_code(error->substr(0, error->find(':')));
+    reply.set_error_message(*error);
+    return reply;
+  }
+  reply.set_ok(true);
+  return reply;
+}
+
+int NodeService::Restore() {
+  if (options_.state_dir.empty() || !fs::exists(options_.state_dir + "/groups")) return 0;
+  int restored = 0;
+  for (const auto& entry : fs::directory_iterator(options_.state_dir + "/groups")) {
+    if (entry.path().extension() != ".pb") continue;
+    v1::RunGroupRequest record;
+    std::ifstream in(entry.path(), std::ios::binary);
+    if (!record.ParseFromIstream(&in)) continue;
+    Group* group = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      group = &groups_[record.group().group_id()];
+      group->ref = record.group();
+      group->spec = record.spec();
+    }
+    if (auto error = Launch(*group, true)) {
+      Publish(group->ref, "", "Failed", "After a node restart: " + *error, "Warning", "Failed");
+      continue;
+    }
+    ++restored;
+  }
+  return restored;
 }
 
 void NodeService::Cleanup(Group& group) {
@@ -301,6 +384,7 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
     if (group.supervisor) group.supervisor->Tick(now);
     if (group.supervisor && group.supervisor->Deleted()) {
       Cleanup(group);
+      Forget(group.ref.group_id());
       Publish(group.ref, "", "Deleted", "The group was removed from node " + options_.node_id, "Normal", "Deleted");
       it = groups_.erase(it);
     } else {

@@ -146,13 +146,23 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
   return std::nullopt;
 }
 
+bool ProcessAlive(pid_t pid) {
+  if (pid <= 0 || ::kill(pid, 0) != 0) return false;
+  // A zombie (exited, not yet reaped by whoever adopted it) is not alive.
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  auto close_paren = line.rfind(')');
+  return close_paren == std::string::npos || close_paren + 2 >= line.size() || line[close_paren + 2] != 'Z';
+}
+
 bool RuncRuntime::IsRunning(const std::string& sandbox_id, const std::string& container) {
   const std::string state = ContainerDir(sandbox_id, container) + "/state";
   if (fs::exists(state + "/exit") || !fs::exists(state + "/shim.pid")) return false;
   std::ifstream in(state + "/shim.pid");
   pid_t pid = 0;
   in >> pid;
-  return pid > 0 && ::kill(pid, 0) == 0;
+  return ProcessAlive(pid);
 }
 
 std::optional<ContainerExit> RuncRuntime::ExitOf(const std::string& sandbox_id, const std::string& container) {

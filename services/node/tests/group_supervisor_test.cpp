@@ -73,8 +73,9 @@ struct SupervisorTest : ::testing::Test {
   GroupSupervisor::Clock::time_point t{};
   std::unique_ptr<GroupSupervisor> supervisor;
 
-  void Make(RestartPolicy policy, std::vector<std::string> init, std::vector<std::string> apps) {
+  void Make(RestartPolicy policy, std::vector<std::string> init, std::vector<std::string> apps, bool adopt = false) {
     GroupPlan plan;
+    plan.adopt_existing = adopt;
     plan.sandbox.id = "g1";
     plan.restart_policy = policy;
     for (const auto& n : init) plan.init_containers.push_back(C(n));
@@ -191,9 +192,18 @@ TEST_F(SupervisorTest, DeleteRemovesTheSandbox) {
   EXPECT_EQ(runtime.sandboxes_deleted, 1);
 }
 
+TEST_F(SupervisorTest, AContainerThatEndedWhileTheNodeWasAwayIsNotRunAgain) {
+  runtime.Exit("job", 0);  // exit recorded by its shim while no node watched
+  Make(RestartPolicy::kNever, {}, {"job"}, true);
+  Tick();
+  Tick();
+  EXPECT_TRUE(runtime.starts.empty());
+  EXPECT_EQ(supervisor->State(), "Succeeded");
+}
+
 TEST_F(SupervisorTest, ReadoptsWhatAlreadyRuns) {
   runtime.running.insert("web");  // still running from before a node restart
-  Make(RestartPolicy::kAlways, {}, {"web"});
+  Make(RestartPolicy::kAlways, {}, {"web"}, true);
   Tick();
   EXPECT_TRUE(runtime.starts.empty());
   EXPECT_EQ(supervisor->State(), "Running");

@@ -14,6 +14,7 @@
 
 #include "skiff/bus/nats_bus.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/node/sandbox_runtime.h"
 #include "skiff/node/v1/node.pb.h"
 
 namespace skiff::node {
@@ -72,9 +73,15 @@ class Stack : public ::testing::Environment {
     node_env["SKIFF_NODE_SECCOMP_PROFILE"] = std::string(SKIFF_SOURCE_DIR) + "/infra/seccomp/default.json";
     node_env["SKIFF_NODE_STOP_GRACE_MS"] = "2000";
     node_env["SKIFF_NODE_HEARTBEAT_MS"] = "200";
-    node = Spawn({SKIFF_NODE_BIN, "serve"}, node_env, (dir / "node.log").string());
+    this->node_env = node_env;
+    StartNode();
     bus = std::make_unique<bus::NatsBus>(values["NATS_URL"], "node-it");
     bus->EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+  }
+  void StartNode() { node = Spawn({SKIFF_NODE_BIN, "serve"}, node_env, (dir / "node.log").string()); }
+  void KillNode() {
+    ::kill(node, SIGKILL);
+    ::waitpid(node, nullptr, 0);
   }
   void TearDown() override {
     for (pid_t pid : {node, imagecache}) {
@@ -89,6 +96,7 @@ class Stack : public ::testing::Environment {
   std::map<std::string, std::string> values;
   std::string key;
   pid_t imagecache = 0, node = 0;
+  std::map<std::string, std::string> node_env;
   std::unique_ptr<bus::NatsBus> bus;
 };
 
@@ -208,6 +216,42 @@ TEST_F(NodeServiceTest, StopWithGraceThenDelete) {
   EXPECT_TRUE(WaitFor("StateChanged", "Stopped"));
   ASSERT_TRUE(Command("delete").ok());
   EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, StartAfterStop) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"sleeper",
+    "properties":{"image":")" + Image("sleeper") + R"(","resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  ASSERT_TRUE(Command("stop").ok());
+  ASSERT_TRUE(WaitFor("StateChanged", "Stopped"));
+  seen.clear();
+  ASSERT_TRUE(Command("start").ok());
+  EXPECT_TRUE(WaitFor("Started"));
+  EXPECT_TRUE(WaitFor("StateChanged", "Running"));
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, ARestartedNodeReadoptsItsGroups) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"sleeper",
+    "properties":{"image":")" + Image("sleeper") + R"(","resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  const std::string shim_pid_file =
+      (stack->dir / "node/sandboxes" / group_id / "containers/sleeper/state/shim.pid").string();
+  const std::string shim_before = ReadFile(shim_pid_file);
+  stack->KillNode();  // SIGKILL: no chance to clean up
+  ASSERT_TRUE(ProcessAlive(std::stoi(shim_before))) << "the container's shim must outlive the node";
+  stack->StartNode();
+  seen.clear();
+  // The group is known again and the same container keeps running (no new shim, no restart).
+  std::this_thread::sleep_for(1s);
+  EXPECT_EQ(ReadFile(shim_pid_file), shim_before);
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
+  EXPECT_FALSE(ProcessAlive(std::stoi(shim_before)));
+  EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
 }
 
 TEST_F(NodeServiceTest, MissingImageFailsWithAClearReason) {

@@ -42,6 +42,7 @@ class RootfsMounter {
   virtual std::optional<std::string> Mount(const std::vector<std::string>& lower_dirs, const std::string& upper,
                                            const std::string& work, const std::string& target) = 0;
   virtual std::optional<std::string> Unmount(const std::string& target) = 0;
+  virtual bool IsMounted(const std::string& target) = 0;
 };
 
 class OverlayMounter : public RootfsMounter {
@@ -49,6 +50,7 @@ class OverlayMounter : public RootfsMounter {
   std::optional<std::string> Mount(const std::vector<std::string>& lower_dirs, const std::string& upper,
                                    const std::string& work, const std::string& target) override;
   std::optional<std::string> Unmount(const std::string& target) override;
+  bool IsMounted(const std::string& target) override;
 };
 
 // The image cache of one node: ensures images are present (pulling once per image however many

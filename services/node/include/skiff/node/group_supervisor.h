@@ -43,6 +43,8 @@ struct GroupPlan {
   std::vector<ContainerLaunch> containers;
   RestartTracker::Options backoff;
   std::chrono::milliseconds stop_grace{10000};
+  // After a node restart: containers that still run, or ended meanwhile, are adopted, not rerun.
+  bool adopt_existing = false;
 };
 
 // Drives one group through its lifecycle on a SandboxRuntime: init containers in order, then
@@ -70,6 +72,7 @@ class GroupSupervisor {
     RestartTracker tracker;
     std::optional<Clock::time_point> next_start;
     bool running = false;
+    bool seen_once = false;
   };
 
   void Emit(const std::string& container, const std::string& name, const std::string& message, bool warning = false);

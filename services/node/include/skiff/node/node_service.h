@@ -34,6 +34,7 @@ struct NodeOptions {
   double cpu_capacity = 2;
   double memory_gb_capacity = 4;
   std::string shares_root;  // named persistent shares (the azureFile equivalent): <root>/<account>/<share>
+  std::string state_dir;    // groups/<id>.pb: what this node runs, reloaded after a restart
   RestartTracker::Options backoff;
   std::chrono::milliseconds stop_grace{10000};
 };
@@ -49,6 +50,10 @@ class NodeService : public SupervisorSink {
 
   v1::NodeCommandReply Run(const v1::RunGroupRequest& request);
   v1::NodeCommandReply Stop(const std::string& group_id);
+  // Starts a stopped group again (fresh containers, same sandbox and volumes).
+  v1::NodeCommandReply Start(const std::string& group_id);
+  // Reloads the groups this node ran before it restarted; their containers are re-adopted.
+  int Restore();
   v1::NodeCommandReply Delete(const std::string& group_id);
   void Tick(GroupSupervisor::Clock::time_point now);
   v1::NodeHeartbeat Heartbeat();
@@ -70,6 +75,9 @@ class NodeService : public SupervisorSink {
                const std::string& message, const std::string& type, const std::string& state);
   std::optional<std::string> Prepare(Group& group, GroupPlan* plan);
   void Cleanup(Group& group);
+  std::optional<std::string> Launch(Group& group, bool adopt_existing);
+  void Persist(const Group& group);
+  void Forget(const std::string& group_id);
 
   SandboxRuntime& runtime_;
   ImageProvider& images_;

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <sys/types.h>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -72,6 +74,9 @@ class RuncRuntime : public SandboxRuntime {
   std::string ContainerDir(const std::string& sandbox_id, const std::string& container) const;
   RuncRuntimeOptions options_;
 };
+
+// True when the process exists and is not a zombie.
+bool ProcessAlive(pid_t pid);
 
 // Runs a program and waits; returns its exit status and combined output.
 int RunProgram(const std::vector<std::string>& args, std::string* output = nullptr);
