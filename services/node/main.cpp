@@ -1,5 +1,5 @@
-// skiff-node: runs container groups on this host. `serve` takes groups over NATS and runs them
-// under runc; `shim` is the per-container supervisor the runtime starts (not run by hand).
+// skiff-node: runs container groups on this host: takes groups over NATS and runs them under
+// runc, each container supervised by a skiff-shim.
 #include <CLI/CLI.hpp>
 #include <unistd.h>
 
@@ -16,7 +16,6 @@
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/node/node_service.h"
-#include "skiff/node/shim.h"
 
 namespace {
 
@@ -93,7 +92,7 @@ std::string ReadFile(const std::string& path) {
   return buffer.str();
 }
 
-int Serve(const config::Config& cfg, const std::string& self) {
+int Serve(const config::Config& cfg, const std::string& shim) {
   lifecycle::TerminationSignals termination;  // before any thread starts
   char host[256] = {};
   gethostname(host, sizeof host - 1);
@@ -110,7 +109,7 @@ int Serve(const config::Config& cfg, const std::string& self) {
   node::RuncRuntimeOptions runtime_options;
   runtime_options.root = root;
   runtime_options.runc = cfg.GetString("node.runc", "runc");
-  runtime_options.shim_binary = self;
+  runtime_options.shim_binary = shim;
   auto seccomp = node::ParseSeccompProfile(ReadFile(cfg.Require("node.seccomp_profile")));
   if (!seccomp) throw std::runtime_error("node.seccomp_profile is not a valid seccomp profile");
   runtime_options.seccomp = *seccomp;
@@ -185,25 +184,16 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
   app.require_subcommand(0, 1);
   app.add_subcommand("serve", "Run groups for the scheduler over NATS (the default)");
-  auto* shim = app.add_subcommand("shim", "Supervise one container (started by the node, not by hand)");
-  node::ShimOptions options;
-  shim->add_option("--runc", options.runc, "runc binary");
-  shim->add_option("--runc-root", options.runc_root, "runc state root");
-  shim->add_option("--id", options.container_id, "runc container id")->required();
-  shim->add_option("--bundle", options.bundle, "OCI bundle directory")->required();
-  shim->add_option("--state", options.state_dir, "shim state directory")->required();
-  shim->add_option("--log", options.log_path, "container log file")->required();
-  shim->add_option("--log-max-bytes", options.log_max_bytes, "rotate the log past this size");
-  shim->add_option("--log-files", options.log_files, "rotated log files kept");
-  shim->add_option("--memory-cgroup", options.memory_cgroup, "cgroup v1 memory directory, for OOM kills");
   CLI11_PARSE(app, argc, argv);
-  if (shim->parsed()) return node::RunShim(options);
   try {
     config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
     log::Init("node", cfg.GetString("log.level", "info"));
     char self[4096] = {};
     ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
-    return Serve(cfg, n > 0 ? std::string(self, static_cast<size_t>(n)) : argv[0]);
+    std::string here = n > 0 ? std::string(self, static_cast<size_t>(n)) : argv[0];
+    here = here.substr(0, here.rfind('/') + 1);
+    // The shim ships beside skiff-node (services/node/ in the build tree).
+    return Serve(cfg, cfg.GetString("node.shim", here + "skiff-shim"));
   } catch (const std::exception& e) {
     std::cerr << "skiff-node: " << e.what() << "\n";
     return 1;

@@ -98,7 +98,6 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
   std::ofstream(dir + "/bundle/config.json") << json;
 
   std::vector<std::string> args{options_.shim_binary,
-                                "shim",
                                 "--runc", options_.runc,
                                 "--runc-root", options_.root + "/runc",
                                 "--id", RuncId(sandbox_id, launch.container_name),

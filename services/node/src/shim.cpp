@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -86,28 +87,52 @@ void RotatingLog::Write(const std::string& line) {
   if (::write(fd_, line.data(), line.size()) > 0) size_ += static_cast<int64_t>(line.size());
 }
 
-int RunShim(const ShimOptions& options) {
-  ::mkdir(options.state_dir.c_str(), 0700);
-  WriteFileAtomically(options.state_dir + "/shim.pid", std::to_string(::getpid()) + "\n");
-  int out_pipe[2], err_pipe[2];
-  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) return 126;
+namespace {
 
-  std::vector<std::string> args{options.runc};
-  if (!options.runc_root.empty()) args.insert(args.end(), {"--root", options.runc_root});
-  args.insert(args.end(), {"run", "--keep", "--bundle", options.bundle, options.container_id});
+// Runs runc with `args` (after the global flags), stdio on the given descriptors; waits.
+int Runc(const ShimOptions& options, std::vector<std::string> args, int out_fd, int err_fd) {
+  std::vector<std::string> argv_strings{options.runc};
+  if (!options.runc_root.empty()) argv_strings.insert(argv_strings.end(), {"--root", options.runc_root});
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
   pid_t child = ::fork();
   if (child == 0) {
-    int null = ::open("/dev/null", O_RDONLY);
+    int null = ::open("/dev/null", O_RDWR);
     ::dup2(null, 0);
-    ::dup2(out_pipe[1], 1);
-    ::dup2(err_pipe[1], 2);
+    ::dup2(out_fd >= 0 ? out_fd : null, 1);
+    ::dup2(err_fd >= 0 ? err_fd : null, 2);
     std::vector<char*> argv;
-    for (auto& arg : args) argv.push_back(arg.data());
+    for (auto& arg : argv_strings) argv.push_back(arg.data());
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
-  ::close(out_pipe[1]);
+  int status = 0;
+  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+}  // namespace
+
+int RunShim(const ShimOptions& options) {
+  ::mkdir(options.state_dir.c_str(), 0700);
+  WriteFileAtomically(options.state_dir + "/shim.pid", std::to_string(::getpid()) + "\n");
+  // The container's init is started by `runc create`, which exits; as a subreaper this shim
+  // inherits the init process and reaps it, so no runc process stays resident per container.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  int out_pipe[2], err_pipe[2];
+  if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) return 126;
+
+  const std::string pid_file = options.state_dir + "/init.pid";
+  int created = Runc(options, {"create", "--bundle", options.bundle, "--pid-file", pid_file, options.container_id},
+                     out_pipe[1], err_pipe[1]);
+  pid_t init = 0;
+  if (created == 0) {
+    std::ifstream in(pid_file);
+    in >> init;
+  }
+  if (created == 0 && init > 0 && Runc(options, {"start", options.container_id}, -1, err_pipe[1]) != 0) init = 0;
+  ::close(out_pipe[1]);  // only the container holds the write ends now
   ::close(err_pipe[1]);
   WriteFileAtomically(options.state_dir + "/started", NowRfc3339() + "\n");
 
@@ -118,9 +143,23 @@ int RunShim(const ShimOptions& options) {
   int open_streams = 2;
   long oom_kills = 0;
   char buffer[65536];
-  while (open_streams > 0) {
+  int init_status = -1;
+  auto reap = [&] {
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (pid == init) init_status = status;
+    }
+  };
+  // The streams close when every process holding them (the init and its children) is gone.
+  while (open_streams > 0 || (init > 0 && init_status < 0)) {
     int ready = ::poll(fds, 2, 200);
     if (!options.memory_cgroup.empty()) oom_kills = std::max(oom_kills, ReadOomKills(options.memory_cgroup));
+    reap();
+    if (init_status >= 0 && open_streams > 0 && ready == 0) {
+      // The init exited but a leftover child keeps the pipes open: stop waiting for it.
+      break;
+    }
     if (ready <= 0) continue;
     for (int i = 0; i < 2; ++i) {
       if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -145,27 +184,23 @@ int RunShim(const ShimOptions& options) {
       }
     }
   }
-  int status = 0;
-  while (::waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  for (int i = 0; i < 2; ++i) {
+    if (fds[i].fd >= 0 && !partial[i].empty()) log.Write(FormatLogLine(NowRfc3339(), names[i], partial[i]));
   }
-  // With --keep the cgroup is still there: read the final OOM count, then clean up.
+  while (init > 0 && init_status < 0) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid == init) init_status = status;
+    if (pid < 0 && errno != EINTR) break;
+  }
+  // The cgroup is still there until delete: read the final OOM count, then clean up.
   if (!options.memory_cgroup.empty()) oom_kills = std::max(oom_kills, ReadOomKills(options.memory_cgroup));
-  int exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  int exit_code = created != 0 ? created
+                  : init_status < 0 ? 128
+                  : WIFEXITED(init_status) ? WEXITSTATUS(init_status)
+                                           : 128 + WTERMSIG(init_status);
   std::string finished = NowRfc3339();
-  pid_t deleter = ::fork();
-  if (deleter == 0) {
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    if (options.runc_root.empty()) {
-      ::execlp(options.runc.c_str(), options.runc.c_str(), "delete", "--force", options.container_id.c_str(), nullptr);
-    } else {
-      ::execlp(options.runc.c_str(), options.runc.c_str(), "--root", options.runc_root.c_str(), "delete", "--force",
-               options.container_id.c_str(), nullptr);
-    }
-    ::_exit(127);
-  }
-  ::waitpid(deleter, nullptr, 0);
+  Runc(options, {"delete", "--force", options.container_id}, -1, -1);
   std::ostringstream exit_record;
   exit_record << exit_code << " " << finished << " " << (oom_kills > 0 ? "oom" : "-") << "\n";
   WriteFileAtomically(options.state_dir + "/exit", exit_record.str());

@@ -43,7 +43,7 @@ struct RuncTest : ::testing::Test {
     std::ofstream(root / "rootfs/etc/passwd") << "root:x:0:0:root:/:/bin/sh\n";
     RuncRuntimeOptions options;
     options.root = (root / "node").string();
-    options.shim_binary = SKIFF_NODE_BIN;
+    options.shim_binary = SKIFF_SHIM_BIN;
     options.seccomp = *ParseSeccompProfile(ReadFile(SKIFF_SECCOMP_PROFILE));
     options.log_max_bytes = 1 << 20;
     runtime = std::make_unique<RuncRuntime>(options);
@@ -165,7 +165,7 @@ TEST_F(RuncTest, ContainersOutliveTheNodeProcessAndAreReadopted) {
   // A new runtime object over the same state, as after a node restart, finds it running.
   RuncRuntimeOptions options;
   options.root = (root / "node").string();
-  options.shim_binary = SKIFF_NODE_BIN;
+  options.shim_binary = SKIFF_SHIM_BIN;
   RuncRuntime restarted(options);
   EXPECT_TRUE(restarted.IsRunning(sandbox, "daemon"));
   EXPECT_FALSE(restarted.ExitOf(sandbox, "daemon").has_value());

@@ -47,7 +47,7 @@ class SandboxRuntime {
 struct RuncRuntimeOptions {
   std::string root;           // node state: sandboxes/<id>/…, runc/ (runc --root)
   std::string runc = "runc";
-  std::string shim_binary;    // this program; started as `<shim_binary> shim …`
+  std::string shim_binary;    // skiff-shim, one per container
   v1::Seccomp seccomp;
   int64_t log_max_bytes = 10 * 1024 * 1024;
   int log_files = 3;
