@@ -1,6 +1,12 @@
 #include "skiff/node/sandbox_runtime.h"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -11,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "skiff/node/shim.h"
 
@@ -20,28 +27,78 @@ namespace skiff::node {
 namespace fs = std::filesystem;
 
 int RunProgram(const std::vector<std::string>& args, std::string* output) {
-  int pipe_fds[2];
-  if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  // Without `output`, the program's stdio goes to /dev/null: a detached child (runc run -d)
+  // would otherwise hold a pipe open and the read below would never end.
+  int pipe_fds[2] = {-1, -1};
+  if (output && ::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::dup2(pipe_fds[1], 1);
-    ::dup2(pipe_fds[1], 2);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(output ? pipe_fds[1] : null, 1);
+    ::dup2(output ? pipe_fds[1] : null, 2);
     std::vector<char*> argv;
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);
     ::execvp(argv[0], argv.data());
     ::_exit(127);
   }
-  ::close(pipe_fds[1]);
-  std::string collected;
-  char buffer[4096];
-  ssize_t n;
-  while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) collected.append(buffer, static_cast<size_t>(n));
-  ::close(pipe_fds[0]);
+  if (output) {
+    ::close(pipe_fds[1]);
+    std::string collected;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) collected.append(buffer, static_cast<size_t>(n));
+    ::close(pipe_fds[0]);
+    *output = collected;
+  }
   int status = 0;
   ::waitpid(pid, &status, 0);
-  if (output) *output = collected;
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::optional<std::string> CreateNetworkNamespace(const std::string& path) {
+  // In a thread of this process, not by spawning `ip` twice: network namespaces are per thread,
+  // so the thread unshares, brings its loopback up and pins the namespace with a bind mount.
+  std::optional<std::string> error;
+  std::thread worker([&] {
+    fs::create_directories(fs::path(path).parent_path());
+    int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (fd < 0) {
+      error = "create " + path + ": " + std::strerror(errno);
+      return;
+    }
+    ::close(fd);
+    if (::unshare(CLONE_NEWNET) != 0) {
+      error = std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
+      ::unlink(path.c_str());
+      return;
+    }
+    const std::string self = "/proc/self/task/" + std::to_string(::syscall(SYS_gettid)) + "/ns/net";
+    if (::mount(self.c_str(), path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      error = "bind " + path + ": " + std::strerror(errno);
+      ::unlink(path.c_str());
+      return;
+    }
+    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq request{};
+    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (sock < 0 || ::ioctl(sock, SIOCGIFFLAGS, &request) != 0 ||
+        (request.ifr_flags |= IFF_UP, ::ioctl(sock, SIOCSIFFLAGS, &request) != 0)) {
+      error = std::string("bring up lo: ") + std::strerror(errno);
+    }
+    if (sock >= 0) ::close(sock);
+  });
+  worker.join();
+  return error;
+}
+
+std::optional<std::string> DeleteNetworkNamespace(const std::string& path) {
+  if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
+    return "unmount " + path + ": " + std::strerror(errno);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return "remove " + path + ": " + std::strerror(errno);
+  return std::nullopt;
 }
 
 RuncRuntime::RuncRuntime(RuncRuntimeOptions options) : options_(std::move(options)) {
@@ -64,11 +121,7 @@ std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
   fs::create_directories(VolumeDir(spec.id));
   // The group's network namespace; the network service attaches interfaces to it (issue 5).
   if (!fs::exists(NetworkNamespace(spec.id))) {
-    std::string output;
-    if (RunProgram({"ip", "netns", "add", "skiff-" + spec.id}, &output) != 0) return "ip netns add: " + output;
-    if (RunProgram({"ip", "-n", "skiff-" + spec.id, "link", "set", "lo", "up"}, &output) != 0) {
-      return "ip link set lo up: " + output;
-    }
+    if (auto error = CreateNetworkNamespace(NetworkNamespace(spec.id))) return error;
   }
   std::ofstream(dir + "/hosts") << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t"
                                 << spec.hostname << "\n";
@@ -126,22 +179,10 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
     ::_exit(127);
   }
   ::waitpid(pid, nullptr, 0);
-  // Wait until the shim has started runc, so callers can signal the container at once.
-  for (int i = 0; i < 200 && !fs::exists(state + "/started") && !fs::exists(state + "/exit"); ++i) {
-    ::usleep(10000);
-  }
+  // The shim writes `started` once runc has started the container (or failed to): from then on
+  // it can be signalled, and an exit is recorded.
+  for (int i = 0; i < 1000 && !fs::exists(state + "/started"); ++i) ::usleep(2000);
   if (!fs::exists(state + "/started")) return "the shim did not start (see " + dir + "/shim.log)";
-  // ...and until runc knows the container (or it already ended), so it can be signalled.
-  const std::string id = RuncId(sandbox_id, launch.container_name);
-  for (int i = 0; i < 500; ++i) {
-    if (fs::exists(state + "/exit")) break;
-    std::string output;
-    if (RunProgram({options_.runc, "--root", options_.root + "/runc", "state", id}, &output) == 0 &&
-        output.find("\"running\"") != std::string::npos) {
-      break;
-    }
-    ::usleep(10000);
-  }
   return std::nullopt;
 }
 
@@ -203,8 +244,7 @@ std::optional<std::string> RuncRuntime::DeleteSandbox(const std::string& sandbox
       }
     }
   }
-  std::string output;
-  if (fs::exists(NetworkNamespace(sandbox_id))) RunProgram({"ip", "netns", "del", "skiff-" + sandbox_id}, &output);
+  if (fs::exists(NetworkNamespace(sandbox_id))) DeleteNetworkNamespace(NetworkNamespace(sandbox_id));
   std::error_code ec;
   fs::remove_all(dir, ec);
   if (ec) return "remove " + dir + ": " + ec.message();

@@ -117,21 +117,21 @@ int Runc(const ShimOptions& options, std::vector<std::string> args, int out_fd, 
 int RunShim(const ShimOptions& options) {
   ::mkdir(options.state_dir.c_str(), 0700);
   WriteFileAtomically(options.state_dir + "/shim.pid", std::to_string(::getpid()) + "\n");
-  // The container's init is started by `runc create`, which exits; as a subreaper this shim
+  // The container's init is started by `runc run --detach`, which exits; as a subreaper this shim
   // inherits the init process and reaps it, so no runc process stays resident per container.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0 || ::pipe2(err_pipe, O_CLOEXEC) != 0) return 126;
 
+  // One runc invocation: `run --detach` creates and starts the container and exits.
   const std::string pid_file = options.state_dir + "/init.pid";
-  int created = Runc(options, {"create", "--bundle", options.bundle, "--pid-file", pid_file, options.container_id},
+  int created = Runc(options, {"run", "--detach", "--bundle", options.bundle, "--pid-file", pid_file, options.container_id},
                      out_pipe[1], err_pipe[1]);
   pid_t init = 0;
   if (created == 0) {
     std::ifstream in(pid_file);
     in >> init;
   }
-  if (created == 0 && init > 0 && Runc(options, {"start", options.container_id}, -1, err_pipe[1]) != 0) init = 0;
   ::close(out_pipe[1]);  // only the container holds the write ends now
   ::close(err_pipe[1]);
   WriteFileAtomically(options.state_dir + "/started", NowRfc3339() + "\n");

@@ -75,6 +75,11 @@ class RuncRuntime : public SandboxRuntime {
   RuncRuntimeOptions options_;
 };
 
+// A named network namespace at `path` (e.g. /var/run/netns/skiff-<id>, so `ip netns` and CNI
+// see it) with its loopback up; and its removal.
+std::optional<std::string> CreateNetworkNamespace(const std::string& path);
+std::optional<std::string> DeleteNetworkNamespace(const std::string& path);
+
 // True when the process exists and is not a zombie.
 bool ProcessAlive(pid_t pid);
 
