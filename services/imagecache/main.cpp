@@ -96,7 +96,7 @@ int Serve(const config::Config& cfg) {
   imagecache::OverlayMounter mounter;
 
   const std::string prefix = "skiff.imagecache." + node_id + ".";
-  auto handler = [&](const std::string& subject, const std::string& data) -> std::string {
+  auto handler = [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {
     const std::string verb = subject.substr(subject.rfind('.') + 1);
     if (verb == "ensure") {
       v1::EnsureImageRequest request;

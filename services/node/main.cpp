@@ -132,7 +132,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   node::NodeService service(runtime, images, events, open_secret, options);
 
   auto server = bus.Serve("skiff.node." + options.node_id + ".*", "node-" + options.node_id,
-                          [&](const std::string& subject, const std::string& data) -> std::string {
+                          [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {
                             const std::string verb = subject.substr(subject.rfind('.') + 1);
                             if (verb == "run") {
                               node::v1::RunGroupRequest request;
@@ -150,18 +150,34 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                           },
                           static_cast<int>(cfg.GetInt("node.workers", 8)));
 
+  // Logs: every node hears the request (each node is its own queue group); the one that has
+  // the group answers.
+  auto logs_server = bus.Serve("skiff.node.logs", "logs-" + options.node_id,
+                               [&](const std::string&, const std::string& data) -> std::optional<std::string> {
+                                 node::v1::LogsRequest request;
+                                 if (!request.ParseFromString(data)) return std::nullopt;
+                                 auto reply = service.Logs(request);
+                                 if (!reply) return std::nullopt;
+                                 return reply->SerializeAsString();
+                               },
+                               2);
   int restored = service.Restore();
   if (restored > 0) spdlog::info("re-adopted {} groups from before the restart", restored);
 
   std::atomic<bool> stopping{false};
   std::thread ticker([&] {
     auto next_heartbeat = std::chrono::steady_clock::now();
+    auto next_usage = next_heartbeat;
     while (!stopping) {
       auto now = std::chrono::steady_clock::now();
       service.Tick(now);
       if (now >= next_heartbeat) {
         bus.PublishCore("skiff.node.heartbeat", service.Heartbeat().SerializeAsString());
         next_heartbeat = now + std::chrono::milliseconds(cfg.GetInt("node.heartbeat_ms", 2000));
+      }
+      if (now >= next_usage) {
+        bus.PublishCore("skiff.node.usage", service.Usage().SerializeAsString());
+        next_usage = now + std::chrono::milliseconds(cfg.GetInt("node.usage_ms", 10000));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
@@ -172,6 +188,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   stopping = true;
   ticker.join();
   server.reset();
+  logs_server.reset();
   bus.Drain(std::chrono::seconds(5));
   return 0;
 }

@@ -185,15 +185,15 @@ void RequestServer::Work() {
       job = std::move(jobs_.front());
       jobs_.pop_front();
     }
-    std::string answer;
+    std::optional<std::string> answer;
     try {
       answer = handler_(job.subject, job.data);
     } catch (const std::exception& e) {
       spdlog::error("request on {} failed: {}", job.subject, e.what());
       continue;
     }
-    if (!job.reply.empty()) {
-      natsConnection_Publish(conn_, job.reply.c_str(), answer.data(), static_cast<int>(answer.size()));
+    if (!job.reply.empty() && answer) {
+      natsConnection_Publish(conn_, job.reply.c_str(), answer->data(), static_cast<int>(answer->size()));
     }
   }
 }

@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "skiff/crypto/crypto.h"
+#include "skiff/node/observe.h"
 #include "skiff/oci/process.h"
 
 namespace skiff::node {
@@ -407,6 +408,40 @@ v1::NodeHeartbeat NodeService::Heartbeat() {
   }
   *heartbeat.mutable_sent_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
   return heartbeat;
+}
+
+v1::NodeUsage NodeService::Usage(const std::string& cgroup_root) {
+  std::lock_guard lock(mutex_);
+  v1::NodeUsage usage;
+  usage.set_node_id(options_.node_id);
+  *usage.mutable_sent_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  for (const auto& [id, group] : groups_) {
+    if (!group.supervisor) continue;
+    for (const auto& [name, status] : group.supervisor->Containers()) {
+      if (status.state != "Running") continue;
+      auto measured = ReadUsage(cgroup_root, CgroupPath(id, name));
+      if (!measured) continue;
+      auto* container = usage.add_containers();
+      *container->mutable_group() = group.ref;
+      container->set_container(name);
+      container->set_cpu_seconds(measured->cpu_seconds);
+      container->set_memory_bytes(measured->memory_bytes);
+    }
+  }
+  return usage;
+}
+
+std::optional<v1::LogsReply> NodeService::Logs(const v1::LogsRequest& request) {
+  std::lock_guard lock(mutex_);
+  auto it = groups_.find(request.group_id());
+  if (it == groups_.end() || !it->second.supervisor) return std::nullopt;
+  const auto& containers = it->second.supervisor->Containers();
+  v1::LogsReply reply;
+  if (!containers.count(request.container())) return reply;  // the group is here; the container is not
+  reply.set_found(true);
+  reply.set_content(ReadLogs(runtime_.LogPath(request.group_id(), request.container()), std::max(0, request.tail()),
+                             request.timestamps()));
+  return reply;
 }
 
 std::optional<std::string> NodeService::GroupState(const std::string& group_id) {

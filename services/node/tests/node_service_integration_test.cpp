@@ -73,6 +73,7 @@ class Stack : public ::testing::Environment {
     node_env["SKIFF_NODE_SECCOMP_PROFILE"] = std::string(SKIFF_SOURCE_DIR) + "/infra/seccomp/default.json";
     node_env["SKIFF_NODE_STOP_GRACE_MS"] = "2000";
     node_env["SKIFF_NODE_HEARTBEAT_MS"] = "200";
+    node_env["SKIFF_NODE_USAGE_MS"] = "300";
     this->node_env = node_env;
     StartNode();
     bus = std::make_unique<bus::NatsBus>(values["NATS_URL"], "node-it");
@@ -252,6 +253,61 @@ TEST_F(NodeServiceTest, ARestartedNodeReadoptsItsGroups) {
   EXPECT_TRUE(WaitFor("Deleted"));
   EXPECT_FALSE(ProcessAlive(std::stoi(shim_before)));
   EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
+}
+
+TEST_F(NodeServiceTest, LogsAndUsage) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"talker",
+    "properties":{"image":")" + Image("httpd") + R"(","command":["/bin/sh","-c","echo first; echo second; echo third; while true; do :; done"],
+    "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  v1::LogsRequest request;
+  request.set_group_id(group_id);
+  request.set_container("talker");
+  request.set_tail(2);
+  v1::LogsReply logs;
+  for (int i = 0; i < 50 && logs.content() != "second\nthird\n"; ++i) {
+    auto answer = stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 2s);
+    ASSERT_TRUE(answer);
+    ASSERT_TRUE(logs.ParseFromString(*answer));
+    std::this_thread::sleep_for(100ms);
+  }
+  EXPECT_TRUE(logs.found());
+  EXPECT_EQ(logs.content(), "second\nthird\n");
+  request.set_tail(1);
+  request.set_timestamps(true);
+  logs.ParseFromString(*stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 2s));
+  EXPECT_EQ(logs.content().substr(27), " third\n");  // "<RFC 3339 time> third"
+  // A group no node has: nobody answers.
+  request.set_group_id(crypto::NewUuid());
+  EXPECT_FALSE(stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 500ms).has_value());
+
+  // Usage: the busy loop shows cpu seconds growing, capped by its quarter core.
+  std::mutex mutex;
+  std::vector<v1::ContainerUsage> samples;
+  auto listener = stack->bus->Serve("skiff.node.usage", "it-usage", [&](const std::string&, const std::string& data) {
+    v1::NodeUsage usage;
+    if (usage.ParseFromString(data)) {
+      std::lock_guard lock(mutex);
+      for (const auto& c : usage.containers()) {
+        if (c.group().group_id() == group_id) samples.push_back(c);
+      }
+    }
+    return std::optional<std::string>();
+  }, 1);
+  for (int i = 0; i < 100; ++i) {
+    std::this_thread::sleep_for(100ms);
+    std::lock_guard lock(mutex);
+    if (samples.size() >= 2) break;
+  }
+  std::lock_guard lock(mutex);
+  ASSERT_GE(samples.size(), 2u);
+  EXPECT_EQ(samples.back().container(), "talker");
+  EXPECT_GT(samples.back().cpu_seconds(), samples.front().cpu_seconds());
+  EXPECT_GT(samples.back().memory_bytes(), 0);
+  listener.reset();
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
 }
 
 TEST_F(NodeServiceTest, MissingImageFailsWithAClearReason) {

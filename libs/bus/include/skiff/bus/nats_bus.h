@@ -64,7 +64,8 @@ class PullConsumer {
 // request (an image pull) does not hold up the others. Unsubscribes and joins on destruction.
 class RequestServer {
  public:
-  using Handler = std::function<std::string(const std::string& subject, const std::string& data)>;
+  // nullopt: send no reply (another responder may answer).
+  using Handler = std::function<std::optional<std::string>(const std::string& subject, const std::string& data)>;
   RequestServer(natsConnection* conn, Handler handler, int workers);
   ~RequestServer();
   RequestServer(const RequestServer&) = delete;

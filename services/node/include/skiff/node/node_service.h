@@ -57,6 +57,10 @@ class NodeService : public SupervisorSink {
   v1::NodeCommandReply Delete(const std::string& group_id);
   void Tick(GroupSupervisor::Clock::time_point now);
   v1::NodeHeartbeat Heartbeat();
+  // Cumulative cpu and current memory of every running container, from cgroups.
+  v1::NodeUsage Usage(const std::string& cgroup_root = "/sys/fs/cgroup");
+  // nullopt when the group is not on this node.
+  std::optional<v1::LogsReply> Logs(const v1::LogsRequest& request);
   std::optional<std::string> GroupState(const std::string& group_id);
 
   // SupervisorSink
