@@ -1,5 +1,5 @@
 // node_start_bench ROOTFS SECCOMP_JSON SHIM ROUNDS: start-to-running of a one-container group on
-// RuncRuntime (sandbox + bundle + shim + runc create/start) against a bare `runc run -d` of the
+// RuncRuntime (sandbox + bundle + skiff-shim + runc run --detach) against a bare `runc run -d` of the
 // same config.json, in the same run; then host memory per idle group (its shim's RSS and PSS).
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>

@@ -55,7 +55,7 @@ PullError ErrorForStatus(int status, const std::string& what, const std::string&
   return {"RegistryUnavailable", "The registry answered HTTP " + std::to_string(status) + " for " + what + "."};
 }
 
-std::string RegistryClient::BaseUrl(const oci::ImageReference& ref, std::optional<PullError>* error) const {
+std::string RegistryClient::BaseUrl(const oci::ImageReference& ref) const {
   bool plain = ref.IsLoopbackRegistry() || options_.insecure_registries.count(ref.registry) > 0;
   return (plain ? "http://" : "https://") + ref.ApiHost();
 }
@@ -109,7 +109,7 @@ std::optional<PullError> RegistryClient::Authenticate(const oci::ImageReference&
 HttpResult RegistryClient::Send(const oci::ImageReference& ref, const std::string& path,
                                 std::vector<std::pair<std::string, std::string>> headers, const Credential* credential,
                                 const BodySink* sink, std::optional<PullError>* error) {
-  auto url = Url::Parse(BaseUrl(ref, error) + path);
+  auto url = Url::Parse(BaseUrl(ref) + path);
   if (!url) {
     *error = PullError{"InvalidImageReference", "Cannot form a registry URL for " + ref.String() + "."};
     return {};

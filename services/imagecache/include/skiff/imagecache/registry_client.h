@@ -65,7 +65,7 @@ class RegistryClient {
                   const BodySink* sink, std::optional<PullError>* error);
   std::optional<PullError> Authenticate(const oci::ImageReference& ref, const HttpResult& challenge_response,
                                         const Credential* credential);
-  std::string BaseUrl(const oci::ImageReference& ref, std::optional<PullError>* error) const;
+  std::string BaseUrl(const oci::ImageReference& ref) const;
   std::string AuthHeader(const oci::ImageReference& ref);
 
   HttpClient& http_;

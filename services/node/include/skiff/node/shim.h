@@ -5,9 +5,10 @@
 
 namespace skiff::node {
 
-// The per-container shim (`skiff-node shim …`), as containerd has one: it outlives the node
+// The per-container shim (the `skiff-shim` program), as containerd has one: it outlives the node
 // process, so containers keep running and logging while the node restarts. It runs
-// `runc run` for one container with stdout/stderr on pipes, writes each line with an RFC 3339
+// `runc run --detach` for one container with stdout/stderr on pipes, reaps the container's init
+// as a child subreaper, writes each line with an RFC 3339
 // timestamp and stream name to a size-capped, rotating log file, and when the container exits
 // records the exit code, finish time and whether the kernel OOM-killed it in <state>/exit.
 struct ShimOptions {
