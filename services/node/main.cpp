@@ -7,6 +7,8 @@
 #include <atomic>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -85,6 +87,37 @@ class NatsNodeEvents : public node::NodeEventPublisher {
   bus::NatsBus& bus_;
 };
 
+// Exec and attach streams: output on skiff.stream.<session>.out, input heard on .in while the
+// session is open.
+class NatsStreamTransport : public node::StreamTransport {
+ public:
+  explicit NatsStreamTransport(bus::NatsBus& bus) : bus_(bus) {}
+  void SetService(node::NodeService* service) { service_ = service; }
+  void Output(const std::string& session_id, const node::v1::StreamOutput& output) override {
+    bus_.PublishCore("skiff.stream." + session_id + ".out", output.SerializeAsString());
+  }
+  void Opened(const std::string& session_id) override {
+    auto* service = service_;
+    auto sub = bus_.Subscribe("skiff.stream." + session_id + ".in",
+                              [service, session_id](const std::string&, const std::string& data) {
+                                node::v1::StreamInput input;
+                                if (input.ParseFromString(data)) service->Input(session_id, input);
+                              });
+    std::lock_guard lock(mutex_);
+    inputs_[session_id] = std::move(sub);
+  }
+  void Closed(const std::string& session_id) override {
+    std::lock_guard lock(mutex_);
+    inputs_.erase(session_id);
+  }
+
+ private:
+  bus::NatsBus& bus_;
+  node::NodeService* service_ = nullptr;
+  std::mutex mutex_;
+  std::map<std::string, std::unique_ptr<bus::Subscription>> inputs_;
+};
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream buffer;
@@ -129,7 +162,10 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
   NatsImageProvider images(bus, options.node_id);
   NatsNodeEvents events(bus);
+  NatsStreamTransport streams(bus);
   node::NodeService service(runtime, images, events, open_secret, options);
+  streams.SetService(&service);
+  service.SetStreamTransport(&streams);
 
   auto server = bus.Serve("skiff.node." + options.node_id + ".*", "node-" + options.node_id,
                           [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {
@@ -161,6 +197,25 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                                  return reply->SerializeAsString();
                                },
                                2);
+  // Exec and attach: asked of every node, answered by the one that has the group.
+  auto exec_server = bus.Serve("skiff.node.exec", "exec-" + options.node_id,
+                               [&](const std::string&, const std::string& data) -> std::optional<std::string> {
+                                 node::v1::ExecRequest request;
+                                 if (!request.ParseFromString(data)) return std::nullopt;
+                                 auto reply = service.Exec(request);
+                                 if (!reply) return std::nullopt;
+                                 return reply->SerializeAsString();
+                               },
+                               2);
+  auto attach_server = bus.Serve("skiff.node.attach", "attach-" + options.node_id,
+                                 [&](const std::string&, const std::string& data) -> std::optional<std::string> {
+                                   node::v1::AttachRequest request;
+                                   if (!request.ParseFromString(data)) return std::nullopt;
+                                   auto reply = service.Attach(request);
+                                   if (!reply) return std::nullopt;
+                                   return reply->SerializeAsString();
+                                 },
+                                 2);
   int restored = service.Restore();
   if (restored > 0) spdlog::info("re-adopted {} groups from before the restart", restored);
 
@@ -189,6 +244,8 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   ticker.join();
   server.reset();
   logs_server.reset();
+  exec_server.reset();
+  attach_server.reset();
   bus.Drain(std::chrono::seconds(5));
   return 0;
 }

@@ -220,6 +220,35 @@ std::unique_ptr<RequestServer> NatsBus::Serve(const std::string& subject, const 
   return server;
 }
 
+namespace {
+
+void OnMessage(natsConnection*, natsSubscription*, natsMsg* msg, void* closure) {
+  auto* handler = static_cast<Subscription::Handler*>(closure);
+  (*handler)(natsMsg_GetSubject(msg), std::string(natsMsg_GetData(msg), static_cast<size_t>(natsMsg_GetDataLength(msg))));
+  natsMsg_Destroy(msg);
+}
+
+void OnSubscriptionComplete(void* closure) { delete static_cast<Subscription::Handler*>(closure); }
+
+}  // namespace
+
+std::unique_ptr<Subscription> NatsBus::Subscribe(const std::string& subject, Subscription::Handler handler) {
+  auto* closure = new Subscription::Handler(std::move(handler));
+  natsSubscription* sub = nullptr;
+  if (natsConnection_Subscribe(&sub, conn_, subject.c_str(), OnMessage, closure) != NATS_OK) {
+    delete closure;
+    throw std::runtime_error("subscribe to " + subject + " failed");
+  }
+  // The closure lives until nats.c says no callback runs or will run any more.
+  natsSubscription_SetOnCompleteCB(sub, OnSubscriptionComplete, closure);
+  return std::make_unique<Subscription>(sub);
+}
+
+Subscription::~Subscription() {
+  natsSubscription_Unsubscribe(sub_);
+  natsSubscription_Destroy(sub_);
+}
+
 bool NatsBus::PublishCore(const std::string& subject, const std::string& payload) {
   return natsConnection_Publish(conn_, subject.c_str(), payload.data(), static_cast<int>(payload.size())) == NATS_OK;
 }

@@ -6,16 +6,96 @@
 
 namespace skiff::node {
 
-GroupSupervisor::GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, SupervisorSink& sink)
-    : plan_(std::move(plan)), runtime_(runtime), sink_(sink) {
+GroupSupervisor::GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, SupervisorSink& sink, ProbeRunner* probes)
+    : plan_(std::move(plan)), runtime_(runtime), sink_(sink), probes_(probes) {
   for (const auto* list : {&plan_.init_containers, &plan_.containers}) {
     const RestartPolicy policy = list == &plan_.init_containers && plan_.restart_policy == RestartPolicy::kAlways
                                      ? RestartPolicy::kOnFailure  // an init container that succeeded is done
                                      : plan_.restart_policy;
     for (const auto& launch : *list) {
       status_[launch.container_name] = ContainerStatus{};
-      tracks_.emplace(launch.container_name, Track{RestartTracker(policy, plan_.backoff), std::nullopt, false, false});
+      tracks_.emplace(launch.container_name, Track{RestartTracker(policy, plan_.backoff)});
     }
+  }
+}
+
+GroupSupervisor::~GroupSupervisor() {
+  for (const auto& [name, track] : tracks_) ForgetProbes(name);
+}
+
+void GroupSupervisor::ResetProbes(const std::string& name, Clock::time_point now) {
+  ForgetProbes(name);
+  auto& track = tracks_.at(name);
+  ++track.generation;
+  track.kill_at.reset();
+  track.liveness = {};
+  track.readiness = {};
+  if (auto it = plan_.liveness.find(name); it != plan_.liveness.end()) track.liveness.next_at = now + it->second.initial_delay;
+  if (auto it = plan_.readiness.find(name); it != plan_.readiness.end()) {
+    track.readiness.next_at = now + it->second.initial_delay;
+  }
+  status_[name].ready = !plan_.readiness.count(name);
+}
+
+void GroupSupervisor::ForgetProbes(const std::string& name) {
+  auto& track = tracks_.at(name);
+  for (auto* state : {&track.liveness, &track.readiness}) {
+    if (state->in_flight && probes_) probes_->Forget(state->key);
+    state->in_flight = false;
+    state->next_at.reset();
+  }
+}
+
+void GroupSupervisor::RunProbes(const std::string& name, Clock::time_point now) {
+  auto& track = tracks_.at(name);
+  if (track.kill_at && now >= *track.kill_at) {
+    runtime_.Signal(plan_.sandbox.id, name, SIGKILL);
+    track.kill_at.reset();
+  }
+  if (!probes_) return;
+  if (auto it = plan_.liveness.find(name); it != plan_.liveness.end()) RunProbe(name, true, it->second, track.liveness, now);
+  if (auto it = plan_.readiness.find(name); it != plan_.readiness.end()) {
+    RunProbe(name, false, it->second, track.readiness, now);
+  }
+}
+
+void GroupSupervisor::RunProbe(const std::string& name, bool liveness, const ProbeSpec& spec, ProbeState& state,
+                               Clock::time_point now) {
+  auto& track = tracks_.at(name);
+  auto& status = status_[name];
+  if (state.in_flight) {
+    auto result = probes_->Poll(state.key);
+    if (!result) return;
+    state.in_flight = false;
+    state.next_at = now + spec.period;
+    if (result->success) {
+      state.failures = 0;
+      if (++state.successes >= spec.success_threshold && !liveness) status.ready = true;
+      return;
+    }
+    state.successes = 0;
+    ++state.failures;
+    Emit(name, "Unhealthy", std::string(liveness ? "Liveness" : "Readiness") + " probe failed: " + result->message,
+         true);
+    if (state.failures < spec.failure_threshold) return;
+    state.failures = 0;
+    if (!liveness) {
+      status.ready = false;
+      return;
+    }
+    // As Kubernetes: a container that fails its liveness probe is stopped (SIGTERM, then SIGKILL
+    // after the grace period) and its restart policy decides what follows.
+    Emit(name, "Killing", "Container " + name + " failed liveness probe, will be restarted");
+    runtime_.Signal(plan_.sandbox.id, name, SIGTERM);
+    track.kill_at = now + plan_.stop_grace;
+    state.next_at.reset();
+    return;
+  }
+  if (state.next_at && now >= *state.next_at && !track.kill_at) {
+    state.key = plan_.sandbox.id + "/" + name + (liveness ? "/liveness/" : "/readiness/") +
+                std::to_string(track.generation);
+    probes_->Start(state.key, plan_.sandbox.id, name, spec);
+    state.in_flight = true;
   }
 }
 
@@ -36,6 +116,7 @@ bool GroupSupervisor::StartOne(const ContainerLaunch& launch, Clock::time_point 
     if (runtime_.IsRunning(plan_.sandbox.id, name) || runtime_.ExitOf(plan_.sandbox.id, name)) {
       track.running = true;
       status.state = "Running";
+      ResetProbes(name, now);
       return true;
     }
   }
@@ -58,6 +139,7 @@ bool GroupSupervisor::StartOne(const ContainerLaunch& launch, Clock::time_point 
   track.tracker.Started(now);
   track.running = true;
   track.next_start.reset();
+  ResetProbes(name, now);
   status.state = "Running";
   status.detail.clear();
   status.exit_code.reset();
@@ -73,7 +155,10 @@ std::optional<ContainerExit> GroupSupervisor::Reap(const std::string& name) {
   auto exit = runtime_.ExitOf(plan_.sandbox.id, name);
   if (!exit) return std::nullopt;
   track.running = false;
+  ForgetProbes(name);
+  track.kill_at.reset();
   auto& status = status_[name];
+  status.ready = false;
   status.state = "Terminated";
   status.exit_code = exit->oom_killed ? 137 : exit->exit_code;
   status.finish_time = exit->finished_at;
@@ -140,6 +225,8 @@ void GroupSupervisor::Tick(Clock::time_point now) {
             } else if (exit->exit_code != 0) {
               failed_ = true;
             }
+          } else {
+            RunProbes(name, now);
           }
         } else if (status.state == "Waiting" && (!track.next_start || *track.next_start <= now)) {
           StartOne(launch, now);

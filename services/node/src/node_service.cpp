@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 #include <sys/stat.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 
@@ -39,7 +40,7 @@ std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::
 
 NodeService::NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events,
                          SecretOpener open_secret, NodeOptions options)
-    : runtime_(runtime), images_(images), events_(events), open_secret_(std::move(open_secret)),
+    : runtime_(runtime), probes_(std::make_unique<SandboxProbeRunner>(runtime)), images_(images), events_(events), open_secret_(std::move(open_secret)),
       options_(std::move(options)) {}
 
 void NodeService::Publish(const events::v1::GroupRef& ref, const std::string& container, const std::string& name,
@@ -216,6 +217,8 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
                            &p.resources(), &launch)) {
       return error;
     }
+    if (p.has_liveness_probe()) plan->liveness[container.name()] = ProbeFromModel(p.liveness_probe());
+    if (p.has_readiness_probe()) plan->readiness[container.name()] = ProbeFromModel(p.readiness_probe());
     plan->containers.push_back(std::move(launch));
   }
   return std::nullopt;
@@ -254,7 +257,7 @@ std::optional<std::string> NodeService::Launch(Group& group, bool adopt_existing
   group.cpu = prepared.cpu;
   group.memory_gb = prepared.memory_gb;
   if (error) return error;
-  group.supervisor = std::make_unique<GroupSupervisor>(std::move(plan), runtime_, *this);
+  group.supervisor = std::make_unique<GroupSupervisor>(std::move(plan), runtime_, *this, probes_.get());
   group.supervisor->Tick(GroupSupervisor::Clock::now());
   return std::nullopt;
 }
@@ -379,6 +382,7 @@ v1::NodeCommandReply NodeService::Delete(const std::string& group_id) {
 }
 
 void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
+  SweepStreams(now);
   std::lock_guard lock(mutex_);
   for (auto it = groups_.begin(); it != groups_.end();) {
     auto& group = it->second;
@@ -449,6 +453,143 @@ std::optional<std::string> NodeService::GroupState(const std::string& group_id) 
   auto it = groups_.find(group_id);
   if (it == groups_.end() || !it->second.supervisor) return std::nullopt;
   return it->second.supervisor->State();
+}
+
+// What a session's reader thread needs: it outlives the session's map entry until joined.
+struct NodeService::StreamState {
+  std::string session_id;
+  StreamTransport* transport = nullptr;
+  std::atomic<uint64_t> seq{0};
+  void Send(std::string_view data, bool ended = false, int exit_code = 0, const std::string& error = {}) {
+    if (!transport) return;
+    v1::StreamOutput output;
+    output.set_seq(++seq);
+    output.set_data(std::string(data));
+    output.set_ended(ended);
+    output.set_exit_code(exit_code);
+    output.set_error(error);
+    transport->Output(session_id, output);
+  }
+};
+
+std::optional<v1::StreamReply> NodeService::CheckStreamTarget(const std::string& session_id,
+                                                              const std::string& group_id,
+                                                              const std::string& container) {
+  std::lock_guard lock(mutex_);
+  auto it = groups_.find(group_id);
+  if (it == groups_.end() || !it->second.supervisor) return std::nullopt;
+  v1::StreamReply reply;
+  reply.set_found(true);
+  const auto& containers = it->second.supervisor->Containers();
+  if (session_id.empty() || session_id.find_first_of(".*> \t") != std::string::npos) {
+    reply.set_error_code("InvalidSession");
+    reply.set_error_message("The session id must be a plain NATS subject token.");
+  } else if (!containers.count(container)) {
+    reply.set_error_code("ContainerNotFound");
+    reply.set_error_message("The container '" + container + "' is not in the container group.");
+  }
+  return reply;
+}
+
+std::optional<v1::StreamReply> NodeService::Exec(const v1::ExecRequest& request) {
+  auto reply = CheckStreamTarget(request.session_id(), request.group_id(), request.container());
+  if (!reply || !reply->error_code().empty()) return reply;
+  auto state = std::make_shared<StreamState>();
+  state->session_id = request.session_id();
+  state->transport = transport_;
+  ExecSpec spec;
+  spec.command.assign(request.command().begin(), request.command().end());
+  spec.tty = request.tty();
+  if (request.rows() > 0 && request.rows() < 65536) spec.rows = static_cast<uint16_t>(request.rows());
+  if (request.cols() > 0 && request.cols() < 65536) spec.cols = static_cast<uint16_t>(request.cols());
+  // The transport must hear of the session before the first output can arrive.
+  if (transport_) transport_->Opened(request.session_id());
+  std::string error;
+  auto exec = runtime_.Exec(request.group_id(), request.container(), spec,
+                            {[state](std::string_view data) { state->Send(data); },
+                             [state](int code) { state->Send({}, true, code); }},
+                            &error);
+  if (!exec) {
+    if (transport_) transport_->Closed(request.session_id());
+    reply->set_error_code("ExecFailed");
+    reply->set_error_message("Cannot run the command: " + error);
+    return reply;
+  }
+  std::lock_guard lock(streams_mutex_);
+  streams_[request.session_id()] = StreamSession{state, std::move(exec), nullptr, GroupSupervisor::Clock::now()};
+  reply->set_ok(true);
+  return reply;
+}
+
+std::optional<v1::StreamReply> NodeService::Attach(const v1::AttachRequest& request) {
+  auto reply = CheckStreamTarget(request.session_id(), request.group_id(), request.container());
+  if (!reply || !reply->error_code().empty()) return reply;
+  auto state = std::make_shared<StreamState>();
+  state->session_id = request.session_id();
+  state->transport = transport_;
+  if (transport_) transport_->Opened(request.session_id());
+  const std::string group_id = request.group_id(), container = request.container();
+  SandboxRuntime* runtime = &runtime_;
+  auto follower = std::make_unique<LogFollower>(
+      runtime_.LogPath(group_id, container), std::max(0, request.tail()), request.timestamps(),
+      [runtime, group_id, container] { return runtime->IsRunning(group_id, container); },
+      [state](std::string_view data) { state->Send(data); },
+      [state, runtime, group_id, container] {
+        auto exit = runtime->ExitOf(group_id, container);
+        state->Send({}, true, exit ? (exit->oom_killed ? 137 : exit->exit_code) : 0);
+      });
+  std::lock_guard lock(streams_mutex_);
+  streams_[request.session_id()] = StreamSession{state, nullptr, std::move(follower), GroupSupervisor::Clock::now()};
+  reply->set_ok(true);
+  return reply;
+}
+
+void NodeService::Input(const std::string& session_id, const v1::StreamInput& input) {
+  std::lock_guard lock(streams_mutex_);
+  auto it = streams_.find(session_id);
+  if (it == streams_.end()) return;
+  auto& session = it->second;
+  session.last_heard = GroupSupervisor::Clock::now();
+  if (input.terminate()) {
+    session.terminated = true;
+    if (session.exec) session.exec->Kill();
+    return;
+  }
+  if (!session.exec) return;  // attach takes no input
+  if (input.rows() > 0 && input.cols() > 0 && input.rows() < 65536 && input.cols() < 65536) {
+    session.exec->Resize(static_cast<uint16_t>(input.rows()), static_cast<uint16_t>(input.cols()));
+  }
+  if (!input.data().empty()) session.exec->Write(input.data());
+  if (input.close_input()) session.exec->CloseInput();
+}
+
+void NodeService::SweepStreams(GroupSupervisor::Clock::time_point now) {
+  std::vector<std::pair<std::string, StreamSession>> ended;
+  {
+    std::lock_guard lock(streams_mutex_);
+    for (auto it = streams_.begin(); it != streams_.end();) {
+      auto& session = it->second;
+      const bool done = session.exec ? session.exec->Done() : session.follower->Done();
+      const bool abandoned = now - session.last_heard > options_.stream_idle_timeout;
+      if (done || abandoned || session.terminated) {
+        if (session.exec && !done) session.exec->Kill();
+        ended.emplace_back(it->first, std::move(session));
+        it = streams_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& [id, session] : ended) {
+    session.exec.reset();      // waits for the reader, which sends the last output
+    session.follower.reset();
+    if (transport_) transport_->Closed(id);
+  }
+}
+
+size_t NodeService::OpenStreams() {
+  std::lock_guard lock(streams_mutex_);
+  return streams_.size();
 }
 
 }  // namespace skiff::node

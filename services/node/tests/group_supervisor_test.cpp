@@ -1,7 +1,9 @@
 #include "skiff/node/group_supervisor.h"
+#include "skiff/containerinstance/v1/container_group.pb.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <csignal>
 #include <set>
 
@@ -42,6 +44,11 @@ class FakeRuntime : public SandboxRuntime {
   std::string LogPath(const std::string&, const std::string&) override { return ""; }
   std::string VolumeDir(const std::string&) override { return ""; }
   std::string NetworkNamespace(const std::string&) override { return ""; }
+  std::unique_ptr<ExecProcess> Exec(const std::string&, const std::string&, const ExecSpec&, ExecCallbacks,
+                                    std::string* error) override {
+    *error = "not in the fake";
+    return nullptr;
+  }
 
   void Exit(const std::string& c, int code, bool oom = false) {
     running.erase(c);
@@ -61,6 +68,24 @@ class RecordingSink : public SupervisorSink {
   std::vector<std::string> events, states;
 };
 
+// Probes answer when the test says so.
+class FakeProbes : public ProbeRunner {
+ public:
+  void Start(const std::string& key, const std::string&, const std::string&, const ProbeSpec&) override {
+    started.push_back(key);
+    pending.insert(key);
+  }
+  std::optional<ProbeResult> Poll(const std::string& key) override {
+    if (!pending.count(key) || !answer) return std::nullopt;
+    pending.erase(key);
+    return answer;
+  }
+  void Forget(const std::string& key) override { pending.erase(key); }
+  std::vector<std::string> started;
+  std::set<std::string> pending;
+  std::optional<ProbeResult> answer;
+};
+
 ContainerLaunch C(const std::string& name) {
   ContainerLaunch launch;
   launch.container_name = name;
@@ -70,6 +95,8 @@ ContainerLaunch C(const std::string& name) {
 struct SupervisorTest : ::testing::Test {
   FakeRuntime runtime;
   RecordingSink sink;
+  FakeProbes probes;
+  std::map<std::string, ProbeSpec> liveness, readiness;
   GroupSupervisor::Clock::time_point t{};
   std::unique_ptr<GroupSupervisor> supervisor;
 
@@ -82,7 +109,9 @@ struct SupervisorTest : ::testing::Test {
     for (const auto& n : apps) plan.containers.push_back(C(n));
     plan.backoff = {10s, 40s, 600s};
     plan.stop_grace = 5s;
-    supervisor = std::make_unique<GroupSupervisor>(plan, runtime, sink);
+    plan.liveness = liveness;
+    plan.readiness = readiness;
+    supervisor = std::make_unique<GroupSupervisor>(plan, runtime, sink, &probes);
   }
   void Tick(std::chrono::seconds advance = 0s) {
     t += advance;
@@ -207,6 +236,126 @@ TEST_F(SupervisorTest, ReadoptsWhatAlreadyRuns) {
   Tick();
   EXPECT_TRUE(runtime.starts.empty());
   EXPECT_EQ(supervisor->State(), "Running");
+}
+
+ProbeSpec Probe(int initial_delay, int period, int failure_threshold, int success_threshold = 1) {
+  ProbeSpec spec;
+  spec.kind = ProbeSpec::Kind::kTcpSocket;
+  spec.port = 80;
+  spec.initial_delay = std::chrono::seconds(initial_delay);
+  spec.period = std::chrono::seconds(period);
+  spec.failure_threshold = failure_threshold;
+  spec.success_threshold = success_threshold;
+  return spec;
+}
+
+TEST_F(SupervisorTest, LivenessProbeWaitsForItsInitialDelayThenRunsEveryPeriod) {
+  liveness["web"] = Probe(5, 10, 3);
+  Make(RestartPolicy::kAlways, {}, {"web"});
+  Tick();
+  Tick(4s);
+  EXPECT_TRUE(probes.started.empty());
+  Tick(1s);
+  ASSERT_EQ(probes.started.size(), 1u);
+  probes.answer = ProbeResult{true, ""};
+  Tick();      // answer taken: next one in 10 s
+  Tick(9s);
+  EXPECT_EQ(probes.started.size(), 1u);
+  Tick(1s);
+  EXPECT_EQ(probes.started.size(), 2u);
+}
+
+TEST_F(SupervisorTest, FailedLivenessRestartsTheContainerAfterTheThreshold) {
+  liveness["web"] = Probe(0, 10, 3);
+  Make(RestartPolicy::kAlways, {}, {"web"});
+  runtime.ignores_term.insert("web");
+  probes.answer = ProbeResult{false, "dial tcp 127.0.0.1:80: connection refused"};
+  Tick();        // started; probe due
+  for (int i = 0; i < 3; ++i) {
+    Tick();      // probe starts
+    Tick();      // fails
+    if (i < 2) Tick(10s);
+  }
+  EXPECT_EQ(std::count(sink.events.begin(), sink.events.end(), "web:Unhealthy"), 3);
+  EXPECT_EQ(runtime.signals, (std::vector<std::string>{"web:15"}));
+  Tick(5s);      // the grace period is over: SIGKILL
+  EXPECT_EQ(runtime.signals, (std::vector<std::string>{"web:15", "web:9"}));
+  Tick();        // reaped: back-off, then a fresh run with fresh probes
+  EXPECT_EQ(supervisor->Containers().at("web").restart_count, 1);
+  Tick(10s);
+  EXPECT_EQ(runtime.starts.size(), 2u);
+  EXPECT_EQ(supervisor->Containers().at("web").state, "Running");
+}
+
+TEST_F(SupervisorTest, TwoFailuresBelowTheThresholdDoNotKill) {
+  liveness["web"] = Probe(0, 10, 3);
+  Make(RestartPolicy::kAlways, {}, {"web"});
+  probes.answer = ProbeResult{false, "refused"};
+  Tick();
+  Tick();
+  Tick();
+  Tick(10s);
+  Tick();
+  probes.answer = ProbeResult{true, ""};  // recovers: the count starts over
+  Tick(10s);
+  Tick();
+  probes.answer = ProbeResult{false, "refused"};
+  Tick(10s);
+  Tick();
+  Tick(10s);
+  Tick();
+  EXPECT_TRUE(runtime.signals.empty());
+}
+
+TEST_F(SupervisorTest, ReadinessNeedsItsSuccessThresholdAndNeverRestarts) {
+  readiness["web"] = Probe(0, 1, 1, 2);
+  Make(RestartPolicy::kAlways, {}, {"web"});
+  Tick();
+  EXPECT_FALSE(supervisor->Containers().at("web").ready);
+  probes.answer = ProbeResult{true, ""};
+  Tick();
+  Tick();
+  EXPECT_FALSE(supervisor->Containers().at("web").ready);  // one success of two
+  Tick(1s);
+  Tick();
+  EXPECT_TRUE(supervisor->Containers().at("web").ready);
+  probes.answer = ProbeResult{false, "HTTP probe failed with statuscode: 503"};
+  Tick(1s);
+  Tick();
+  EXPECT_FALSE(supervisor->Containers().at("web").ready);
+  EXPECT_TRUE(runtime.signals.empty());
+  EXPECT_EQ(sink.events.back(), "web:Unhealthy");
+}
+
+TEST_F(SupervisorTest, WithoutAReadinessProbeARunningContainerIsReady) {
+  Make(RestartPolicy::kAlways, {}, {"web"});
+  Tick();
+  EXPECT_TRUE(supervisor->Containers().at("web").ready);
+  runtime.Exit("web", 1);
+  Tick();
+  EXPECT_FALSE(supervisor->Containers().at("web").ready);
+}
+
+TEST(ProbeModel, KubernetesDefaultsFillWhatACILeavesOut) {
+  containerinstance::v1::ContainerProbe model;
+  model.mutable_http_get()->set_port(8080);
+  model.mutable_http_get()->set_path("healthz");
+  ProbeSpec spec = ProbeFromModel(model);
+  EXPECT_EQ(spec.kind, ProbeSpec::Kind::kHttpGet);
+  EXPECT_EQ(spec.path, "/healthz");
+  EXPECT_EQ(spec.period, 10s);
+  EXPECT_EQ(spec.timeout, 1s);
+  EXPECT_EQ(spec.failure_threshold, 3);
+  model.set_period_seconds(0);  // nonsense is clamped, not obeyed
+  EXPECT_EQ(ProbeFromModel(model).period, 1s);
+}
+
+TEST(ProbeConnect, AClosedPortIsAClearFailure) {
+  std::string error;
+  // Port 1 on this host's loopback: nothing listens there.
+  int fd = ConnectInNamespace("", 1, 500ms, &error);
+  EXPECT_EQ(fd, -1);
+  EXPECT_NE(error.find("refused"), std::string::npos) << error;
 }
 
 }  // namespace

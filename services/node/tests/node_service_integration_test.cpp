@@ -9,7 +9,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <condition_variable>
 #include <map>
+#include <mutex>
 #include <thread>
 
 #include "skiff/bus/nats_bus.h"
@@ -160,6 +162,46 @@ struct NodeServiceTest : ::testing::Test {
       if (found) return true;
     }
     return false;
+  }
+
+  // A stream session as the gateway runs one: subscribe to the output, then ask the nodes.
+  struct StreamResult {
+    v1::StreamReply reply;
+    std::string output;
+    bool ended = false;
+    int exit_code = -1;
+    uint64_t last_seq = 0;
+    bool in_order = true;
+  };
+  StreamResult Stream(const std::string& verb, google::protobuf::Message& request, const std::string& session,
+                      const std::vector<v1::StreamInput>& inputs = {}, std::chrono::seconds timeout = 30s,
+                      bool inputs_after_first_output = false) {
+    StreamResult result;
+    std::mutex mutex;
+    std::condition_variable changed;
+    auto sub = stack->bus->Subscribe("skiff.stream." + session + ".out", [&](const std::string&, const std::string& data) {
+      v1::StreamOutput out;
+      if (!out.ParseFromString(data)) return;
+      std::lock_guard lock(mutex);
+      result.in_order &= out.seq() == result.last_seq + 1;
+      result.last_seq = out.seq();
+      result.output += out.data();
+      if (out.ended()) {
+        result.ended = true;
+        result.exit_code = out.exit_code();
+      }
+      changed.notify_all();
+    });
+    auto answer = stack->bus->Request("skiff.node." + verb, request.SerializeAsString(), 5s);
+    if (!answer || !result.reply.ParseFromString(*answer) || !result.reply.ok()) return result;
+    if (inputs_after_first_output) {
+      std::unique_lock lock(mutex);
+      changed.wait_for(lock, timeout, [&] { return !result.output.empty(); });
+    }
+    for (const auto& input : inputs) stack->bus->PublishCore("skiff.stream." + session + ".in", input.SerializeAsString());
+    std::unique_lock lock(mutex);
+    changed.wait_for(lock, timeout, [&] { return result.ended; });
+    return result;
   }
 
   std::string LogOf(const std::string& container) {
@@ -363,3 +405,135 @@ int main(int argc, char** argv) {
   ::testing::AddGlobalTestEnvironment(skiff::node::stack);
   return RUN_ALL_TESTS();
 }
+
+namespace skiff::node {
+namespace {
+
+TEST_F(NodeServiceTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"app",
+    "properties":{"image":")" + Image("sleeper") + R"(","environmentVariables":[{"name":"GREETING","value":"hello from app"}],
+    "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+
+  // Without a terminal: the container's environment, its hostname, stdin, and the exit code.
+  v1::ExecRequest request;
+  request.set_group_id(group_id);
+  request.set_container("app");
+  for (const char* arg : {"/bin/sh", "-c", "echo $GREETING; hostname; cat; exit 3"}) request.add_command(arg);
+  request.set_session_id(crypto::NewUuid());
+  v1::StreamInput typed;
+  typed.set_data("typed input\n");
+  v1::StreamInput eof;
+  eof.set_close_input(true);
+  auto plain = Stream("exec", request, request.session_id(), {typed, eof});
+  ASSERT_TRUE(plain.reply.ok()) << plain.reply.error_message();
+  EXPECT_TRUE(plain.ended);
+  EXPECT_TRUE(plain.in_order);
+  EXPECT_EQ(plain.exit_code, 3);
+  EXPECT_EQ(plain.output, "hello from app\nit-group\ntyped input\n");
+
+  // With a terminal of the asked size; a resize reaches it.
+  request.clear_command();
+  for (const char* arg : {"/bin/sh", "-c", "stty size; read line; stty size"}) request.add_command(arg);
+  request.set_tty(true);
+  request.set_rows(30);
+  request.set_cols(100);
+  request.set_session_id(crypto::NewUuid());
+  v1::StreamInput resize;
+  resize.set_rows(40);
+  resize.set_cols(120);
+  v1::StreamInput enter;
+  enter.set_data("\r");
+  auto tty = Stream("exec", request, request.session_id(), {resize, enter}, 30s, true);
+  ASSERT_TRUE(tty.reply.ok()) << tty.reply.error_message();
+  EXPECT_TRUE(tty.ended);
+  EXPECT_EQ(tty.exit_code, 0);
+  EXPECT_NE(tty.output.find("30 100"), std::string::npos) << tty.output;
+  EXPECT_NE(tty.output.find("40 120"), std::string::npos) << tty.output;
+
+  // Bad targets are answered clearly; a group on no node gets no answer at all.
+  request.set_container("nope");
+  request.set_session_id(crypto::NewUuid());
+  auto missing = Stream("exec", request, request.session_id());
+  EXPECT_EQ(missing.reply.error_code(), "ContainerNotFound");
+  request.set_container("app");
+  request.clear_command();
+  request.add_command("/bin/no-such-program");
+  request.set_tty(false);
+  request.set_session_id(crypto::NewUuid());
+  auto not_found = Stream("exec", request, request.session_id());
+  EXPECT_TRUE(not_found.ended);
+  EXPECT_NE(not_found.exit_code, 0);
+  request.set_group_id(crypto::NewUuid());
+  EXPECT_FALSE(stack->bus->Request("skiff.node.exec", request.SerializeAsString(), 500ms).has_value());
+
+  // The caller going away ends a session that would otherwise run on.
+  request.set_group_id(group_id);
+  request.clear_command();
+  for (const char* arg : {"/bin/sleep", "600"}) request.add_command(arg);
+  request.set_session_id(crypto::NewUuid());
+  v1::StreamInput terminate;
+  terminate.set_terminate(true);
+  auto killed = Stream("exec", request, request.session_id(), {terminate}, 10s);
+  EXPECT_TRUE(killed.ended);
+  EXPECT_EQ(killed.exit_code, 137);
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, AttachFollowsTheOutputUntilTheContainerExits) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"counter",
+    "properties":{"image":")" + Image("sleeper") + R"(","command":["/bin/sh","-c","echo one; sleep 1; echo two; sleep 1; echo three; exit 4"],
+    "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("Started"));
+  v1::AttachRequest request;
+  request.set_group_id(group_id);
+  request.set_container("counter");
+  request.set_session_id(crypto::NewUuid());
+  auto followed = Stream("attach", request, request.session_id());
+  ASSERT_TRUE(followed.reply.ok()) << followed.reply.error_message();
+  EXPECT_TRUE(followed.ended);
+  EXPECT_EQ(followed.output, "one\ntwo\nthree\n");
+  EXPECT_EQ(followed.exit_code, 4);
+  // Terminated containers' logs stay readable (an ACI complaint): follow again with a tail.
+  request.set_session_id(crypto::NewUuid());
+  request.set_tail(1);
+  request.set_timestamps(true);
+  auto again = Stream("attach", request, request.session_id());
+  EXPECT_TRUE(again.ended);
+  EXPECT_EQ(again.output.substr(again.output.find(' ')), " three\n");
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, FailedLivenessProbeRestartsTheContainer) {
+  // httpd answers its liveness probe; the sidecar's tcpSocket probe hits a closed port.
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[
+    {"name":"web","properties":{"image":")" + Image("httpd") + R"(",
+      "livenessProbe":{"httpGet":{"path":"/","port":80},"periodSeconds":1},
+      "readinessProbe":{"exec":{"command":["/bin/true"]},"periodSeconds":1},
+      "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}},
+    {"name":"sidecar","properties":{"image":")" + Image("sleeper") + R"(",
+      "livenessProbe":{"tcpSocket":{"port":9},"periodSeconds":1,"failureThreshold":2},
+      "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("Killing", "", 30s));
+  ASSERT_TRUE(WaitFor("BackOff", "", 30s));
+  int unhealthy = 0;
+  for (const auto& e : seen) {
+    if (e.name() == "Unhealthy") {
+      ++unhealthy;
+      EXPECT_EQ(e.container(), "sidecar");
+      EXPECT_NE(e.message().find("Liveness probe failed: dial tcp 127.0.0.1:9"), std::string::npos) << e.message();
+    }
+    if (e.name() == "Killing") EXPECT_EQ(e.container(), "sidecar");
+  }
+  EXPECT_GE(unhealthy, 2);
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+}  // namespace
+}  // namespace skiff::node

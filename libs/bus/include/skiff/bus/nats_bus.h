@@ -88,6 +88,20 @@ class RequestServer {
   std::vector<std::thread> workers_;
 };
 
+// A plain core-NATS subscription; messages arrive in order on the connection's delivery thread.
+// Destroying it unsubscribes; the handler is released only once nats.c has finished with it.
+class Subscription {
+ public:
+  using Handler = std::function<void(const std::string& subject, const std::string& data)>;
+  explicit Subscription(natsSubscription* sub) : sub_(sub) {}
+  ~Subscription();
+  Subscription(const Subscription&) = delete;
+  Subscription& operator=(const Subscription&) = delete;
+
+ private:
+  natsSubscription* sub_;
+};
+
 // One reconnecting NATS connection with its JetStream context. Thread-safe (nats.c is).
 class NatsBus : public EventPublisher {
  public:
@@ -115,6 +129,8 @@ class NatsBus : public EventPublisher {
   // Answers requests on `subject` (wildcards allowed) in queue group `queue`.
   std::unique_ptr<RequestServer> Serve(const std::string& subject, const std::string& queue,
                                        RequestServer::Handler handler, int workers);
+
+  std::unique_ptr<Subscription> Subscribe(const std::string& subject, Subscription::Handler handler);
 
   // Core-NATS publish without JetStream (fire and forget).
   bool PublishCore(const std::string& subject, const std::string& payload);

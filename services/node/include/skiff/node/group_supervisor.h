@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "skiff/node/probe.h"
 #include "skiff/node/restart_policy.h"
 #include "skiff/node/sandbox_runtime.h"
 
@@ -19,6 +20,7 @@ struct ContainerStatus {
   std::optional<int> exit_code;
   std::string start_time;
   std::string finish_time;
+  bool ready = false;  // running and, when it has a readiness probe, passing it
 };
 
 struct SupervisorEvent {
@@ -45,6 +47,9 @@ struct GroupPlan {
   std::chrono::milliseconds stop_grace{10000};
   // After a node restart: containers that still run, or ended meanwhile, are adopted, not rerun.
   bool adopt_existing = false;
+  // Probes by container name.
+  std::map<std::string, ProbeSpec> liveness;
+  std::map<std::string, ProbeSpec> readiness;
 };
 
 // Drives one group through its lifecycle on a SandboxRuntime: init containers in order, then
@@ -54,7 +59,9 @@ struct GroupPlan {
 class GroupSupervisor {
  public:
   using Clock = std::chrono::steady_clock;
-  GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, SupervisorSink& sink);
+  // `probes` runs the plan's probes; without it they are not run.
+  GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, SupervisorSink& sink, ProbeRunner* probes = nullptr);
+  ~GroupSupervisor();
 
   void Tick(Clock::time_point now);
   void Stop(Clock::time_point now);
@@ -68,11 +75,22 @@ class GroupSupervisor {
 
  private:
   enum class Phase { kCreate, kInit, kApps, kStopping, kStopped };
+  struct ProbeState {
+    std::optional<Clock::time_point> next_at;
+    bool in_flight = false;
+    int failures = 0;
+    int successes = 0;
+    std::string key;
+  };
   struct Track {
     RestartTracker tracker;
     std::optional<Clock::time_point> next_start;
     bool running = false;
     bool seen_once = false;
+    int generation = 0;                         // runs started: tells a stale probe answer apart
+    std::optional<Clock::time_point> kill_at;   // SIGKILL after a failed liveness probe's grace
+    ProbeState liveness;
+    ProbeState readiness;
   };
 
   void Emit(const std::string& container, const std::string& name, const std::string& message, bool warning = false);
@@ -80,10 +98,16 @@ class GroupSupervisor {
   // Polls one running container; returns its exit when it ended now.
   std::optional<ContainerExit> Reap(const std::string& name);
   void UpdateState();
+  void ResetProbes(const std::string& name, Clock::time_point now);
+  void ForgetProbes(const std::string& name);
+  void RunProbes(const std::string& name, Clock::time_point now);
+  void RunProbe(const std::string& name, bool liveness, const ProbeSpec& spec, ProbeState& state,
+                Clock::time_point now);
 
   GroupPlan plan_;
   SandboxRuntime& runtime_;
   SupervisorSink& sink_;
+  ProbeRunner* probes_;
   Phase phase_ = Phase::kCreate;
   size_t init_index_ = 0;
   std::map<std::string, ContainerStatus> status_;

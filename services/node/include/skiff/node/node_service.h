@@ -8,6 +8,7 @@
 
 #include "skiff/imagecache/v1/imagecache.pb.h"
 #include "skiff/node/group_supervisor.h"
+#include "skiff/node/observe.h"
 #include "skiff/node/v1/node.pb.h"
 
 namespace skiff::node {
@@ -28,6 +29,16 @@ class NodeEventPublisher {
   virtual void Publish(const v1::ContainerEvent& event) = 0;
 };
 
+// Where exec and attach output goes (skiff.stream.<session>.out in the service), and the hooks
+// that start and stop listening for a session's input.
+class StreamTransport {
+ public:
+  virtual ~StreamTransport() = default;
+  virtual void Output(const std::string& session_id, const v1::StreamOutput& output) = 0;
+  virtual void Opened(const std::string& session_id) = 0;
+  virtual void Closed(const std::string& session_id) = 0;
+};
+
 struct NodeOptions {
   std::string node_id;
   std::string zone;
@@ -37,6 +48,8 @@ struct NodeOptions {
   std::string state_dir;    // groups/<id>.pb: what this node runs, reloaded after a restart
   RestartTracker::Options backoff;
   std::chrono::milliseconds stop_grace{10000};
+  // An exec or attach session whose caller sent nothing (not even a keepalive) for this long ends.
+  std::chrono::milliseconds stream_idle_timeout{60000};
 };
 
 // Turns groups from the scheduler into running sandboxes: ensures and mounts images, opens
@@ -63,6 +76,14 @@ class NodeService : public SupervisorSink {
   std::optional<v1::LogsReply> Logs(const v1::LogsRequest& request);
   std::optional<std::string> GroupState(const std::string& group_id);
 
+  // Exec and attach sessions (nullopt: the group is not on this node). Output goes to the
+  // transport; Input() feeds a session; Tick() ends finished and abandoned sessions.
+  void SetStreamTransport(StreamTransport* transport) { transport_ = transport; }
+  std::optional<v1::StreamReply> Exec(const v1::ExecRequest& request);
+  std::optional<v1::StreamReply> Attach(const v1::AttachRequest& request);
+  void Input(const std::string& session_id, const v1::StreamInput& input);
+  size_t OpenStreams();
+
   // SupervisorSink
   void Event(const SupervisorEvent& event) override;
   void GroupStateChanged(const std::string& group_id, const std::string& state) override;
@@ -83,13 +104,29 @@ class NodeService : public SupervisorSink {
   void Persist(const Group& group);
   void Forget(const std::string& group_id);
 
+  struct StreamState;
+  struct StreamSession {
+    std::shared_ptr<StreamState> state;
+    std::unique_ptr<ExecProcess> exec;
+    std::unique_ptr<LogFollower> follower;
+    GroupSupervisor::Clock::time_point last_heard;
+    bool terminated = false;
+  };
+  std::optional<v1::StreamReply> CheckStreamTarget(const std::string& session_id, const std::string& group_id,
+                                                   const std::string& container);
+  void SweepStreams(GroupSupervisor::Clock::time_point now);
+
   SandboxRuntime& runtime_;
+  std::unique_ptr<ProbeRunner> probes_;
   ImageProvider& images_;
   NodeEventPublisher& events_;
   SecretOpener open_secret_;
   NodeOptions options_;
   std::mutex mutex_;
   std::map<std::string, Group> groups_;
+  StreamTransport* transport_ = nullptr;
+  std::mutex streams_mutex_;  // apart from mutex_: ending a session joins its reader thread
+  std::map<std::string, StreamSession> streams_;
 };
 
 // Writes a secret volume: each file base64-decoded, mode 0400, in `dir`. Error text on failure.
