@@ -12,6 +12,7 @@
 #include "skiff/gateway/group_api.h"
 #include "skiff/gateway/https_server.h"
 #include "skiff/gateway/nats_image_catalog.h"
+#include "skiff/gateway/nats_node_link.h"
 #include "skiff/gateway/pg_group_store.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
@@ -70,6 +71,8 @@ int Serve(const config::Config& cfg) {
   api.OnEventWritten([&relay] { relay.Notify(); });
   gateway::NatsImageCatalog image_catalog(bus, std::chrono::milliseconds(cfg.GetInt("gateway.image_catalog_timeout_ms", 2000)));
   api.SetImageCatalog(&image_catalog);
+  gateway::NatsNodeLink node_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.node_timeout_ms", 5000)));
+  api.SetNodeLink(&node_link);
 
   gateway::HttpsServerOptions server_options;
   std::string listen = cfg.GetString("gateway.listen", "127.0.0.1:8443");
@@ -81,7 +84,9 @@ int Serve(const config::Config& cfg) {
   server_options.private_key_file = cfg.Require("gateway.tls_key");
   server_options.threads = static_cast<int>(cfg.GetInt("gateway.threads", 8));
   server_options.body_limit = static_cast<size_t>(cfg.GetInt("gateway.body_limit", 1024 * 1024));
-  gateway::HttpsServer server(server_options, [&api](const gateway::HttpRequest& r) { return api.Handle(r); });
+  gateway::HttpsServer server(
+      server_options, [&api](const gateway::HttpRequest& r) { return api.Handle(r); },
+      [&api](const gateway::HttpRequest& r) { return api.OpenStream(r); });
   server.Start();
   spdlog::info("gateway listening on https://{}:{}", server_options.address, server.BoundPort());
   if (auto port_file = cfg.Find("gateway.port_file")) {

@@ -4,6 +4,7 @@
 
 #include <boost/algorithm/string/predicate.hpp>
 #include <ctime>
+#include <sstream>
 
 #include "skiff/crypto/crypto.h"
 #include "skiff/events/v1/group_events.pb.h"
@@ -170,6 +171,11 @@ HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) 
       return GetOperation(request, route);
     case RouteKind::kCachedImages:
       return ListCachedImages(route);
+    case RouteKind::kContainerLogs:
+      return ContainerLogs(route);
+    case RouteKind::kContainerExec:
+    case RouteKind::kContainerAttach:
+      return ContainerStream(request, route);
   }
   return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
 }
@@ -296,6 +302,126 @@ HttpResponse GroupApi::GetGroup(const Route& route) {
   auto record = store_.Find(key);
   if (!record) return ErrorResponse(NotFoundError(key));
   return GroupView(*record, 200);
+}
+
+std::variant<GroupRecord, ApiError> GroupApi::FindContainer(const Route& route) {
+  GroupKey key{route.subscription_id, route.resource_group, route.name};
+  if (!IsValidResourceGroupName(route.resource_group) || !IsValidAciName(route.name)) return NotFoundError(key);
+  auto record = store_.Find(key);
+  if (!record) return NotFoundError(key);
+  const auto& props = record->spec.properties();
+  for (const auto& c : props.containers()) {
+    if (c.name() == route.container) return *record;
+  }
+  for (const auto& c : props.init_containers()) {
+    if (c.name() == route.container) return *record;
+  }
+  return ApiError{ErrorKind::kContainerNotFound,
+                  "The container '" + route.container + "' is not in the container group '" + route.name + "'.", ""};
+}
+
+HttpResponse GroupApi::ContainerLogs(const Route& route) {
+  node::v1::LogsRequest request;
+  if (auto tail = route.Query("tail"); !tail.empty()) {
+    if (tail.size() > 7 || tail.find_first_not_of("0123456789") != std::string::npos) {
+      return ErrorResponse({ErrorKind::kInvalidQueryParameter,
+                            "The query parameter 'tail' must be a whole number from 0 to 9999999.", "tail"});
+    }
+    request.set_tail(std::stoi(tail));
+  }
+  const std::string timestamps = route.Query("timestamps");
+  if (!timestamps.empty() && timestamps != "true" && timestamps != "false") {
+    return ErrorResponse({ErrorKind::kInvalidQueryParameter, "The query parameter 'timestamps' must be true or false.",
+                          "timestamps"});
+  }
+  request.set_timestamps(timestamps == "true");
+  auto found = FindContainer(route);
+  if (auto* error = std::get_if<ApiError>(&found)) return ErrorResponse(*error);
+  const auto& record = std::get<GroupRecord>(found);
+  request.set_group_id(record.group_id);
+  request.set_container(route.container);
+  auto reply = nodes_ ? nodes_->ContainerLogs(request) : std::nullopt;
+  if (!reply || !reply->found()) {
+    return ErrorResponse({ErrorKind::kContainerGroupNotRunning,
+                          "The container group '" + route.name + "' is not on any node yet, so it has no logs.", ""});
+  }
+  containerinstance::v1::Logs logs;
+  logs.set_content(reply->content());
+  HttpResponse response;
+  response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
+  response.body = ToJson(logs);
+  return response;
+}
+
+HttpResponse GroupApi::ContainerStream(const HttpRequest& request, const Route& route) {
+  StreamTicket ticket;
+  const std::string session_id = crypto::NewUuid();
+  if (route.kind == RouteKind::kContainerExec) {
+    auto parsed = ParseExecRequestJson(request.body);
+    if (auto* error = std::get_if<ApiError>(&parsed)) return ErrorResponse(*error);
+    const auto& body = std::get<containerinstance::v1::ContainerExecRequest>(parsed);
+    // ACI runs one program; Skiff also splits arguments on white space ("/bin/sh -c ls" works).
+    std::vector<std::string> command;
+    std::istringstream words(body.command());
+    for (std::string word; words >> word;) command.push_back(word);
+    if (command.empty() || body.command().size() > 4096) {
+      return ErrorResponse({ErrorKind::kInvalidExecRequest, "The exec request needs a command of at most 4096 characters.",
+                            "command"});
+    }
+    const auto& size = body.terminal_size();
+    for (const auto& [value, name] : {std::pair{size.has_rows() ? size.rows() : 24, "rows"},
+                                      std::pair{size.has_cols() ? size.cols() : 80, "cols"}}) {
+      if (value < 1 || value > 1000) {
+        return ErrorResponse({ErrorKind::kInvalidExecRequest,
+                              std::string("terminalSize.") + name + " must be from 1 to 1000.",
+                              std::string("terminalSize.") + name});
+      }
+    }
+    node::v1::ExecRequest exec;
+    for (const auto& word : command) exec.add_command(word);
+    exec.set_tty(body.has_terminal_size());
+    exec.set_rows(static_cast<uint32_t>(size.has_rows() ? size.rows() : 24));
+    exec.set_cols(static_cast<uint32_t>(size.has_cols() ? size.cols() : 80));
+    exec.set_session_id(session_id);
+    exec.set_container(route.container);
+    ticket.exec = exec;
+  } else {
+    node::v1::AttachRequest attach;
+    attach.set_session_id(session_id);
+    attach.set_container(route.container);
+    ticket.attach = attach;
+  }
+  auto found = FindContainer(route);
+  if (auto* error = std::get_if<ApiError>(&found)) return ErrorResponse(*error);
+  const std::string& group_id = std::get<GroupRecord>(found).group_id;
+  if (ticket.exec) ticket.exec->set_group_id(group_id);
+  if (ticket.attach) ticket.attach->set_group_id(group_id);
+  const std::string password = crypto::NewUuid();
+  ticket.password = password;
+  std::string token = tickets_.Issue(std::move(ticket), std::chrono::steady_clock::now());
+  containerinstance::v1::ContainerStreamResponse body;
+  std::string base = BaseUrl(request);
+  body.set_web_socket_uri("wss://" + base.substr(base.find("://") + 3) + "/skiff/streams/" + token);
+  body.set_password(password);
+  HttpResponse response;
+  response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
+  response.body = ToJson(body);
+  return response;
+}
+
+WebSocketDecision GroupApi::OpenStream(const HttpRequest& request) {
+  WebSocketDecision decision;
+  constexpr std::string_view kPrefix = "/skiff/streams/";
+  std::string token = request.target.compare(0, kPrefix.size(), kPrefix) == 0 ? request.target.substr(kPrefix.size())
+                                                                              : std::string();
+  auto ticket = nodes_ && !token.empty() ? tickets_.Redeem(token, std::chrono::steady_clock::now()) : std::nullopt;
+  if (!ticket) {
+    decision.refusal = ErrorResponse({ErrorKind::kRouteNotFound,
+                                      "No exec or attach session has this address, or it was used or has expired.", ""});
+    return decision;
+  }
+  decision.session = std::make_shared<StreamBridge>(*nodes_, std::move(*ticket));
+  return decision;
 }
 
 HttpResponse GroupApi::DeleteGroup(const HttpRequest& request, const Route& route) {

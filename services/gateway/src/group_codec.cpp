@@ -54,6 +54,10 @@ std::variant<ci::ResourceTagsPatch, ApiError> ParseTagsPatchJson(const std::stri
   return Parse<ci::ResourceTagsPatch>(body, "tags update");
 }
 
+std::variant<ci::ContainerExecRequest, ApiError> ParseExecRequestJson(const std::string& body) {
+  return Parse<ci::ContainerExecRequest>(body, "exec request");
+}
+
 std::string ToJson(const google::protobuf::Message& message) {
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(message, &out);

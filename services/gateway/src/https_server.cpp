@@ -8,6 +8,10 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/beast/version.hpp>
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+
+#include <deque>
 
 #include <array>
 #include <atomic>
@@ -52,11 +56,99 @@ http::response<http::string_body> ToBeast(const HttpResponse& res, unsigned vers
   return out;
 }
 
+namespace websocket = beast::websocket;
+
+// One accepted WebSocket: reads on a loop, writes from a queue, all on the connection's strand.
+class WsSession : public WebSocketConnection, public std::enable_shared_from_this<WsSession> {
+ public:
+  WsSession(ssl::stream<beast::tcp_stream>&& stream, std::shared_ptr<WebSocketSession> app,
+            std::atomic<int>& open_sessions)
+      : ws_(std::move(stream)), app_(std::move(app)), open_sessions_(open_sessions) {
+    ++open_sessions_;
+  }
+  ~WsSession() override { --open_sessions_; }
+
+  void Accept(http::request<http::string_body> request) {
+    beast::get_lowest_layer(ws_).expires_never();
+    ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+    ws_.set_option(websocket::stream_base::decorator(
+        [](websocket::response_type& res) { res.set(http::field::server, "skiff-gateway"); }));
+    ws_.read_message_max(1024 * 1024);
+    ws_.async_accept(request, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->open_ = true;
+      self->app_->OnOpen(self);
+      self->Read();
+    });
+  }
+
+  void Send(std::string data, bool binary) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), data = std::move(data), binary]() mutable {
+      if (!self->open_ || self->closing_) return;
+      self->outbox_.push_back({std::move(data), binary});
+      if (self->outbox_.size() == 1) self->Write();
+    });
+  }
+
+  void Close(uint16_t code, std::string reason) override {
+    net::post(ws_.get_executor(), [self = shared_from_this(), code, reason = std::move(reason)] {
+      if (!self->open_ || self->closing_) return;
+      self->closing_ = true;
+      self->close_reason_ = websocket::close_reason(static_cast<websocket::close_code>(code), reason);
+      if (self->outbox_.empty()) self->DoClose();  // else after the queued writes
+    });
+  }
+
+ private:
+  struct Outgoing {
+    std::string data;
+    bool binary;
+  };
+  void Read() {
+    ws_.async_read(buffer_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->Finish();
+      std::string data = beast::buffers_to_string(self->buffer_.data());
+      self->buffer_.consume(self->buffer_.size());
+      self->app_->OnMessage(data, !self->ws_.got_text());
+      self->Read();
+    });
+  }
+  void Write() {
+    ws_.binary(outbox_.front().binary);
+    ws_.async_write(net::buffer(outbox_.front().data), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+      if (ec) return self->Finish();
+      self->outbox_.pop_front();
+      if (!self->outbox_.empty()) return self->Write();
+      if (self->closing_) self->DoClose();
+    });
+  }
+  void DoClose() {
+    ws_.async_close(close_reason_, [self = shared_from_this()](beast::error_code) { self->Finish(); });
+  }
+  void Finish() {
+    if (finished_) return;
+    finished_ = true;
+    open_ = false;
+    app_->OnClose();
+  }
+
+  websocket::stream<ssl::stream<beast::tcp_stream>> ws_;
+  std::shared_ptr<WebSocketSession> app_;
+  std::atomic<int>& open_sessions_;
+  beast::flat_buffer buffer_;
+  std::deque<Outgoing> outbox_;
+  websocket::close_reason close_reason_;
+  bool open_ = false;
+  bool closing_ = false;
+  bool finished_ = false;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, ssl::context& ctx, const HttpsServerOptions& options, const RequestHandler& handler,
-          std::atomic<int>& open_sessions)
-      : stream_(std::move(socket), ctx), options_(options), handler_(handler), open_sessions_(open_sessions) {
+          const WebSocketAcceptor& acceptor, std::atomic<int>& open_sessions)
+      : stream_(std::move(socket), ctx), options_(options), handler_(handler), acceptor_(acceptor),
+        open_sessions_(open_sessions) {
     ++open_sessions_;
   }
   ~Session() { --open_sessions_; }
@@ -102,6 +194,13 @@ class Session : public std::enable_shared_from_this<Session> {
       return Send(ToBeast(ErrorResponse(error), 11, false));
     }
     auto request = parser_->release();
+    if (acceptor_ && websocket::is_upgrade(request)) {
+      WebSocketDecision decision = acceptor_(FromBeast(request));
+      if (!decision.session) return Send(ToBeast(decision.refusal, request.version(), false));
+      std::make_shared<WsSession>(std::move(stream_), std::move(decision.session), open_sessions_)
+          ->Accept(std::move(request));
+      return;
+    }
     HttpResponse response = handler_(FromBeast(request));
     Send(ToBeast(response, request.version(), request.keep_alive()));
   }
@@ -146,6 +245,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::shared_ptr<http::response<http::string_body>> response_;
   const HttpsServerOptions& options_;
   const RequestHandler& handler_;
+  const WebSocketAcceptor& acceptor_;
   std::atomic<int>& open_sessions_;
 };
 
@@ -154,6 +254,7 @@ class Session : public std::enable_shared_from_this<Session> {
 struct HttpsServer::Impl {
   HttpsServerOptions options;
   RequestHandler handler;
+  WebSocketAcceptor upgrades;
   net::io_context io;
   ssl::context tls{ssl::context::tls_server};
   tcp::acceptor acceptor{io};
@@ -167,16 +268,18 @@ struct HttpsServer::Impl {
     acceptor.async_accept(net::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
       if (ec == net::error::operation_aborted || !acceptor.is_open()) return;
       if (!ec) {
-        std::make_shared<Session>(std::move(socket), tls, options, handler, open_sessions)->Run();
+        std::make_shared<Session>(std::move(socket), tls, options, handler, upgrades, open_sessions)->Run();
       }
       Accept();
     });
   }
 };
 
-HttpsServer::HttpsServer(HttpsServerOptions options, RequestHandler handler) : impl_(std::make_unique<Impl>()) {
+HttpsServer::HttpsServer(HttpsServerOptions options, RequestHandler handler, WebSocketAcceptor acceptor)
+    : impl_(std::make_unique<Impl>()) {
   impl_->options = std::move(options);
   impl_->handler = std::move(handler);
+  impl_->upgrades = std::move(acceptor);
 }
 
 HttpsServer::~HttpsServer() { Stop(0); }

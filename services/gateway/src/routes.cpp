@@ -131,6 +131,20 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
       }
       return route;
     }
+    if (n == 11 && Is(segments[8], "containers")) {
+      route.name = segments[7];
+      route.container = segments[9];
+      if (Is(segments[10], "logs")) {
+        route.kind = RouteKind::kContainerLogs;
+        if (method != "GET") return NotAllowed(method, "GET");
+        return route;
+      }
+      if (Is(segments[10], "exec") || Is(segments[10], "attach")) {
+        route.kind = Is(segments[10], "exec") ? RouteKind::kContainerExec : RouteKind::kContainerAttach;
+        if (method != "POST") return NotAllowed(method, "POST");
+        return route;
+      }
+    }
     return NotFound(path);
   }
 

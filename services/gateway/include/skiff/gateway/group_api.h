@@ -7,9 +7,11 @@
 #include <set>
 #include <unordered_map>
 #include <string>
+#include <variant>
 
 #include "skiff/gateway/api_error.h"
 #include "skiff/gateway/clock.h"
+#include "skiff/gateway/container_streams.h"
 #include "skiff/gateway/group_store.h"
 #include "skiff/gateway/http_types.h"
 #include "skiff/gateway/routes.h"
@@ -52,6 +54,11 @@ class GroupApi {
   HttpResponse Handle(const HttpRequest& request);
 
   void SetImageCatalog(ImageCatalog* catalog) { image_catalog_ = catalog; }
+  // Logs, exec and attach reach the nodes through `nodes`; without it they answer 409.
+  void SetNodeLink(NodeLink* nodes) { nodes_ = nodes; }
+
+  // A WebSocket upgrade to /skiff/streams/<token> (from exec or attach): the session, or a refusal.
+  WebSocketDecision OpenStream(const HttpRequest& request);
 
   // Called after a transaction that wrote an event commits (wakes the outbox relay).
   void OnEventWritten(std::function<void()> callback) { on_event_written_ = std::move(callback); }
@@ -65,6 +72,10 @@ class GroupApi {
   HttpResponse ListGroups(const HttpRequest& request, const Route& route);
   HttpResponse GetOperation(const HttpRequest& request, const Route& route);
   HttpResponse ListCachedImages(const Route& route);
+  HttpResponse ContainerLogs(const Route& route);
+  HttpResponse ContainerStream(const HttpRequest& request, const Route& route);
+  // The group and its container, or the error to answer.
+  std::variant<GroupRecord, ApiError> FindContainer(const Route& route);
 
   std::optional<std::string> Authenticate(const HttpRequest& request, ApiError* error);
   std::string BaseUrl(const HttpRequest& request) const;
@@ -80,6 +91,8 @@ class GroupApi {
   std::function<std::string()> new_id_;
   std::function<void()> on_event_written_;
   ImageCatalog* image_catalog_ = nullptr;
+  NodeLink* nodes_ = nullptr;
+  StreamTickets tickets_;
 
   struct CachedToken {
     std::string subscription_id;

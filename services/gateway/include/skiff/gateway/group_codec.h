@@ -14,6 +14,7 @@ class SecretBox;
 namespace skiff::containerinstance::v1 {
 class ContainerGroup;
 class ResourceTagsPatch;
+class ContainerExecRequest;
 }  // namespace skiff::containerinstance::v1
 
 namespace skiff::gateway {
@@ -22,6 +23,7 @@ namespace skiff::gateway {
 // Unknown fields are ignored, as ARM resource providers do for fields of newer api-versions.
 std::variant<containerinstance::v1::ContainerGroup, ApiError> ParseGroupJson(const std::string& body);
 std::variant<containerinstance::v1::ResourceTagsPatch, ApiError> ParseTagsPatchJson(const std::string& body);
+std::variant<containerinstance::v1::ContainerExecRequest, ApiError> ParseExecRequestJson(const std::string& body);
 std::string ToJson(const google::protobuf::Message& message);
 
 // Replaces every secret in the group (secureValue, registry passwords, secret volume contents,

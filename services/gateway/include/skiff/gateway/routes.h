@@ -15,6 +15,9 @@ enum class RouteKind {
   kOperationStatus,        // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/operations/{id}
   kOperationResult,        // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/operationResults/{id}
   kCachedImages,           // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/cachedImages
+  kContainerLogs,          // {group}/containers/{c}/logs (GET)
+  kContainerExec,          // {group}/containers/{c}/exec (POST)
+  kContainerAttach,        // {group}/containers/{c}/attach (POST)
 };
 
 struct Route {
@@ -23,6 +26,7 @@ struct Route {
   std::string subscription_id;
   std::string resource_group;
   std::string name;
+  std::string container;
   std::string location;
   std::string operation_id;
   std::map<std::string, std::string> query;  // decoded
