@@ -111,10 +111,29 @@ TEST(BundleTest, SeccompProfileFromConfig) {
   std::string json((std::istreambuf_iterator<char>(in)), {});
   auto profile = ParseSeccompProfile(json);
   ASSERT_TRUE(profile);
-  EXPECT_EQ(profile->default_action(), "SCMP_ACT_ALLOW");
-  const auto& names = profile->syscalls(0).names();
-  EXPECT_NE(std::find(names.begin(), names.end(), "mount"), names.end());
-  EXPECT_EQ(profile->syscalls(0).errno_ret(), 1u);
+  // An allowlist: what is not named fails with EPERM, as in Docker's default profile.
+  EXPECT_EQ(profile->default_action(), "SCMP_ACT_ERRNO");
+  EXPECT_EQ(profile->default_errno_ret(), 1u);
+  const auto& allowed = profile->syscalls(0).names();
+  EXPECT_EQ(profile->syscalls(0).action(), "SCMP_ACT_ALLOW");
+  auto has = [&](const std::string& name) { return std::find(allowed.begin(), allowed.end(), name) != allowed.end(); };
+  for (const char* name : {"read", "write", "openat", "execve", "socket", "epoll_wait", "futex", "chroot"}) {
+    EXPECT_TRUE(has(name)) << name;
+  }
+  for (const char* name : {"mount", "umount2", "unshare", "setns", "ptrace", "bpf", "keyctl", "reboot", "kexec_load",
+                           "init_module", "perf_event_open", "clone", "clone3", "personality"}) {
+    EXPECT_FALSE(has(name)) << name;
+  }
+  // clone only without namespace flags; clone3 answers ENOSYS so libc falls back to clone.
+  ASSERT_GE(profile->syscalls_size(), 3);
+  EXPECT_EQ(profile->syscalls(1).names(0), "clone");
+  EXPECT_EQ(profile->syscalls(1).args(0).op(), "SCMP_CMP_MASKED_EQ");
+  EXPECT_EQ(profile->syscalls(1).args(0).value(), 0x7E020000);
+  EXPECT_EQ(profile->syscalls(2).errno_ret(), 38u);
+  // The runtime spec keeps the argument values as JSON numbers (runc refuses strings).
+  std::string spec_json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(BuildRuntimeSpec(Launch(), *profile), &spec_json).ok());
+  EXPECT_NE(spec_json.find(R"("value":2114060288)"), std::string::npos);
   EXPECT_FALSE(ParseSeccompProfile("{}").has_value());
 }
 

@@ -198,7 +198,11 @@ struct NodeServiceTest : ::testing::Test {
       std::unique_lock lock(mutex);
       changed.wait_for(lock, timeout, [&] { return !result.output.empty(); });
     }
-    for (const auto& input : inputs) stack->bus->PublishCore("skiff.stream." + session + ".in", input.SerializeAsString());
+    for (const auto& input : inputs) {
+      stack->bus->PublishCore("skiff.stream." + session + ".in", input.SerializeAsString());
+      // A resize has no answer: give runc a moment to pass it on before the next input.
+      if (inputs_after_first_output) std::this_thread::sleep_for(300ms);
+    }
     std::unique_lock lock(mutex);
     changed.wait_for(lock, timeout, [&] { return result.ended; });
     return result;
