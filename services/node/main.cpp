@@ -179,6 +179,9 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                             if (!request.ParseFromString(data)) return {};
                             if (verb == "stop") return service.Stop(request.group().group_id()).SerializeAsString();
                             if (verb == "start") return service.Start(request.group().group_id()).SerializeAsString();
+                            if (verb == "restart") {
+                              return service.Restart(request.group().group_id()).SerializeAsString();
+                            }
                             if (verb == "delete") return service.Delete(request.group().group_id()).SerializeAsString();
                             node::v1::NodeCommandReply unknown;
                             unknown.set_error_code("UnknownCommand");

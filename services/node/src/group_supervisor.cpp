@@ -287,6 +287,15 @@ void GroupSupervisor::Delete(Clock::time_point now) {
   Tick(now);
 }
 
+bool GroupSupervisor::Quiet() const {
+  if (phase_ == Phase::kStopped) return true;
+  if (phase_ != Phase::kApps) return false;
+  for (const auto& [name, track] : tracks_) {
+    if (track.running || track.next_start || status_.at(name).state == "Waiting") return false;
+  }
+  return true;
+}
+
 void GroupSupervisor::UpdateState() {
   bool any_running = false, any_will_restart = false, any_failed = failed_;
   for (const auto& launch : plan_.containers) {

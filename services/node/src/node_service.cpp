@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <thread>
 #include <fstream>
 
 #include "skiff/crypto/crypto.h"
@@ -297,7 +298,41 @@ v1::NodeCommandReply NodeService::Run(const v1::RunGroupRequest& request) {
   return reply;
 }
 
-v1::NodeCommandReply NodeService::Start(const std::string& group_id) {
+v1::NodeCommandReply NodeService::Restart(const std::string& group_id) {
+  // As ACI: every container stops (SIGTERM, grace, SIGKILL) and the group starts again in place,
+  // with the same sandbox, volumes and address.
+  v1::NodeCommandReply reply = Stop(group_id);
+  if (!reply.ok()) return reply;
+  const auto deadline = GroupSupervisor::Clock::now() + options_.stop_grace + std::chrono::seconds(10);
+  events::v1::GroupRef ref;
+  for (;;) {
+    {
+      std::lock_guard lock(mutex_);
+      auto it = groups_.find(group_id);
+      if (it == groups_.end() || !it->second.supervisor) {
+        reply.set_ok(false);
+        reply.set_error_code("GroupNotFound");
+        reply.set_error_message("The group " + group_id + " was deleted while it restarted.");
+        return reply;
+      }
+      if (it->second.supervisor->Quiet()) {
+        ref = it->second.ref;
+        break;
+      }
+    }
+    if (GroupSupervisor::Clock::now() > deadline) {
+      reply.set_ok(false);
+      reply.set_error_code("RestartTimedOut");
+      reply.set_error_message("The group's containers did not stop in time.");
+      return reply;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  Publish(ref, "", "Restarting", "Restarting the container group", "Normal", "Pending");
+  return Start(group_id, true);
+}
+
+v1::NodeCommandReply NodeService::Start(const std::string& group_id, bool even_if_ended) {
   v1::NodeCommandReply reply;
   Group* group = nullptr;
   {
@@ -308,7 +343,7 @@ v1::NodeCommandReply NodeService::Start(const std::string& group_id) {
       reply.set_error_message("The group " + group_id + " is not on this node.");
       return reply;
     }
-    if (it->second.supervisor->State() != "Stopped") {
+    if (it->second.supervisor->State() != "Stopped" && !(even_if_ended && it->second.supervisor->Quiet())) {
       reply.set_ok(true);  // already started
       return reply;
     }

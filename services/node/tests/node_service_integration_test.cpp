@@ -280,6 +280,24 @@ TEST_F(NodeServiceTest, StartAfterStop) {
   EXPECT_TRUE(WaitFor("Deleted"));
 }
 
+TEST_F(NodeServiceTest, RestartRunsTheGroupAgainInPlace) {
+  // A group that ran to completion runs again; its log keeps both runs.
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"once",
+    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  seen.clear();
+  auto restarted = Command("restart");
+  ASSERT_TRUE(restarted.ok()) << restarted.error_message();
+  EXPECT_TRUE(WaitFor("Restarting"));
+  EXPECT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  size_t runs = 0;
+  for (size_t at = 0; (at = LogOf("once").find("hello from skiff", at)) != std::string::npos; ++at) ++runs;
+  EXPECT_EQ(runs, 2u);
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
 TEST_F(NodeServiceTest, ARestartedNodeReadoptsItsGroups) {
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"sleeper",
     "properties":{"image":")" + Image("sleeper") + R"(","resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");

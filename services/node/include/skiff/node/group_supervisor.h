@@ -70,6 +70,8 @@ class GroupSupervisor {
   void Delete(Clock::time_point now);
 
   std::string State() const { return state_; }
+  // Nothing runs and nothing will start by itself (stopped, or ended for good).
+  bool Quiet() const;
   const std::map<std::string, ContainerStatus>& Containers() const { return status_; }
   const std::string& group_id() const { return plan_.sandbox.id; }
 

@@ -63,8 +63,11 @@ class NodeService : public SupervisorSink {
 
   v1::NodeCommandReply Run(const v1::RunGroupRequest& request);
   v1::NodeCommandReply Stop(const std::string& group_id);
-  // Starts a stopped group again (fresh containers, same sandbox and volumes).
-  v1::NodeCommandReply Start(const std::string& group_id);
+  // Starts a stopped group again (fresh containers, same sandbox and volumes); with
+  // `even_if_ended`, also a group that succeeded or failed.
+  v1::NodeCommandReply Start(const std::string& group_id, bool even_if_ended = false);
+  // Stops every container, waits for them, and starts the group again in place.
+  v1::NodeCommandReply Restart(const std::string& group_id);
   // Reloads the groups this node ran before it restarted; their containers are re-adopted.
   int Restore();
   v1::NodeCommandReply Delete(const std::string& group_id);
