@@ -14,9 +14,18 @@ GroupSupervisor::GroupSupervisor(GroupPlan plan, SandboxRuntime& runtime, Superv
                                      : plan_.restart_policy;
     for (const auto& launch : *list) {
       status_[launch.container_name] = ContainerStatus{};
-      tracks_.emplace(launch.container_name, Track{RestartTracker(policy, plan_.backoff)});
+      auto& track = tracks_.emplace(launch.container_name, Track{RestartTracker(policy, plan_.backoff)}).first->second;
+      if (auto it = plan_.restored_restarts.find(launch.container_name); it != plan_.restored_restarts.end()) {
+        track.tracker.Restore(it->second.restart_count, it->second.backoff);
+        status_[launch.container_name].restart_count = it->second.restart_count;
+      }
     }
   }
+}
+
+void GroupSupervisor::RecordRestarts(const std::string& name) {
+  const auto& tracker = tracks_.at(name).tracker;
+  sink_.RestartsChanged(plan_.sandbox.id, name, tracker.restart_count(), tracker.current_backoff());
 }
 
 GroupSupervisor::~GroupSupervisor() {
@@ -115,6 +124,7 @@ bool GroupSupervisor::StartOne(const ContainerLaunch& launch, Clock::time_point 
     // node was away, is adopted rather than started again.
     if (runtime_.IsRunning(plan_.sandbox.id, name) || runtime_.ExitOf(plan_.sandbox.id, name)) {
       track.running = true;
+      track.tracker.Started(now);  // it ran at least since now: back-off is not reset too early
       status.state = "Running";
       ResetProbes(name, now);
       return true;
@@ -129,6 +139,7 @@ bool GroupSupervisor::StartOne(const ContainerLaunch& launch, Clock::time_point 
     auto next = track.tracker.Exited(128, now);
     track.next_start = next;
     status.restart_count = track.tracker.restart_count();
+    RecordRestarts(name);
     if (!next) {
       status.state = "Terminated";
       status.exit_code = 128;
@@ -201,6 +212,7 @@ void GroupSupervisor::Tick(Clock::time_point now) {
         } else if (auto next = track.tracker.Exited(exit->exit_code, now)) {
           track.next_start = next;
           status_[launch.container_name].restart_count = track.tracker.restart_count();
+          RecordRestarts(launch.container_name);
           Emit(launch.container_name, "BackOff", "Back-off restarting failed init container " + launch.container_name,
                true);
         } else {
@@ -220,6 +232,7 @@ void GroupSupervisor::Tick(Clock::time_point now) {
             if (auto next = track.tracker.Exited(exit->exit_code, now)) {
               track.next_start = next;
               status.restart_count = track.tracker.restart_count();
+              RecordRestarts(name);
               status.detail = "CrashLoopBackOff";
               Emit(name, "BackOff", "Back-off restarting container " + name, true);
             } else if (exit->exit_code != 0) {

@@ -243,6 +243,34 @@ void NodeService::Forget(const std::string& group_id) {
   if (options_.state_dir.empty()) return;
   std::error_code ec;
   fs::remove(options_.state_dir + "/groups/" + group_id + ".pb", ec);
+  fs::remove(options_.state_dir + "/groups/" + group_id + ".restarts", ec);
+}
+
+// groups/<id>.restarts: one "<container> <restart count> <back-off ms>" line per container.
+void NodeService::RestartsChanged(const std::string& group_id, const std::string& container, int restart_count,
+                                  std::chrono::milliseconds backoff) {
+  if (options_.state_dir.empty()) return;
+  const std::string path = options_.state_dir + "/groups/" + group_id + ".restarts";
+  std::map<std::string, RestartRecord> records = ReadRestarts(path);
+  records[container] = {restart_count, backoff};
+  {
+    std::ofstream out(path + ".tmp", std::ios::trunc);
+    for (const auto& [name, record] : records) out << name << ' ' << record.restart_count << ' ' << record.backoff.count() << '\n';
+  }
+  std::error_code ec;
+  fs::rename(path + ".tmp", path, ec);
+}
+
+std::map<std::string, RestartRecord> ReadRestarts(const std::string& path) {
+  std::map<std::string, RestartRecord> records;
+  std::ifstream in(path);
+  std::string name;
+  int count = 0;
+  int64_t backoff_ms = 0;
+  while (in >> name >> count >> backoff_ms) {
+    if (count >= 0 && backoff_ms >= 0) records[name] = {count, std::chrono::milliseconds(backoff_ms)};
+  }
+  return records;
 }
 
 // Prepares the group (outside the lock: pulls can take long) and hands it to a supervisor.
@@ -253,6 +281,15 @@ std::optional<std::string> NodeService::Launch(Group& group, bool adopt_existing
   GroupPlan plan;
   auto error = Prepare(prepared, &plan);
   plan.adopt_existing = adopt_existing;
+  if (!options_.state_dir.empty()) {
+    const std::string restarts = options_.state_dir + "/groups/" + group.ref.group_id() + ".restarts";
+    if (adopt_existing) {
+      plan.restored_restarts = ReadRestarts(restarts);
+    } else {
+      std::error_code ec;
+      fs::remove(restarts, ec);  // a fresh run counts from zero
+    }
+  }
   std::lock_guard lock(mutex_);
   group.mounts = prepared.mounts;
   group.cpu = prepared.cpu;

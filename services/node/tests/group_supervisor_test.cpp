@@ -63,6 +63,10 @@ class FakeRuntime : public SandboxRuntime {
 
 class RecordingSink : public SupervisorSink {
  public:
+  void RestartsChanged(const std::string&, const std::string& c, int count, std::chrono::milliseconds backoff) override {
+    restarts[c] = {count, backoff};
+  }
+  std::map<std::string, RestartRecord> restarts;
   void Event(const SupervisorEvent& e) override { events.push_back(e.container + ":" + e.name); }
   void GroupStateChanged(const std::string&, const std::string& state) override { states.push_back(state); }
   std::vector<std::string> events, states;
@@ -97,6 +101,7 @@ struct SupervisorTest : ::testing::Test {
   RecordingSink sink;
   FakeProbes probes;
   std::map<std::string, ProbeSpec> liveness, readiness;
+  std::map<std::string, RestartRecord> restored;
   GroupSupervisor::Clock::time_point t{};
   std::unique_ptr<GroupSupervisor> supervisor;
 
@@ -110,6 +115,7 @@ struct SupervisorTest : ::testing::Test {
     plan.backoff = {10s, 40s, 600s};
     plan.stop_grace = 5s;
     plan.liveness = liveness;
+    plan.restored_restarts = restored;
     plan.readiness = readiness;
     supervisor = std::make_unique<GroupSupervisor>(plan, runtime, sink, &probes);
   }
@@ -334,6 +340,23 @@ TEST_F(SupervisorTest, WithoutAReadinessProbeARunningContainerIsReady) {
   runtime.Exit("web", 1);
   Tick();
   EXPECT_FALSE(supervisor->Containers().at("web").ready);
+}
+
+TEST_F(SupervisorTest, RestartCountAndBackOffCarryOverANodeRestart) {
+  restored["web"] = {2, 20s};  // what the node saved before it restarted
+  Make(RestartPolicy::kAlways, {}, {"web"}, /*adopt=*/true);
+  runtime.running.insert("web");  // still running under its shim
+  Tick();
+  EXPECT_EQ(runtime.starts.size(), 0u);  // adopted, not rerun
+  EXPECT_EQ(supervisor->Containers().at("web").restart_count, 2);
+  runtime.Exit("web", 1);
+  Tick(1s);
+  EXPECT_EQ(supervisor->Containers().at("web").restart_count, 3);
+  EXPECT_EQ(sink.restarts["web"].backoff, 40s);  // doubled from the saved 20 s, not reset to 10 s
+  Tick(39s);
+  EXPECT_EQ(runtime.starts.size(), 0u);
+  Tick(1s);
+  EXPECT_EQ(runtime.starts.size(), 1u);
 }
 
 TEST(ProbeModel, KubernetesDefaultsFillWhatACILeavesOut) {

@@ -36,6 +36,14 @@ class SupervisorSink {
   virtual ~SupervisorSink() = default;
   virtual void Event(const SupervisorEvent& event) = 0;
   virtual void GroupStateChanged(const std::string& group_id, const std::string& state) = 0;
+  // A container's restart count or back-off changed (kept so a node restart does not reset them).
+  virtual void RestartsChanged(const std::string& group_id, const std::string& container, int restart_count,
+                               std::chrono::milliseconds backoff) {}
+};
+
+struct RestartRecord {
+  int restart_count = 0;
+  std::chrono::milliseconds backoff{0};
 };
 
 struct GroupPlan {
@@ -47,6 +55,8 @@ struct GroupPlan {
   std::chrono::milliseconds stop_grace{10000};
   // After a node restart: containers that still run, or ended meanwhile, are adopted, not rerun.
   bool adopt_existing = false;
+  // Restart counts and back-off from before a node restart, by container name.
+  std::map<std::string, RestartRecord> restored_restarts;
   // Probes by container name.
   std::map<std::string, ProbeSpec> liveness;
   std::map<std::string, ProbeSpec> readiness;
@@ -100,6 +110,7 @@ class GroupSupervisor {
   // Polls one running container; returns its exit when it ended now.
   std::optional<ContainerExit> Reap(const std::string& name);
   void UpdateState();
+  void RecordRestarts(const std::string& name);
   void ResetProbes(const std::string& name, Clock::time_point now);
   void ForgetProbes(const std::string& name);
   void RunProbes(const std::string& name, Clock::time_point now);

@@ -90,6 +90,8 @@ class NodeService : public SupervisorSink {
   // SupervisorSink
   void Event(const SupervisorEvent& event) override;
   void GroupStateChanged(const std::string& group_id, const std::string& state) override;
+  void RestartsChanged(const std::string& group_id, const std::string& container, int restart_count,
+                       std::chrono::milliseconds backoff) override;
 
  private:
   struct Group {
@@ -131,6 +133,9 @@ class NodeService : public SupervisorSink {
   std::mutex streams_mutex_;  // apart from mutex_: ending a session joins its reader thread
   std::map<std::string, StreamSession> streams_;
 };
+
+// A node's saved restart counts and back-offs of one group (see NodeService::RestartsChanged).
+std::map<std::string, RestartRecord> ReadRestarts(const std::string& path);
 
 // Writes a secret volume: each file base64-decoded, mode 0400, in `dir`. Error text on failure.
 std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files);

@@ -28,6 +28,11 @@ class RestartTracker {
   // terminated. Counts the restart.
   std::optional<Clock::time_point> Exited(int exit_code, Clock::time_point at);
 
+  // Carries the count and back-off over a node restart.
+  void Restore(int restart_count, std::chrono::milliseconds backoff) {
+    restart_count_ = restart_count;
+    backoff_ = backoff;
+  }
   int restart_count() const { return restart_count_; }
   std::chrono::milliseconds current_backoff() const { return backoff_; }
 
