@@ -138,6 +138,8 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   options.shares_root = cfg.GetString("node.shares_root", root + "/shares");
   options.stop_grace = std::chrono::milliseconds(cfg.GetInt("node.stop_grace_ms", 10000));
   options.state_dir = root;
+  options.backoff.initial = std::chrono::milliseconds(cfg.GetInt("node.backoff_initial_ms", 10000));
+  options.backoff.cap = std::chrono::milliseconds(cfg.GetInt("node.backoff_cap_ms", 300000));
 
   node::RuncRuntimeOptions runtime_options;
   runtime_options.root = root;

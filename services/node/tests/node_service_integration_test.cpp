@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <condition_variable>
@@ -76,6 +77,7 @@ class Stack : public ::testing::Environment {
     node_env["SKIFF_NODE_STOP_GRACE_MS"] = "2000";
     node_env["SKIFF_NODE_HEARTBEAT_MS"] = "200";
     node_env["SKIFF_NODE_USAGE_MS"] = "300";
+    node_env["SKIFF_NODE_BACKOFF_INITIAL_MS"] = "400";
     this->node_env = node_env;
     StartNode();
     bus = std::make_unique<bus::NatsBus>(values["NATS_URL"], "node-it");
@@ -276,6 +278,32 @@ TEST_F(NodeServiceTest, StartAfterStop) {
   ASSERT_TRUE(Command("start").ok());
   EXPECT_TRUE(WaitFor("Started"));
   EXPECT_TRUE(WaitFor("StateChanged", "Running"));
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+TEST_F(NodeServiceTest, OnFailureRestartsWithGrowingBackOff) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"OnFailure","containers":[{"name":"crash",
+    "properties":{"image":")" + Image("sleeper") + R"(","command":["/bin/sh","-c","exit 3"],
+    "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  // Back-off 0.4 s, 0.8 s, 1.6 s: the node's own event times show the gaps growing.
+  std::vector<int64_t> starts_ms;
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (starts_ms.size() < 4 && std::chrono::steady_clock::now() < deadline) {
+    WaitFor("never", "", 1s);  // just collects
+    starts_ms.clear();
+    for (const auto& e : seen) {
+      if (e.name() == "Started") {
+        starts_ms.push_back(e.occurred_at().seconds() * 1000 + e.occurred_at().nanos() / 1000000);
+      }
+    }
+  }
+  ASSERT_GE(starts_ms.size(), 4u);
+  EXPECT_GE(starts_ms[1] - starts_ms[0], 400);
+  EXPECT_GE(starts_ms[2] - starts_ms[1], 800);
+  EXPECT_GE(starts_ms[3] - starts_ms[2], 1600);
+  EXPECT_TRUE(WaitFor("BackOff"));
   Command("delete");
   EXPECT_TRUE(WaitFor("Deleted"));
 }
