@@ -118,6 +118,23 @@ class NatsStreamTransport : public node::StreamTransport {
   std::map<std::string, std::unique_ptr<bus::Subscription>> inputs_;
 };
 
+// A request every node hears (each node is its own queue group); the node that has the group
+// answers, the others stay silent.
+template <typename Request, typename Handle>
+std::unique_ptr<bus::RequestServer> ServeGroupRequest(bus::NatsBus& bus, const std::string& subject,
+                                                      const std::string& queue, Handle handle) {
+  return bus.Serve(
+      subject, queue,
+      [handle](const std::string&, const std::string& data) -> std::optional<std::string> {
+        Request request;
+        if (!request.ParseFromString(data)) return std::nullopt;
+        auto reply = handle(request);
+        if (!reply) return std::nullopt;
+        return reply->SerializeAsString();
+      },
+      2);
+}
+
 std::string ReadFile(const std::string& path) {
   std::ifstream in(path);
   std::stringstream buffer;
@@ -191,36 +208,12 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                           },
                           static_cast<int>(cfg.GetInt("node.workers", 8)));
 
-  // Logs: every node hears the request (each node is its own queue group); the one that has
-  // the group answers.
-  auto logs_server = bus.Serve("skiff.node.logs", "logs-" + options.node_id,
-                               [&](const std::string&, const std::string& data) -> std::optional<std::string> {
-                                 node::v1::LogsRequest request;
-                                 if (!request.ParseFromString(data)) return std::nullopt;
-                                 auto reply = service.Logs(request);
-                                 if (!reply) return std::nullopt;
-                                 return reply->SerializeAsString();
-                               },
-                               2);
-  // Exec and attach: asked of every node, answered by the one that has the group.
-  auto exec_server = bus.Serve("skiff.node.exec", "exec-" + options.node_id,
-                               [&](const std::string&, const std::string& data) -> std::optional<std::string> {
-                                 node::v1::ExecRequest request;
-                                 if (!request.ParseFromString(data)) return std::nullopt;
-                                 auto reply = service.Exec(request);
-                                 if (!reply) return std::nullopt;
-                                 return reply->SerializeAsString();
-                               },
-                               2);
-  auto attach_server = bus.Serve("skiff.node.attach", "attach-" + options.node_id,
-                                 [&](const std::string&, const std::string& data) -> std::optional<std::string> {
-                                   node::v1::AttachRequest request;
-                                   if (!request.ParseFromString(data)) return std::nullopt;
-                                   auto reply = service.Attach(request);
-                                   if (!reply) return std::nullopt;
-                                   return reply->SerializeAsString();
-                                 },
-                                 2);
+  auto logs_server = ServeGroupRequest<node::v1::LogsRequest>(
+      bus, "skiff.node.logs", "logs-" + options.node_id, [&](const auto& r) { return service.Logs(r); });
+  auto exec_server = ServeGroupRequest<node::v1::ExecRequest>(
+      bus, "skiff.node.exec", "exec-" + options.node_id, [&](const auto& r) { return service.Exec(r); });
+  auto attach_server = ServeGroupRequest<node::v1::AttachRequest>(
+      bus, "skiff.node.attach", "attach-" + options.node_id, [&](const auto& r) { return service.Attach(r); });
   int restored = service.Restore();
   if (restored > 0) spdlog::info("re-adopted {} groups from before the restart", restored);
 
