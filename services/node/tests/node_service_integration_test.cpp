@@ -12,6 +12,7 @@
 #include <fstream>
 #include <condition_variable>
 #include <map>
+#include <set>
 #include <mutex>
 #include <thread>
 
@@ -293,8 +294,9 @@ TEST_F(NodeServiceTest, OnFailureRestartsWithGrowingBackOff) {
   while (starts_ms.size() < 4 && std::chrono::steady_clock::now() < deadline) {
     WaitFor("never", "", 1s);  // just collects
     starts_ms.clear();
+    std::set<std::string> ids;  // JetStream may deliver an event twice
     for (const auto& e : seen) {
-      if (e.name() == "Started") {
+      if (e.name() == "Started" && ids.insert(e.event_id()).second) {
         starts_ms.push_back(e.occurred_at().seconds() * 1000 + e.occurred_at().nanos() / 1000000);
       }
     }
