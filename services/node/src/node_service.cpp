@@ -532,14 +532,13 @@ struct NodeService::StreamState {
   std::string session_id;
   StreamTransport* transport = nullptr;
   std::atomic<uint64_t> seq{0};
-  void Send(std::string_view data, bool ended = false, int exit_code = 0, const std::string& error = {}) {
+  void Send(std::string_view data, bool ended = false, int exit_code = 0) {
     if (!transport) return;
     v1::StreamOutput output;
     output.set_seq(++seq);
     output.set_data(std::string(data));
     output.set_ended(ended);
     output.set_exit_code(exit_code);
-    output.set_error(error);
     transport->Output(session_id, output);
   }
 };
@@ -553,9 +552,14 @@ std::optional<v1::StreamReply> NodeService::CheckStreamTarget(const std::string&
   v1::StreamReply reply;
   reply.set_found(true);
   const auto& containers = it->second.supervisor->Containers();
-  if (session_id.empty() || session_id.find_first_of(".*> \t") != std::string::npos) {
+  bool in_use = false;
+  {
+    std::lock_guard streams_lock(streams_mutex_);
+    in_use = streams_.count(session_id) > 0;
+  }
+  if (session_id.empty() || session_id.find_first_of(".*> \t") != std::string::npos || in_use) {
     reply.set_error_code("InvalidSession");
-    reply.set_error_message("The session id must be a plain NATS subject token.");
+    reply.set_error_message("The session id must be a plain NATS subject token not already in use.");
   } else if (!containers.count(container)) {
     reply.set_error_code("ContainerNotFound");
     reply.set_error_message("The container '" + container + "' is not in the container group.");

@@ -525,6 +525,18 @@ TEST_F(NodeServiceTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
   request.clear_command();
   for (const char* arg : {"/bin/sleep", "600"}) request.add_command(arg);
   request.set_session_id(crypto::NewUuid());
+  // A session id already in use is refused, not taken over.
+  {
+    v1::StreamReply first, second;
+    ASSERT_TRUE(first.ParseFromString(*stack->bus->Request("skiff.node.exec", request.SerializeAsString(), 5s)));
+    ASSERT_TRUE(first.ok());
+    ASSERT_TRUE(second.ParseFromString(*stack->bus->Request("skiff.node.exec", request.SerializeAsString(), 5s)));
+    EXPECT_EQ(second.error_code(), "InvalidSession");
+    v1::StreamInput stop;
+    stop.set_terminate(true);
+    stack->bus->PublishCore("skiff.stream." + request.session_id() + ".in", stop.SerializeAsString());
+  }
+  request.set_session_id(crypto::NewUuid());
   v1::StreamInput terminate;
   terminate.set_terminate(true);
   auto killed = Stream("exec", request, request.session_id(), {terminate}, 10s);
