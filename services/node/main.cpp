@@ -77,7 +77,9 @@ class NatsNodeEvents : public node::NodeEventPublisher {
   void Publish(const node::v1::ContainerEvent& event) override {
     std::string name = event.name();
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
-    std::string subject = event.container().empty() ? "skiff.events.group." + (name == "statechanged" ? "state" : name)
+    // Group-level runtime events go under skiff.events.sandbox.*: skiff.events.group.* carries the
+    // gateway's GroupEvent, a different message.
+    std::string subject = event.container().empty() ? "skiff.events.sandbox." + (name == "statechanged" ? "state" : name)
                                                     : "skiff.events.container." + name;
     auto result = bus_.Publish(subject, event.event_id(), event.SerializeAsString());
     if (!result.ok) spdlog::warn("event {} not published: {}", subject, result.error);
@@ -149,6 +151,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   node::NodeOptions options;
   options.node_id = cfg.GetString("node.node_id", host);
   options.zone = cfg.GetString("node.zone", "");
+  options.host_tag = cfg.GetString("node.host_tag", "skiff");
   options.cpu_capacity = cfg.GetDouble("node.cpu", static_cast<double>(std::thread::hardware_concurrency()));
   options.memory_gb_capacity = cfg.GetDouble("node.memory_gb", 4);
   const std::string root = cfg.GetString("node.root", "/var/lib/skiff/node");
@@ -162,6 +165,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   runtime_options.root = root;
   runtime_options.runc = cfg.GetString("node.runc", "runc");
   runtime_options.shim_binary = shim;
+  runtime_options.host_tag = options.host_tag;
   auto seccomp = node::ParseSeccompProfile(ReadFile(cfg.Require("node.seccomp_profile")));
   if (!seccomp) throw std::runtime_error("node.seccomp_profile is not a valid seccomp profile");
   runtime_options.seccomp = *seccomp;
@@ -201,7 +205,10 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                             if (verb == "restart") {
                               return service.Restart(request.group().group_id()).SerializeAsString();
                             }
-                            if (verb == "delete") return service.Delete(request.group().group_id()).SerializeAsString();
+                            if (verb == "delete") {
+                              return service.Delete(request.group().group_id(), request.placement_generation())
+                                  .SerializeAsString();
+                            }
                             node::v1::NodeCommandReply unknown;
                             unknown.set_error_code("UnknownCommand");
                             return unknown.SerializeAsString();

@@ -8,8 +8,8 @@
 
 namespace skiff::node {
 
-std::string CgroupPath(const std::string& group_id, const std::string& container) {
-  return "/skiff/" + group_id + "/" + container;
+std::string CgroupPath(const std::string& group_id, const std::string& container, const std::string& parent) {
+  return "/" + parent + "/" + group_id + "/" + container;
 }
 
 const std::vector<std::string>& DefaultCapabilities() {
@@ -75,7 +75,7 @@ v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccom
   }
 
   auto* linux = spec.mutable_linux();
-  linux->set_cgroups_path(CgroupPath(launch.group_id, launch.container_name));
+  linux->set_cgroups_path(CgroupPath(launch.group_id, launch.container_name, launch.cgroup_parent));
   auto* resources = linux->mutable_resources();
   auto* deny_devices = resources->add_devices();  // no host devices
   deny_devices->set_allow(false);

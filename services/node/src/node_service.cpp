@@ -231,6 +231,7 @@ void NodeService::Persist(const Group& group) {
   v1::RunGroupRequest record;
   *record.mutable_group() = group.ref;
   *record.mutable_spec() = group.spec;  // secrets stay sealed on disk
+  record.set_placement_generation(group.placement_generation);
   const std::string path = options_.state_dir + "/groups/" + group.ref.group_id() + ".pb";
   {
     std::ofstream out(path + ".tmp", std::ios::binary | std::ios::trunc);
@@ -309,15 +310,33 @@ v1::NodeCommandReply NodeService::Run(const v1::RunGroupRequest& request) {
     return reply;
   }
   Group* group = nullptr;
-  {
-    std::lock_guard lock(mutex_);
-    if (groups_.count(group_id)) {  // idempotent: the group already runs here
-      reply.set_ok(true);
+  const auto deadline = GroupSupervisor::Clock::now() + options_.stop_grace + std::chrono::seconds(10);
+  for (;;) {
+    std::unique_lock lock(mutex_);
+    auto it = groups_.find(group_id);
+    if (it == groups_.end()) break;
+    if (it->second.placement_generation >= request.placement_generation()) {
+      reply.set_ok(true);  // idempotent: this placement (or a newer one) already runs here
       return reply;
     }
+    // An older placement of the group (its spec changed, or it came back here): it goes first.
+    if (it->second.supervisor && !it->second.supervisor->Deleted()) {
+      it->second.supervisor->Delete(GroupSupervisor::Clock::now());
+    }
+    lock.unlock();
+    if (GroupSupervisor::Clock::now() > deadline) {
+      reply.set_error_code("NodeBusy");
+      reply.set_error_message("An older copy of the group did not stop in time.");
+      return reply;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  {
+    std::lock_guard lock(mutex_);
     group = &groups_[group_id];  // std::map nodes stay put
     group->ref = request.group();
     group->spec = request.spec();
+    group->placement_generation = request.placement_generation();
   }
   Persist(*group);
   if (auto error = Launch(*group, false)) {
@@ -410,6 +429,7 @@ int NodeService::Restore() {
       group = &groups_[record.group().group_id()];
       group->ref = record.group();
       group->spec = record.spec();
+      group->placement_generation = record.placement_generation();
     }
     if (auto error = Launch(*group, true)) {
       Publish(group->ref, "", "Failed", "After a node restart: " + *error, "Warning", "Failed");
@@ -443,12 +463,18 @@ v1::NodeCommandReply NodeService::Stop(const std::string& group_id) {
   return reply;
 }
 
-v1::NodeCommandReply NodeService::Delete(const std::string& group_id) {
+v1::NodeCommandReply NodeService::Delete(const std::string& group_id, int64_t placement_generation) {
   v1::NodeCommandReply reply;
   std::lock_guard lock(mutex_);
   auto it = groups_.find(group_id);
   reply.set_ok(true);  // deleting what is not here is done already
   if (it == groups_.end() || !it->second.supervisor) return reply;
+  if (placement_generation > 0 && it->second.placement_generation > placement_generation) {
+    reply.set_ok(false);
+    reply.set_error_code("Superseded");
+    reply.set_error_message("A newer placement of the group runs here; the delete was for an older one.");
+    return reply;
+  }
   it->second.supervisor->Delete(GroupSupervisor::Clock::now());
   return reply;
 }
@@ -477,8 +503,12 @@ v1::NodeHeartbeat NodeService::Heartbeat() {
   heartbeat.set_zone(options_.zone);
   heartbeat.set_cpu_capacity(options_.cpu_capacity);
   heartbeat.set_memory_gb_capacity(options_.memory_gb_capacity);
+  heartbeat.set_os_type("Linux");
   for (const auto& [id, group] : groups_) {
     heartbeat.add_group_ids(id);
+    auto* placed = heartbeat.add_placed();
+    placed->set_group_id(id);
+    placed->set_placement_generation(group.placement_generation);
     heartbeat.set_cpu_allocated(heartbeat.cpu_allocated() + group.cpu);
     heartbeat.set_memory_gb_allocated(heartbeat.memory_gb_allocated() + group.memory_gb);
   }
@@ -495,7 +525,7 @@ v1::NodeUsage NodeService::Usage(const std::string& cgroup_root) {
     if (!group.supervisor) continue;
     for (const auto& [name, status] : group.supervisor->Containers()) {
       if (status.state != "Running") continue;
-      auto measured = ReadUsage(cgroup_root, CgroupPath(id, name));
+      auto measured = ReadUsage(cgroup_root, CgroupPath(id, name, options_.host_tag));
       if (!measured) continue;
       auto* container = usage.add_containers();
       *container->mutable_group() = group.ref;

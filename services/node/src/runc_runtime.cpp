@@ -113,7 +113,9 @@ std::string RuncRuntime::ContainerDir(const std::string& id, const std::string& 
 std::string RuncRuntime::RuncId(const std::string& id, const std::string& c) const { return id + "." + c; }
 std::string RuncRuntime::LogPath(const std::string& id, const std::string& c) { return ContainerDir(id, c) + "/log"; }
 std::string RuncRuntime::VolumeDir(const std::string& id) { return SandboxDir(id) + "/volumes"; }
-std::string RuncRuntime::NetworkNamespace(const std::string& id) { return "/var/run/netns/skiff-" + id; }
+std::string RuncRuntime::NetworkNamespace(const std::string& id) {
+  return "/var/run/netns/" + options_.host_tag + "-" + id;
+}
 
 std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
   const std::string dir = SandboxDir(spec.id);
@@ -138,6 +140,7 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
   fs::create_directories(state);
   ContainerLaunch launch = input;
   launch.network_namespace = NetworkNamespace(sandbox_id);
+  launch.cgroup_parent = options_.host_tag;
   // A container may not raise RLIMIT_NOFILE past the node's own hard limit.
   rlimit nofile{};
   if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
@@ -159,7 +162,7 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
                                 "--log", dir + "/log",
                                 "--log-max-bytes", std::to_string(options_.log_max_bytes),
                                 "--log-files", std::to_string(options_.log_files),
-                                "--memory-cgroup", "/sys/fs/cgroup/memory" + CgroupPath(sandbox_id, launch.container_name)};
+                                "--memory-cgroup", "/sys/fs/cgroup/memory" + CgroupPath(sandbox_id, launch.container_name, options_.host_tag)};
   // Double fork + setsid: the shim is nobody's child here and survives this process.
   pid_t pid = ::fork();
   if (pid < 0) return std::string("fork: ") + std::strerror(errno);

@@ -22,6 +22,7 @@ struct VolumeBind {
 struct ContainerLaunch {
   std::string group_id;
   std::string container_name;
+  std::string cgroup_parent = "skiff";  // the node's host tag: two nodes may share a host
   std::string hostname;             // the group's name, as ACI sets it
   oci::Process process;             // image defaults merged with the container's command/env
   uint32_t uid = 0;
@@ -40,8 +41,9 @@ struct ContainerLaunch {
 
 constexpr int64_t kCpuPeriodMicros = 100000;
 
-// The container's cgroup path: /skiff/<group>/<container>, so the group's usage sums up.
-std::string CgroupPath(const std::string& group_id, const std::string& container);
+// The container's cgroup path: /<parent>/<group>/<container>, so the group's usage sums up.
+std::string CgroupPath(const std::string& group_id, const std::string& container,
+                       const std::string& parent = "skiff");
 
 // Docker's default capability set: what a hardened container keeps.
 const std::vector<std::string>& DefaultCapabilities();

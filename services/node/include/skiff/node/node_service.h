@@ -42,6 +42,7 @@ class StreamTransport {
 struct NodeOptions {
   std::string node_id;
   std::string zone;
+  std::string host_tag = "skiff";  // as RuncRuntimeOptions::host_tag
   double cpu_capacity = 2;
   double memory_gb_capacity = 4;
   std::string shares_root;  // named persistent shares (the azureFile equivalent): <root>/<account>/<share>
@@ -70,7 +71,9 @@ class NodeService : public SupervisorSink {
   v1::NodeCommandReply Restart(const std::string& group_id);
   // Reloads the groups this node ran before it restarted; their containers are re-adopted.
   int Restore();
-  v1::NodeCommandReply Delete(const std::string& group_id);
+  // With a placement generation, only a copy at that generation or older is removed (fencing: a
+  // newer placement of the group on this node stays).
+  v1::NodeCommandReply Delete(const std::string& group_id, int64_t placement_generation = 0);
   void Tick(GroupSupervisor::Clock::time_point now);
   v1::NodeHeartbeat Heartbeat();
   // Cumulative cpu and current memory of every running container, from cgroups.
@@ -100,6 +103,7 @@ class NodeService : public SupervisorSink {
     std::unique_ptr<GroupSupervisor> supervisor;
     std::vector<std::pair<std::string, std::string>> mounts;  // (image, container id) to unmount
     double cpu = 0, memory_gb = 0;
+    int64_t placement_generation = 0;
   };
   void Publish(const events::v1::GroupRef& ref, const std::string& container, const std::string& name,
                const std::string& message, const std::string& type, const std::string& state);

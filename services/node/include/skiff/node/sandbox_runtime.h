@@ -85,6 +85,9 @@ struct RuncRuntimeOptions {
   v1::Seccomp seccomp;
   int64_t log_max_bytes = 10 * 1024 * 1024;
   int log_files = 3;
+  // Names the node's host-wide objects (cgroup parent, network namespace prefix), so two nodes
+  // can share one host (tests, simulated clusters) without touching each other's groups.
+  std::string host_tag = "skiff";
 };
 
 class RuncRuntime : public SandboxRuntime {

@@ -1,0 +1,172 @@
+// skiff-scheduler: places accepted container groups on nodes and keeps them placed. Several may
+// run side by side: they share one durable JetStream consumer and Postgres keeps them honest.
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+#include "skiff/bus/nats_bus.h"
+#include "skiff/config/config.h"
+#include "skiff/crypto/crypto.h"
+#include "skiff/lifecycle/termination_signals.h"
+#include "skiff/log/log.h"
+#include "skiff/scheduler/nats_node_commands.h"
+#include "skiff/scheduler/pg_scheduler_store.h"
+#include "skiff/scheduler/scheduler_service.h"
+#include "skiff/store/migrations.h"
+#include "skiff/store/outbox_relay.h"
+#include "skiff/store/pool.h"
+
+namespace {
+
+using namespace skiff;
+
+// Work handed to the scheduling loop from other threads (heartbeats, operator requests): the
+// service is one actor and only the loop touches it.
+class LoopInbox {
+ public:
+  void Post(std::function<void()> task) {
+    std::lock_guard lock(mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  std::deque<std::function<void()>> Take() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(tasks_, {});
+  }
+
+ private:
+  std::mutex mutex_;
+  std::deque<std::function<void()>> tasks_;
+};
+
+int Serve(const config::Config& cfg) {
+  lifecycle::TerminationSignals termination;  // before any thread starts
+  store::ConnectionPool pool(cfg.Require("store.url"), static_cast<size_t>(cfg.GetInt("store.pool_size", 4)));
+  {
+    auto conn = pool.Acquire();
+    store::ApplyMigrations(*conn, scheduler::kSchedulerSchema, scheduler::SchedulerMigrations());
+  }
+  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-scheduler");
+  bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+  store::OutboxRelay relay(pool, bus, {scheduler::kSchedulerSchema, 500, std::chrono::milliseconds(200)});
+
+  scheduler::PlacementCore::Options placement_options;
+  placement_options.strategy =
+      cfg.GetString("scheduler.strategy", "binpack") == "spread" ? scheduler::Strategy::kSpread
+                                                                 : scheduler::Strategy::kBinPack;
+  placement_options.overcommit_ratio = cfg.GetDouble("scheduler.overcommit_ratio", 1.0);
+  scheduler::PlacementCore placement(placement_options);
+  scheduler::PgSchedulerStore store(pool, [&relay] { relay.Notify(); });
+  scheduler::NatsNodeCommands commands(bus, static_cast<int>(cfg.GetInt("scheduler.dispatch_workers", 16)));
+
+  scheduler::SchedulerOptions options;
+  options.node_lost_after = std::chrono::milliseconds(cfg.GetInt("scheduler.node_lost_after_ms", 10000));
+  options.pending_timeout = std::chrono::milliseconds(cfg.GetInt("scheduler.pending_timeout_ms", 600000));
+  options.refresh_interval = std::chrono::milliseconds(cfg.GetInt("scheduler.refresh_ms", 5000));
+  scheduler::SchedulerService service(placement, store, commands, [] { return std::chrono::system_clock::now(); },
+                                      [] { return crypto::NewUuid(); }, options);
+  service.Start();
+  relay.Start();
+
+  LoopInbox inbox;
+  auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
+    node::v1::NodeHeartbeat heartbeat;
+    if (!heartbeat.ParseFromString(data)) return;
+    inbox.Post([&service, heartbeat] { service.HandleHeartbeat(heartbeat); });
+  });
+  // Operator requests: answered by the loop, so they see a consistent view.
+  auto admin = bus.Serve(
+      "skiff.scheduler.*", "scheduler",
+      [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {
+        const std::string verb = subject.substr(subject.rfind('.') + 1);
+        scheduler::v1::NodeAdminRequest request;
+        if (verb != "nodes" && !request.ParseFromString(data)) return std::nullopt;
+        auto answer = std::make_shared<std::promise<std::string>>();
+        auto future = answer->get_future();
+        inbox.Post([&service, verb, request, answer] {
+          if (verb == "nodes") return answer->set_value(service.Nodes().SerializeAsString());
+          scheduler::v1::NodeAdminReply reply;
+          if (verb == "cordon") reply = service.Cordon(request.node_id());
+          else if (verb == "uncordon") reply = service.Uncordon(request.node_id());
+          else if (verb == "drain") reply = service.Drain(request.node_id());
+          else reply.set_error_code("UnknownCommand");
+          answer->set_value(reply.SerializeAsString());
+        });
+        if (future.wait_for(std::chrono::seconds(30)) != std::future_status::ready) return std::nullopt;
+        return future.get();
+      },
+      2);
+
+  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.group.*",
+                                    cfg.GetString("scheduler.consumer", "scheduler"));
+  const auto tick_every = std::chrono::milliseconds(cfg.GetInt("scheduler.tick_ms", 500));
+  std::atomic<bool> stopping{false};
+  std::thread loop([&] {
+    auto next_tick = std::chrono::steady_clock::now();
+    while (!stopping) {
+      try {
+        auto messages = consumer->Fetch(256, std::chrono::milliseconds(100));
+        std::vector<events::v1::GroupEvent> batch;
+        for (auto& message : messages) {
+          const std::string subject = message.Subject();
+          const std::string kind = subject.substr(subject.rfind('.') + 1);
+          events::v1::GroupEvent event;
+          if ((kind == "created" || kind == "updated" || kind == "deleted") && event.ParseFromString(message.Data())) {
+            batch.push_back(std::move(event));
+          }
+        }
+        try {
+          if (!batch.empty()) service.HandleGroupEvents(batch);
+          for (auto& message : messages) message.Ack();
+        } catch (const std::exception& e) {
+          spdlog::error("placing {} events failed, they come again: {}", batch.size(), e.what());
+          for (auto& message : messages) message.Nak();
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+        for (auto& task : inbox.Take()) task();
+        if (std::chrono::steady_clock::now() >= next_tick) {
+          service.Tick();
+          next_tick = std::chrono::steady_clock::now() + tick_every;
+        }
+      } catch (const std::exception& e) {
+        spdlog::error("scheduling loop: {}", e.what());
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+    }
+  });
+  spdlog::info("scheduler placing groups ({} strategy)", cfg.GetString("scheduler.strategy", "binpack"));
+  int signal = termination.Wait();
+  spdlog::info("signal {}: shutting down", signal);
+  stopping = true;
+  loop.join();
+  admin.reset();
+  heartbeats.reset();
+  relay.Stop();
+  commands.Stop();
+  bus.Drain(std::chrono::seconds(5));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"skiff-scheduler: places Skiff container groups on nodes"};
+  std::string config_file;
+  app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
+  app.require_subcommand(0, 1);
+  app.add_subcommand("serve", "Place groups (the default)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
+    log::Init("scheduler", cfg.GetString("log.level", "info"));
+    return Serve(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "skiff-scheduler: " << e.what() << "\n";
+    return 1;
+  }
+}
