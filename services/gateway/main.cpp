@@ -42,6 +42,10 @@ gateway::GroupApiOptions ApiOptions(const config::Config& cfg) {
   options.limits.max_memory_gb_per_group = cfg.GetDouble("gateway.max_memory_gb_per_group", 16.0);
   options.limits.reserved_ports = ParsePorts(cfg.GetList("gateway.reserved_ports", {"10250", "10255"}));
   options.limits.locations = cfg.GetList("gateway.locations", {"local"});
+  options.quotas.groups = cfg.GetInt("gateway.quota_groups", 100);
+  options.quotas.cores = cfg.GetDouble("gateway.quota_cores", 100);
+  options.quotas.creates_per_5_minutes = cfg.GetInt("gateway.creates_per_5_minutes", 100);
+  options.quotas.creates_per_hour = cfg.GetInt("gateway.creates_per_hour", 300);
   return options;
 }
 

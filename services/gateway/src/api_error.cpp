@@ -55,6 +55,9 @@ constexpr std::array kErrorTable{
     ErrorRow{ErrorKind::kInvalidExecRequest, "InvalidExecRequest", 400},
     ErrorRow{ErrorKind::kInvalidQueryParameter, "InvalidQueryParameter", 400},
     ErrorRow{ErrorKind::kConcurrentUpdate, "Conflict", 409},
+    ErrorRow{ErrorKind::kGroupQuotaReached, "ContainerGroupQuotaReached", 409},
+    ErrorRow{ErrorKind::kCoresQuotaExceeded, "QuotaExceeded", 409},
+    ErrorRow{ErrorKind::kCreateRateLimited, "TooManyRequests", 429},
     ErrorRow{ErrorKind::kStoreUnavailable, "ServiceUnavailable", 503},
     ErrorRow{ErrorKind::kInternal, "InternalServerError", 500},
 };

@@ -55,6 +55,22 @@ std::optional<ListCursor> DecodeCursor(const std::string& token) {
 
 }  // namespace
 
+std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string& text) {
+  std::tm parts{};
+  const char* rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &parts);
+  if (rest == nullptr) return std::nullopt;
+  auto time = std::chrono::system_clock::from_time_t(::timegm(&parts));
+  if (*rest == '.') {
+    int64_t fraction = 0, scale = 1;
+    for (++rest; std::isdigit(static_cast<unsigned char>(*rest)); ++rest) {
+      if (scale < 1000000000) fraction = fraction * 10 + (*rest - '0'), scale *= 10;
+    }
+    time += std::chrono::nanoseconds(fraction * (1000000000 / scale));
+  }
+  if (*rest != 'Z' || rest[1] != '\0') return std::nullopt;
+  return time;
+}
+
 std::string FormatTime(std::chrono::system_clock::time_point time) {
   auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
   std::time_t seconds = static_cast<std::time_t>(millis / 1000);
@@ -239,6 +255,69 @@ HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) {
   return Json(status, std::move(json));
 }
 
+namespace {
+double RequestedCores(const ci::ContainerGroup& group) {
+  double cores = 0;
+  for (const auto& container : group.properties().containers()) {
+    cores += container.properties().resources().requests().cpu();
+  }
+  return cores;
+}
+
+std::string FormatNumber(double value) {
+  std::ostringstream text;
+  text << value;
+  return text.str();
+}
+}  // namespace
+
+std::optional<HttpResponse> GroupApi::CheckQuotas(const std::string& subscription_id,
+                                                  const std::optional<GroupRecord>& existing,
+                                                  const ci::ContainerGroup& group) {
+  const auto& quotas = options_.quotas;
+  const int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch()).count();
+  const SubscriptionUsage usage = store_.Usage(subscription_id, now_ms);
+  const std::string region = group.location().empty() ? "local" : group.location();
+  if (!existing) {
+    auto limited = [&](int64_t oldest_ms, int64_t window_ms, const std::string& window) {
+      const int64_t wait_s = std::max<int64_t>(1, (oldest_ms + window_ms - now_ms + 999) / 1000);
+      HttpResponse response = ErrorResponse(
+          {ErrorKind::kCreateRateLimited,
+           "The subscription created too many container groups in the last " + window + "; retry after " +
+               std::to_string(wait_s) + " seconds.",
+           ""});
+      response.headers.emplace_back("Retry-After", std::to_string(wait_s));
+      return response;
+    };
+    if (usage.creates_last_5_minutes >= quotas.creates_per_5_minutes) {
+      return limited(usage.oldest_create_in_5_minutes_ms, 5 * 60 * 1000, "5 minutes");
+    }
+    if (usage.creates_last_hour >= quotas.creates_per_hour) {
+      return limited(usage.oldest_create_in_hour_ms, 60 * 60 * 1000, "hour");
+    }
+    if (usage.groups + 1 > quotas.groups) {
+      return ErrorResponse({ErrorKind::kGroupQuotaReached,
+                            "Resource type 'Microsoft.ContainerInstance/containerGroups' container group quota "
+                            "'ContainerGroups' exceeded in region '" +
+                                region + "'. Limit: '" + std::to_string(quotas.groups) + "', Usage: '" +
+                                std::to_string(usage.groups) + "' Requested: '1'.",
+                            ""});
+    }
+  }
+  const double wanted = RequestedCores(group);
+  const double held = existing ? RequestedCores(existing->spec) : 0;
+  if (wanted > held && usage.cores - held + wanted > quotas.cores + 1e-9) {
+    return ErrorResponse({ErrorKind::kCoresQuotaExceeded,
+                          "Resource type 'Microsoft.ContainerInstance/containerGroups' quota 'StandardCores' exceeded "
+                          "in region '" +
+                              region + "'. Limit: '" + FormatNumber(quotas.cores) + "', Usage: '" +
+                              FormatNumber(usage.cores - held) + "' Requested: '" + FormatNumber(wanted) + "'.",
+                          "properties.containers"});
+  }
+  return std::nullopt;
+}
+
 HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) {
   auto parsed = ParseGroupJson(request.body);
   if (auto* error = std::get_if<ApiError>(&parsed)) return ErrorResponse(*error);
@@ -261,6 +340,11 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
   std::string request_id = request.Header("x-ms-client-request-id");
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     auto existing = store_.Find(key);
+    // Counted before the write, so two creates racing at the limit may both pass: quotas are a
+    // guard against runaway use, not an exact ledger (ACI's are eventually consistent too).
+    if (attempt == 0) {
+      if (auto refusal = CheckQuotas(route.subscription_id, existing, group)) return *refusal;
+    }
     GroupRecord record;
     record.spec = group;
     OperationRecord operation;

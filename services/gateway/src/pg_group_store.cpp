@@ -93,7 +93,34 @@ std::vector<store::Migration> GatewayMigrations() {
           expires_at       timestamptz
         );
       )sql" + store::OutboxTableSql()},
+      {2, "index of creates per subscription, for create-rate limits",
+       "CREATE INDEX operations_creates ON operations (subscription_key, started_at) WHERE kind = 'create';"},
   };
+}
+
+SubscriptionUsage PgGroupStore::Usage(const std::string& subscription_id, int64_t now_ms) {
+  return GuardedRead(pool_, [&](pqxx::nontransaction& tx) {
+    SubscriptionUsage usage;
+    auto groups = tx.exec_params(
+        "SELECT count(*), coalesce(sum((SELECT coalesce(sum((c->'properties'->'resources'->'requests'->>'cpu')::float8), "
+        "0) FROM jsonb_array_elements(g.spec->'properties'->'containers') c)), 0) "
+        "FROM gateway.container_groups g WHERE g.subscription_key = $1",
+        Lower(subscription_id));
+    usage.groups = groups[0][0].as<int64_t>();
+    usage.cores = groups[0][1].as<double>();
+    auto creates = tx.exec_params(
+        "SELECT count(*) FILTER (WHERE started_at > to_timestamp($2 / 1000.0) - interval '5 minutes'), count(*), "
+        "coalesce((extract(epoch FROM min(started_at) FILTER (WHERE started_at > to_timestamp($2 / 1000.0) - "
+        "interval '5 minutes')) * 1000)::bigint, 0), coalesce((extract(epoch FROM min(started_at)) * 1000)::bigint, 0) "
+        "FROM gateway.operations WHERE subscription_key = $1 AND kind = 'create' AND "
+        "started_at > to_timestamp($2 / 1000.0) - interval '1 hour'",
+        Lower(subscription_id), now_ms);
+    usage.creates_last_5_minutes = creates[0][0].as<int64_t>();
+    usage.creates_last_hour = creates[0][1].as<int64_t>();
+    usage.oldest_create_in_5_minutes_ms = creates[0][2].as<int64_t>();
+    usage.oldest_create_in_hour_ms = creates[0][3].as<int64_t>();
+    return usage;
+  });
 }
 
 std::optional<GroupRecord> PgGroupStore::Find(const GroupKey& key) {

@@ -4,6 +4,7 @@
 #include <mutex>
 #include <tuple>
 
+#include "skiff/gateway/clock.h"
 #include "skiff/gateway/group_store.h"
 
 namespace skiff::gateway {
@@ -26,8 +27,28 @@ class FakeGroupStore : public GroupStore {
     if (groups.count(K(record.key))) return false;
     groups[K(record.key)] = record;
     if (op) operations[op->id] = *op;
+    if (op && op->kind == "create") {
+      auto started = ParseTime(op->started_at);
+      creates.push_back({Lower(op->subscription_id),
+                         std::chrono::duration_cast<std::chrono::milliseconds>(started->time_since_epoch()).count()});
+    }
     outbox.push_back(event);
     return true;
+  }
+  SubscriptionUsage Usage(const std::string& subscription, int64_t now_ms) override {
+    Check();
+    SubscriptionUsage usage;
+    for (const auto& [key, record] : groups) {
+      if (std::get<0>(key) != Lower(subscription)) continue;
+      ++usage.groups;
+      for (const auto& c : record.spec.properties().containers()) usage.cores += c.properties().resources().requests().cpu();
+    }
+    for (const auto& [owner, at_ms] : creates) {
+      if (owner != Lower(subscription) || at_ms <= now_ms - 3600000) continue;
+      if (usage.creates_last_hour++ == 0) usage.oldest_create_in_hour_ms = at_ms;
+      if (at_ms > now_ms - 300000 && usage.creates_last_5_minutes++ == 0) usage.oldest_create_in_5_minutes_ms = at_ms;
+    }
+    return usage;
   }
   bool Update(const GroupRecord& record, int64_t expected, const std::optional<OperationRecord>& op,
               const store::OutboxEntry& event) override {
@@ -93,6 +114,7 @@ class FakeGroupStore : public GroupStore {
   std::map<Key, GroupRecord> groups;
   std::map<std::string, OperationRecord> operations;
   std::map<std::string, std::string> tokens;
+  std::vector<std::pair<std::string, int64_t>> creates;  // (subscription, epoch ms), in order
   std::vector<store::OutboxEntry> outbox;
 };
 

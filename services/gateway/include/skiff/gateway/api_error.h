@@ -48,6 +48,9 @@ enum class ErrorKind {
   kInvalidExecRequest,
   kInvalidQueryParameter,
   kConcurrentUpdate,
+  kGroupQuotaReached,
+  kCoresQuotaExceeded,
+  kCreateRateLimited,
   kStoreUnavailable,
   kInternal,
 };

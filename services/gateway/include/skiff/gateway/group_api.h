@@ -42,6 +42,13 @@ struct GroupApiOptions {
   // Base for URLs the API hands out (nextLink, operation URLs); empty: from the Host header.
   std::string public_url;
   std::chrono::seconds token_cache_ttl{30};
+  // Per subscription, as ACI's defaults: checked when a group is created (or grows).
+  struct Quotas {
+    int64_t groups = 100;
+    double cores = 100;
+    int64_t creates_per_5_minutes = 100;
+    int64_t creates_per_hour = 300;
+  } quotas;
 };
 
 // The ARM container-group API: authenticates, routes, validates and answers one request.
@@ -66,6 +73,9 @@ class GroupApi {
  private:
   HttpResponse Dispatch(const HttpRequest& request, const Route& route);
   HttpResponse PutGroup(const HttpRequest& request, const Route& route);
+  // The quota or rate-limit refusal for this PUT, if any.
+  std::optional<HttpResponse> CheckQuotas(const std::string& subscription_id, const std::optional<GroupRecord>& existing,
+                                          const containerinstance::v1::ContainerGroup& group);
   HttpResponse GetGroup(const Route& route);
   HttpResponse DeleteGroup(const HttpRequest& request, const Route& route);
   HttpResponse PatchGroup(const HttpRequest& request, const Route& route);

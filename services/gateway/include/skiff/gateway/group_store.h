@@ -38,6 +38,16 @@ struct OperationRecord {
   std::string error_message;
 };
 
+// What a subscription holds and how fast it has been creating, for quotas and rate limits.
+struct SubscriptionUsage {
+  int64_t groups = 0;
+  double cores = 0;                  // requested cpu summed over every container of every group
+  int64_t creates_last_5_minutes = 0;
+  int64_t creates_last_hour = 0;
+  int64_t oldest_create_in_5_minutes_ms = 0;  // epoch ms; when the 5-minute window frees a slot
+  int64_t oldest_create_in_hour_ms = 0;
+};
+
 // Position after which a list page starts: the last (resource group, name) keys returned.
 struct ListCursor {
   std::string resource_group_key;
@@ -67,6 +77,8 @@ class GroupStore {
   // Ordered by (resource group, name), lower-cased; `resource_group` empty lists the subscription.
   virtual std::vector<GroupRecord> List(const std::string& subscription_id, const std::string& resource_group,
                                         const std::optional<ListCursor>& after, int limit) = 0;
+  // Counts at `now_ms` (epoch milliseconds): groups, cores, and create operations in the windows.
+  virtual SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms) = 0;
   virtual std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) = 0;
   virtual std::optional<std::string> SubscriptionForToken(const std::string& token_hash) = 0;
   virtual void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) = 0;
