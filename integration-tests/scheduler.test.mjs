@@ -1,0 +1,217 @@
+// The scheduler end to end: two skiff-scheduler replicas, two real nodes (each with its image
+// cache) running groups under runc, the gateway, NATS, Postgres and the registry. Checks that
+// replicas racing over a small node never over-commit it, that waiting groups are placed when a
+// node appears, that a killed node's Always groups run elsewhere within 15 s and its stale
+// copies are stopped when it returns, Spot eviction, and the gateway's quota and rate errors.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startInfra, Gateway, request, groupPath, sleep } from './harness.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const build = process.env.SKIFF_BUILD_DIR ?? join(here, '../build/dev');
+let infra, gw;
+const procs = {};
+const subs = { race: randomUUID(), spot: randomUUID(), quota: randomUUID() };
+const tokens = {};
+
+function common() {
+  return { ...process.env, SKIFF_BUS_URL: infra.env.NATS_URL, SKIFF_STORE_URL: infra.env.STORE_URL, SKIFF_LOG_LEVEL: 'warn' };
+}
+
+function startScheduler(name) {
+  procs[name] = spawn(join(build, 'services/scheduler/skiff-scheduler'), ['serve'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...common(), SKIFF_SCHEDULER_NODE_LOST_AFTER_MS: '3000', SKIFF_SCHEDULER_TICK_MS: '200',
+      SKIFF_SCHEDULER_REFRESH_MS: '1000' },
+  });
+}
+
+const nodeRoot = (id) => join(infra.dir, `node-${id}`);
+
+function startNode(id, cpu) {
+  procs[`cache-${id}`] ??= spawn(join(build, 'services/imagecache/skiff-imagecache'), ['serve'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...common(), SKIFF_IMAGECACHE_ROOT: join(infra.dir, `cache-${id}`), SKIFF_IMAGECACHE_NODE_ID: id,
+      SKIFF_IMAGECACHE_SECRET_KEY: infra.secretKey },
+  });
+  procs[`node-${id}`] = spawn(join(build, 'services/node/skiff-node'), ['serve'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...common(), SKIFF_NODE_ROOT: nodeRoot(id), SKIFF_NODE_NODE_ID: id, SKIFF_NODE_CPU: String(cpu),
+      SKIFF_NODE_MEMORY_GB: '8', SKIFF_NODE_HOST_TAG: `skiff-${id}`, SKIFF_NODE_HEARTBEAT_MS: '500',
+      SKIFF_NODE_SECRET_KEY: infra.secretKey, SKIFF_NODE_STOP_GRACE_MS: '1000',
+      SKIFF_NODE_SECCOMP_PROFILE: join(here, '../infra/seccomp/default.json') },
+  });
+}
+
+async function stop(name, signal = 'SIGTERM') {
+  const proc = procs[name];
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.on('exit', r));
+  proc.kill(signal);
+  await exited;
+}
+
+const sql = (query) => execFileSync('psql', [infra.env.STORE_URL, '-Atc', query]).toString().trim();
+
+// Containers running under a node's runc root (they outlive a killed node: the shims keep them).
+function running(id) {
+  const out = spawnSync('runc', ['--root', join(nodeRoot(id), 'runc'), 'list', '--format', 'json']);
+  const list = JSON.parse(out.stdout.toString() || 'null') ?? [];
+  return list.filter((c) => c.status === 'running').map((c) => c.id.split('.')[0]);
+}
+
+async function until(what, check, ms = 20000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = check();
+    if (value) return value;
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+function sleeperGroup({ cpu = 0.5, priority = 'Regular', restartPolicy = 'Always' } = {}) {
+  return {
+    location: 'local',
+    properties: {
+      osType: 'Linux', restartPolicy, priority,
+      containers: [{ name: 'main', properties: {
+        image: `${infra.env.REGISTRY}/skiff/sleeper:1`, resources: { requests: { cpu, memoryInGB: 0.3 } } } }],
+    },
+  };
+}
+
+async function create(sub, name, body) {
+  const r = await request(gw, 'PUT', groupPath(sub, 'rg', name), { token: tokens[sub], body });
+  assert.equal(r.status, 201, r.body);
+  return sql(`SELECT group_id FROM gateway.container_groups WHERE name = '${name}'`);
+}
+
+const placement = (groupId) => sql(`SELECT state || ' ' || coalesce(node_id, '-') || ' ' || placement_generation || ' ' || reason FROM scheduler.groups WHERE group_id = '${groupId}'`);
+
+before(async () => {
+  infra = startInfra({ registry: true });
+  infra.secretKey = randomBytes(32).toString('base64');
+  gw = await new Gateway(infra, { SKIFF_GATEWAY_QUOTA_GROUPS: '5', SKIFF_GATEWAY_CREATES_PER_5_MINUTES: '7' }).start();
+  for (const sub of Object.values(subs)) tokens[sub] = gw.createToken(sub);
+  startScheduler('scheduler-1');
+  startScheduler('scheduler-2');
+  startNode('it-a', 1);
+  await until('node it-a registered', () => {
+    try { return sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'it-a'") === '1'; } catch { return false; }
+  });
+});
+
+after(async () => {
+  // Delete every group through the API so the nodes remove their containers, then stop all.
+  for (const sub of Object.values(subs)) {
+    const list = await request(gw, 'GET', `/subscriptions/${sub}/providers/Microsoft.ContainerInstance/containerGroups?api-version=2023-05-01`, { token: tokens[sub] });
+    for (const g of list.json?.value ?? []) {
+      await request(gw, 'DELETE', `${g.id}?api-version=2023-05-01`, { token: tokens[sub] });
+    }
+  }
+  for (let i = 0; i < 100 && (running('it-a').length || running('it-b').length); ++i) await sleep(200);
+  for (const name of Object.keys(procs).filter((n) => n.startsWith('node-'))) await stop(name);
+  for (const name of Object.keys(procs)) await stop(name);
+  await gw?.stop();
+  for (const id of ['it-a', 'it-b']) {  // anything a failed test left behind
+    spawnSync('sh', ['-c', `for c in $(runc --root ${nodeRoot(id)}/runc list -q 2>/dev/null); do runc --root ${nodeRoot(id)}/runc kill $c KILL; sleep 0.2; runc --root ${nodeRoot(id)}/runc delete -f $c; done; ` +
+      `umount -l ${infra.dir}/cache-${id}/containers/*/rootfs 2>/dev/null; for n in /var/run/netns/skiff-${id}-*; do umount -l $n 2>/dev/null; rm -f $n; done; true`]);
+  }
+  infra?.stop();
+});
+
+const groups = [];
+
+test('two schedulers racing over one small node never over-commit it', async () => {
+  const sub = subs.race;
+  const names = ['r1', 'r2', 'r3', 'r4'];
+  await Promise.all(names.map((name) => request(gw, 'PUT', groupPath(sub, 'rg', name), { token: tokens[sub], body: sleeperGroup() })
+    .then((r) => assert.equal(r.status, 201, r.body))));
+  for (const name of names) groups.push(sql(`SELECT group_id FROM gateway.container_groups WHERE name = '${name}'`));
+  await until('two placed and two waiting', () => {
+    const states = groups.map((g) => placement(g).split(' ')[0]).sort().join(',');
+    return states === 'Placed,Placed,Waiting,Waiting';
+  });
+  // It stays that way: the node (1 cpu) holds exactly two 0.5-cpu groups.
+  for (let i = 0; i < 10; ++i) {
+    assert.equal(sql("SELECT count(*) FROM scheduler.groups WHERE node_id = 'it-a' AND state = 'Placed'"), '2');
+    await sleep(200);
+  }
+  await until('both placed groups running on it-a', () => running('it-a').length === 2);
+  const waiting = groups.filter((g) => placement(g).startsWith('Waiting'));
+  for (const g of waiting) assert.match(placement(g), /not available/);
+});
+
+test('waiting groups are placed when a node with room appears', async () => {
+  startNode('it-b', 2);
+  await until('all four placed', () => groups.every((g) => placement(g).startsWith('Placed')));
+  assert.equal(sql("SELECT count(*) FROM scheduler.groups WHERE node_id = 'it-b' AND state = 'Placed'"), '2');
+  await until('two running on it-b', () => running('it-b').length === 2);
+});
+
+test("a killed node's Always groups run on the other node within 15 s", async () => {
+  const onA = groups.filter((g) => placement(g).split(' ')[1] === 'it-a');
+  assert.equal(onA.length, 2);
+  const killedAt = Date.now();
+  await stop('node-it-a', 'SIGKILL');  // its containers keep running under their shims
+  await until('it-a groups placed on it-b', () => onA.every((g) => placement(g).split(' ')[1] === 'it-b'), 15000);
+  await until('four running on it-b', () => running('it-b').length === 4, Math.max(1000, 15000 - (Date.now() - killedAt)));
+  assert.ok(Date.now() - killedAt < 15000, `took ${Date.now() - killedAt} ms`);
+  assert.equal(sql("SELECT condition FROM scheduler.nodes WHERE node_id = 'it-a'"), 'Lost');
+  for (const g of onA) assert.equal(placement(g).split(' ')[2], '3');  // placed, rescheduled, placed again
+  // The stale copies still run on it-a: the node is gone, not its containers.
+  assert.equal(running('it-a').length, 2);
+});
+
+test('the old node returning stops its stale copies: no group runs twice', async () => {
+  startNode('it-a', 1);
+  await until('it-a ready again', () => sql("SELECT condition FROM scheduler.nodes WHERE node_id = 'it-a'") === 'Ready');
+  await until('stale copies gone from it-a', () => running('it-a').length === 0, 20000);
+  assert.equal(running('it-b').length, 4);
+});
+
+test('a Regular group evicts a Spot group when it needs the room', async () => {
+  const sub = subs.spot;
+  // it-b is full (2 cpu); it-a (1 cpu) is empty again.
+  const spot = await create(sub, 'spot', sleeperGroup({ cpu: 1, priority: 'Spot' }));
+  await until('spot placed on it-a', () => placement(spot).startsWith('Placed it-a'));
+  await until('spot running', () => running('it-a').includes(spot));
+  const regular = await create(sub, 'regular', sleeperGroup({ cpu: 1 }));
+  await until('regular placed on it-a', () => placement(regular).startsWith('Placed it-a'));
+  assert.match(placement(spot), /^Waiting - \d+ SpotEvicted$/);
+  await until('regular runs and spot does not', () => {
+    const now = running('it-a');
+    return now.includes(regular) && !now.includes(spot);
+  });
+  const events = sql(`SELECT subject FROM scheduler.outbox WHERE encode(payload, 'escape') LIKE '%${spot}%' ORDER BY seq`);
+  assert.deepEqual(events.split('\n'), ['skiff.events.placement.placed', 'skiff.events.placement.evicted']);
+});
+
+test('quota and create-rate errors come back as ARM errors', async () => {
+  const sub = subs.quota;
+  const small = sleeperGroup({ cpu: 0.1 });
+  for (let i = 0; i < 5; ++i) {
+    const r = await request(gw, 'PUT', groupPath(sub, 'rg', `q${i}`), { token: tokens[sub], body: small });
+    assert.equal(r.status, 201, r.body);
+  }
+  const over = await request(gw, 'PUT', groupPath(sub, 'rg', 'q5'), { token: tokens[sub], body: small });
+  assert.equal(over.status, 409);
+  assert.equal(over.json.error.code, 'ContainerGroupQuotaReached');
+  for (const name of ['q0', 'q1']) {
+    assert.equal((await request(gw, 'DELETE', groupPath(sub, 'rg', name), { token: tokens[sub] })).status, 202);
+  }
+  for (const name of ['q5', 'q6']) {
+    assert.equal((await request(gw, 'PUT', groupPath(sub, 'rg', name), { token: tokens[sub], body: small })).status, 201);
+  }
+  // Seven creates in five minutes: the eighth is throttled.
+  assert.equal((await request(gw, 'DELETE', groupPath(sub, 'rg', 'q2'), { token: tokens[sub] })).status, 202);
+  const throttled = await request(gw, 'PUT', groupPath(sub, 'rg', 'q7'), { token: tokens[sub], body: small });
+  assert.equal(throttled.status, 429);
+  assert.equal(throttled.json.error.code, 'TooManyRequests');
+  assert.ok(Number(throttled.headers['retry-after']) > 0 && Number(throttled.headers['retry-after']) <= 300);
+});
