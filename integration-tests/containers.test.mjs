@@ -1,19 +1,17 @@
-// Logs, exec and attach through the gateway: real gateway, imagecache and node binaries, NATS,
-// Postgres, the registry and runc. Nothing places groups yet (the scheduler is its own issue), so
-// the test stands in for it: it hands the gateway's GroupCreated event to the node as a run.
+// Logs, exec and attach through the gateway: real gateway, scheduler, imagecache and node
+// binaries, NATS, Postgres, the registry and runc.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { spawn, spawnSync } from 'node:child_process';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connect } from 'nats';
 import WebSocket from 'ws';
 import { startInfra, Gateway, request, groupPath, sleep } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const build = process.env.SKIFF_BUILD_DIR ?? join(here, '../build/dev');
-let infra, gw, token, nc, cache, node;
+let infra, gw, token, cache, node, scheduler;
 const sub = randomUUID();
 
 before(async () => {
@@ -33,12 +31,10 @@ before(async () => {
       SKIFF_NODE_SECRET_KEY: infra.secretKey, SKIFF_NODE_STOP_GRACE_MS: '1000',
       SKIFF_NODE_SECCOMP_PROFILE: join(here, '../infra/seccomp/default.json') },
   });
-  nc = await connect({ servers: infra.env.NATS_URL });
 });
 
 after(async () => {
-  await nc?.close();
-  for (const proc of [node, cache]) {
+  for (const proc of [scheduler, node, cache]) {
     if (proc && proc.exitCode === null) {
       proc.kill('SIGTERM');
       await new Promise((r) => proc.on('exit', r));
@@ -48,66 +44,6 @@ after(async () => {
   spawnSync('sh', ['-c', `umount -l ${infra.dir}/imagecache/containers/*/rootfs 2>/dev/null; true`]);
   infra?.stop();
 });
-
-// Protobuf wire format, just enough to move a GroupRef and a spec from the event to the node.
-function readVarint(buf, at) {
-  let value = 0, shift = 0, byte;
-  do {
-    byte = buf[at++];
-    value += (byte & 0x7f) * 2 ** shift;
-    shift += 7;
-  } while (byte & 0x80);
-  return [value, at];
-}
-function fields(buf) {
-  const out = new Map();
-  for (let at = 0; at < buf.length;) {
-    let key;
-    [key, at] = readVarint(buf, at);
-    const type = key & 7;
-    if (type === 2) {
-      let length;
-      [length, at] = readVarint(buf, at);
-      out.set(key >> 3, buf.subarray(at, at + length));
-      at += length;
-    } else if (type === 0) {
-      [, at] = readVarint(buf, at);
-    } else if (type === 1) at += 8;
-    else if (type === 5) at += 4;
-  }
-  return out;
-}
-function varint(n) {
-  const bytes = [];
-  while (n > 0x7f) { bytes.push((n & 0x7f) | 0x80); n = Math.floor(n / 128); }
-  bytes.push(n);
-  return Buffer.from(bytes);
-}
-const field = (number, bytes) => Buffer.concat([varint((number << 3) | 2), varint(bytes.length), bytes]);
-
-// The scheduler's part: the latest GroupCreated for `name`, run on the node.
-async function place(name) {
-  const jsm = await nc.jetstreamManager();
-  for (let attempt = 0; attempt < 100; attempt++) {
-    const info = await jsm.streams.info('SKIFF_EVENTS');
-    for (let seq = info.state.last_seq; seq >= info.state.first_seq && info.state.messages > 0; seq--) {
-      const m = await jsm.streams.getMessage('SKIFF_EVENTS', { seq }).catch(() => null);
-      if (!m || m.subject !== 'skiff.events.group.created') continue;
-      const event = fields(Buffer.from(m.data));
-      const ref = event.get(4);
-      if (Buffer.from(fields(ref).get(3) ?? []).toString() !== name) continue;
-      const spec = fields(event.get(10)).get(1);
-      let reply;
-      for (let tries = 0; !reply; tries++) {  // the node may still be starting: no responders yet
-        reply = await nc.request('skiff.node.it-node.run', Buffer.concat([field(1, ref), field(2, spec)]),
-          { timeout: 120000 }).catch((e) => { if (tries > 100) throw e; return sleep(100).then(() => null); });
-      }
-      return { ref, ok: reply.data.length > 0 && reply.data[0] === 0x08 && reply.data[1] === 1 };
-    }
-    await sleep(100);
-  }
-  throw new Error(`no GroupCreated event for ${name}`);
-}
 
 const containerPath = (name, container, verb) =>
   groupPath(sub, 'rg-c', name).replace('?', `/containers/${container}/${verb}?`);
@@ -146,13 +82,18 @@ test('logs, exec and attach of a running group through the gateway', async () =>
   const put = await request(gw, 'PUT', groupPath(sub, 'rg-c', 'streams'), { token, body });
   assert.equal(put.status, 201, JSON.stringify(put.json));
 
-  // Not on a node yet: logs say so.
+  // Not on a node yet (no scheduler runs so far): logs say so.
   const early = await request(gw, 'GET', containerPath('streams', 'app', 'logs'), { token });
   assert.equal(early.status, 409);
   assert.equal(early.json.error.code, 'ContainerGroupNotRunning');
 
-  const placed = await place('streams');
-  assert.ok(placed.ok, 'the node took the group');
+  // Now the scheduler: it takes the GroupCreated from its durable consumer and places the group
+  // on the only node.
+  scheduler = spawn(join(build, 'services/scheduler/skiff-scheduler'), ['serve'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, SKIFF_BUS_URL: infra.env.NATS_URL, SKIFF_STORE_URL: infra.env.STORE_URL,
+      SKIFF_LOG_LEVEL: 'warn' },
+  });
 
   let logs;
   for (let i = 0; i < 100; i++) {
@@ -194,12 +135,16 @@ test('logs, exec and attach of a running group through the gateway', async () =>
   const foreign = await request(gw, 'GET', containerPath('streams', 'app', 'logs'), { token: other });
   assert.equal(foreign.status, 404);
 
-  // Deleting on the node releases the sandbox and the image mount: logs then find no node.
-  await nc.request('skiff.node.it-node.delete', field(1, placed.ref), { timeout: 30000 });
+  // DELETE goes gateway -> scheduler -> node, which stops the container and releases the
+  // sandbox and the image mount.
+  assert.equal((await request(gw, 'DELETE', groupPath(sub, 'rg-c', 'streams'), { token })).status, 202);
   let gone = false;
   for (let i = 0; i < 100 && !gone; i++) {
     await sleep(200);
-    gone = (await request(gw, 'GET', containerPath('streams', 'app', 'logs'), { token })).status === 409;
+    const list = spawnSync('runc', ['--root', join(infra.dir, 'node/runc'), 'list', '-q']).stdout.toString().trim();
+    const mounted = spawnSync('sh', ['-c', `grep -c ${infra.dir}/imagecache/containers /proc/mounts`]).stdout.toString().trim();
+    gone = list === '' && mounted === '0';
   }
   assert.ok(gone, 'the node let go of the group');
+  assert.equal((await request(gw, 'GET', containerPath('streams', 'app', 'logs'), { token })).status, 404);
 });
