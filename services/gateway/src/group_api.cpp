@@ -277,7 +277,8 @@ std::optional<HttpResponse> GroupApi::CheckQuotas(const std::string& subscriptio
   const auto& quotas = options_.quotas;
   const int64_t now_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch()).count();
-  const SubscriptionUsage usage = store_.Usage(subscription_id, now_ms);
+  const SubscriptionUsage usage =
+      store_.Usage(subscription_id, now_ms, std::max(quotas.creates_per_5_minutes, quotas.creates_per_hour) + 1);
   const std::string region = group.location().empty() ? "local" : group.location();
   if (!existing) {
     auto limited = [&](int64_t oldest_ms, int64_t window_ms, const std::string& window) {

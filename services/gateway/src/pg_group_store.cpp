@@ -95,30 +95,64 @@ std::vector<store::Migration> GatewayMigrations() {
       )sql" + store::OutboxTableSql()},
       {2, "index of creates per subscription, for create-rate limits",
        "CREATE INDEX operations_creates ON operations (subscription_key, started_at) WHERE kind = 'create';"},
+      // Quota checks read one row per subscription instead of summing every group on each PUT:
+      // a trigger keeps the counts in the same transaction as the group write.
+      {3, "per-subscription usage counters",
+       R"sql(
+        CREATE FUNCTION gateway.spec_cores(spec jsonb) RETURNS double precision LANGUAGE sql IMMUTABLE AS $$
+          SELECT coalesce(sum((c->'properties'->'resources'->'requests'->>'cpu')::double precision), 0)
+          FROM jsonb_array_elements(coalesce(spec->'properties'->'containers', '[]'::jsonb)) c $$;
+        ALTER TABLE container_groups ADD COLUMN cores double precision
+          GENERATED ALWAYS AS (gateway.spec_cores(spec)) STORED;
+        CREATE TABLE subscription_usage (
+          subscription_key text PRIMARY KEY,
+          groups           bigint NOT NULL DEFAULT 0,
+          cores            double precision NOT NULL DEFAULT 0
+        );
+        INSERT INTO subscription_usage SELECT subscription_key, count(*), sum(cores) FROM container_groups GROUP BY 1;
+        CREATE FUNCTION gateway.track_usage() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+          IF TG_OP IN ('UPDATE', 'DELETE') THEN
+            UPDATE gateway.subscription_usage SET groups = groups - 1, cores = cores - OLD.cores
+              WHERE subscription_key = OLD.subscription_key;
+          END IF;
+          IF TG_OP IN ('INSERT', 'UPDATE') THEN
+            INSERT INTO gateway.subscription_usage VALUES (NEW.subscription_key, 1, NEW.cores)
+              ON CONFLICT (subscription_key) DO UPDATE
+              SET groups = gateway.subscription_usage.groups + 1, cores = gateway.subscription_usage.cores + EXCLUDED.cores;
+          END IF;
+          RETURN NULL;
+        END $$;
+        CREATE TRIGGER container_groups_usage AFTER INSERT OR UPDATE OR DELETE ON container_groups
+          FOR EACH ROW EXECUTE FUNCTION gateway.track_usage();
+      )sql"},
   };
 }
 
-SubscriptionUsage PgGroupStore::Usage(const std::string& subscription_id, int64_t now_ms) {
+SubscriptionUsage PgGroupStore::Usage(const std::string& subscription_id, int64_t now_ms, int64_t count_cap) {
   return GuardedRead(pool_, [&](pqxx::nontransaction& tx) {
+    // Every part is an index lookup: the counters row, and create operations in each window
+    // counted only up to the cap (the limit + 1), so a busy subscription costs the same.
+    const std::string window5 = "started_at > to_timestamp($2 / 1000.0) - interval '5 minutes'";
+    const std::string window60 = "started_at > to_timestamp($2 / 1000.0) - interval '1 hour'";
+    const std::string creates = "FROM gateway.operations WHERE subscription_key = $1 AND kind = 'create' AND ";
+    auto rows = tx.exec_params(
+        "SELECT coalesce((SELECT groups FROM gateway.subscription_usage WHERE subscription_key = $1), 0), "
+        "coalesce((SELECT cores FROM gateway.subscription_usage WHERE subscription_key = $1), 0), "
+        "(SELECT count(*) FROM (SELECT 1 " + creates + window5 + " LIMIT $3) w), "
+        "(SELECT count(*) FROM (SELECT 1 " + creates + window60 + " LIMIT $3) w), "
+        "coalesce((SELECT (extract(epoch FROM started_at) * 1000)::bigint " + creates + window5 +
+            " ORDER BY started_at LIMIT 1), 0), "
+        "coalesce((SELECT (extract(epoch FROM started_at) * 1000)::bigint " + creates + window60 +
+            " ORDER BY started_at LIMIT 1), 0)",
+        Lower(subscription_id), now_ms, count_cap);
     SubscriptionUsage usage;
-    auto groups = tx.exec_params(
-        "SELECT count(*), coalesce(sum((SELECT coalesce(sum((c->'properties'->'resources'->'requests'->>'cpu')::float8), "
-        "0) FROM jsonb_array_elements(g.spec->'properties'->'containers') c)), 0) "
-        "FROM gateway.container_groups g WHERE g.subscription_key = $1",
-        Lower(subscription_id));
-    usage.groups = groups[0][0].as<int64_t>();
-    usage.cores = groups[0][1].as<double>();
-    auto creates = tx.exec_params(
-        "SELECT count(*) FILTER (WHERE started_at > to_timestamp($2 / 1000.0) - interval '5 minutes'), count(*), "
-        "coalesce((extract(epoch FROM min(started_at) FILTER (WHERE started_at > to_timestamp($2 / 1000.0) - "
-        "interval '5 minutes')) * 1000)::bigint, 0), coalesce((extract(epoch FROM min(started_at)) * 1000)::bigint, 0) "
-        "FROM gateway.operations WHERE subscription_key = $1 AND kind = 'create' AND "
-        "started_at > to_timestamp($2 / 1000.0) - interval '1 hour'",
-        Lower(subscription_id), now_ms);
-    usage.creates_last_5_minutes = creates[0][0].as<int64_t>();
-    usage.creates_last_hour = creates[0][1].as<int64_t>();
-    usage.oldest_create_in_5_minutes_ms = creates[0][2].as<int64_t>();
-    usage.oldest_create_in_hour_ms = creates[0][3].as<int64_t>();
+    usage.groups = rows[0][0].as<int64_t>();
+    usage.cores = rows[0][1].as<double>();
+    usage.creates_last_5_minutes = rows[0][2].as<int64_t>();
+    usage.creates_last_hour = rows[0][3].as<int64_t>();
+    usage.oldest_create_in_5_minutes_ms = rows[0][4].as<int64_t>();
+    usage.oldest_create_in_hour_ms = rows[0][5].as<int64_t>();
     return usage;
   });
 }

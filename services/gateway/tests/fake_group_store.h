@@ -35,7 +35,7 @@ class FakeGroupStore : public GroupStore {
     outbox.push_back(event);
     return true;
   }
-  SubscriptionUsage Usage(const std::string& subscription, int64_t now_ms) override {
+  SubscriptionUsage Usage(const std::string& subscription, int64_t now_ms, int64_t) override {
     Check();
     SubscriptionUsage usage;
     for (const auto& [key, record] : groups) {

@@ -31,8 +31,8 @@ class CachedGroupStore : public GroupStore {
                                 const std::optional<ListCursor>& after, int limit) override {
     return inner_.List(subscription_id, resource_group, after, limit);
   }
-  SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms) override {
-    return inner_.Usage(subscription_id, now_ms);
+  SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms, int64_t count_cap) override {
+    return inner_.Usage(subscription_id, now_ms, count_cap);
   }
   std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) override {
     return inner_.FindOperation(subscription_id, id);

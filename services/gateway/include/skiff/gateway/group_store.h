@@ -77,8 +77,9 @@ class GroupStore {
   // Ordered by (resource group, name), lower-cased; `resource_group` empty lists the subscription.
   virtual std::vector<GroupRecord> List(const std::string& subscription_id, const std::string& resource_group,
                                         const std::optional<ListCursor>& after, int limit) = 0;
-  // Counts at `now_ms` (epoch milliseconds): groups, cores, and create operations in the windows.
-  virtual SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms) = 0;
+  // Counts at `now_ms` (epoch milliseconds): groups, cores, and create operations in the windows
+  // (each counted up to `count_cap`: beyond the limit the exact number does not matter).
+  virtual SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms, int64_t count_cap) = 0;
   virtual std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) = 0;
   virtual std::optional<std::string> SubscriptionForToken(const std::string& token_hash) = 0;
   virtual void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) = 0;

@@ -30,7 +30,7 @@ class PgGroupStore : public GroupStore {
               const store::OutboxEntry& event) override;
   std::vector<GroupRecord> List(const std::string& subscription_id, const std::string& resource_group,
                                 const std::optional<ListCursor>& after, int limit) override;
-  SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms) override;
+  SubscriptionUsage Usage(const std::string& subscription_id, int64_t now_ms, int64_t count_cap) override;
   std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) override;
   std::optional<std::string> SubscriptionForToken(const std::string& token_hash) override;
   void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) override;
