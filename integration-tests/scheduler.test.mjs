@@ -114,11 +114,11 @@ after(async () => {
       await request(gw, 'DELETE', `${g.id}?api-version=2023-05-01`, { token: tokens[sub] });
     }
   }
-  for (let i = 0; i < 100 && (running('it-a').length || running('it-b').length); ++i) await sleep(200);
+  for (let i = 0; i < 100 && ['it-a', 'it-b', 'it-c'].some((id) => running(id).length); ++i) await sleep(200);
   for (const name of Object.keys(procs).filter((n) => n.startsWith('node-'))) await stop(name);
   for (const name of Object.keys(procs)) await stop(name);
   await gw?.stop();
-  for (const id of ['it-a', 'it-b']) {  // anything a failed test left behind
+  for (const id of ['it-a', 'it-b', 'it-c']) {  // anything a failed test left behind
     spawnSync('sh', ['-c', `for c in $(runc --root ${nodeRoot(id)}/runc list -q 2>/dev/null); do runc --root ${nodeRoot(id)}/runc kill $c KILL; sleep 0.2; runc --root ${nodeRoot(id)}/runc delete -f $c; done; ` +
       `umount -l ${infra.dir}/cache-${id}/containers/*/rootfs 2>/dev/null; for n in /var/run/netns/skiff-${id}-*; do umount -l $n 2>/dev/null; rm -f $n; done; true`]);
   }
@@ -214,4 +214,23 @@ test('quota and create-rate errors come back as ARM errors', async () => {
   assert.equal(throttled.status, 429);
   assert.equal(throttled.json.error.code, 'TooManyRequests');
   assert.ok(Number(throttled.headers['retry-after']) > 0 && Number(throttled.headers['retry-after']) <= 300);
+});
+
+test('drain moves a node\'s groups to another node, started there before they stop here', async () => {
+  startNode('it-c', 4);
+  await until('it-c registered', () => sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'it-c'") === '1');
+  const admin = (...args) => spawnSync(join(build, 'services/scheduler/skiff-scheduler'), args,
+    { env: { ...process.env, SKIFF_BUS_URL: infra.env.NATS_URL, SKIFF_LOG_LEVEL: 'warn' } });
+  const drained = admin('drain', 'it-b');
+  assert.equal(drained.status, 0, drained.stderr.toString());
+  assert.match(drained.stdout.toString(), /drain it-b: 4 groups moved/);
+  await until('nothing runs on it-b', () => running('it-b').length === 0);
+  for (const g of groups) assert.match(placement(g), /^Placed it-c /);
+  await until('the moved groups run on it-c', () => groups.every((g) => running('it-c').includes(g)));
+  const nodes = admin('nodes').stdout.toString();
+  assert.match(nodes, /it-b\s+\S*\s*Draining/);
+  // A refused command says why and exits non-zero.
+  const unknown = admin('cordon', 'no-such-node');
+  assert.equal(unknown.status, 1);
+  assert.match(unknown.stderr.toString(), /NodeNotFound/);
 });

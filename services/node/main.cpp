@@ -31,7 +31,7 @@ class NatsImageProvider : public node::ImageProvider {
 
   icv1::EnsureImageReply Ensure(const icv1::EnsureImageRequest& request) override {
     icv1::EnsureImageReply reply;
-    auto answer = bus_.Request(prefix_ + "ensure", request.SerializeAsString(), std::chrono::minutes(30));
+    auto answer = RequestWhenUp("ensure", request.SerializeAsString(), std::chrono::minutes(30));
     if (!answer || !reply.ParseFromString(*answer)) {
       reply.set_ok(false);
       reply.set_error_code("ImageCacheUnavailable");
@@ -58,13 +58,29 @@ class NatsImageProvider : public node::ImageProvider {
     request.set_image(image);
     request.set_container_id(container_id);
     icv1::MountRootfsReply reply;
-    auto answer = bus_.Request(prefix_ + verb, request.SerializeAsString(), std::chrono::seconds(30));
+    auto answer = RequestWhenUp(verb, request.SerializeAsString(), std::chrono::seconds(30));
     if (!answer || !reply.ParseFromString(*answer)) {
       reply.set_ok(false);
       reply.set_error_code("ImageCacheUnavailable");
       reply.set_error_message("The node's image cache did not answer.");
     }
     return reply;
+  }
+  // The image cache may be starting or restarting beside the node: a request nobody answers
+  // at once is tried again for a while before the group fails.
+  std::optional<std::string> RequestWhenUp(const std::string& verb, const std::string& payload,
+                                           std::chrono::milliseconds timeout) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    for (;;) {
+      const auto sent = std::chrono::steady_clock::now();
+      auto answer = bus_.Request(prefix_ + verb, payload, timeout);
+      if (answer) return answer;
+      // A timeout after the full wait is a real failure; an instant refusal means nobody listens yet.
+      if (std::chrono::steady_clock::now() - sent >= timeout || std::chrono::steady_clock::now() > give_up) {
+        return std::nullopt;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
   }
   bus::NatsBus& bus_;
   std::string prefix_;

@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <condition_variable>
 #include <deque>
 #include <future>
@@ -154,16 +155,59 @@ int Serve(const config::Config& cfg) {
 
 }  // namespace
 
+// Operator commands: ask a running scheduler over NATS (skiff.scheduler.<verb>).
+int Admin(const config::Config& cfg, const std::string& verb, const std::string& node_id) {
+  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-scheduler-admin");
+  scheduler::v1::NodeAdminRequest request;
+  request.set_node_id(node_id);
+  auto answer = bus.Request("skiff.scheduler." + verb, request.SerializeAsString(), std::chrono::seconds(60));
+  if (!answer) {
+    std::cerr << "no scheduler answered on skiff.scheduler." << verb << "\n";
+    return 1;
+  }
+  if (verb == "nodes") {
+    scheduler::v1::NodesReply reply;
+    reply.ParseFromString(*answer);
+    std::printf("%-24s %-6s %-9s %12s %14s %6s\n", "NODE", "ZONE", "STATE", "CPU", "MEMORY GB", "GROUPS");
+    for (const auto& node : reply.nodes()) {
+      std::printf("%-24s %-6s %-9s %5.2f/%-6.2f %6.1f/%-7.1f %6d\n", node.node_id().c_str(), node.zone().c_str(),
+                  node.state().c_str(), node.cpu_requested(), node.cpu_capacity(), node.memory_gb_requested(),
+                  node.memory_gb_capacity(), node.groups());
+    }
+    return 0;
+  }
+  scheduler::v1::NodeAdminReply reply;
+  reply.ParseFromString(*answer);
+  if (!reply.ok()) {
+    std::cerr << reply.error_code() << ": " << reply.error_message() << "\n";
+    return 1;
+  }
+  std::cout << verb << " " << node_id;
+  if (verb == "drain") std::cout << ": " << reply.moved_groups() << " groups moved";
+  std::cout << "\n";
+  return 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"skiff-scheduler: places Skiff container groups on nodes"};
-  std::string config_file;
+  std::string config_file, node_id;
   app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
   app.require_subcommand(0, 1);
   app.add_subcommand("serve", "Place groups (the default)");
+  app.add_subcommand("nodes", "List the nodes a running scheduler knows");
+  for (const auto& [verb, help] : std::vector<std::pair<std::string, std::string>>{
+           {"cordon", "Place nothing new on a node"},
+           {"uncordon", "Make a cordoned or draining node usable again"},
+           {"drain", "Cordon a node and move its groups to other nodes"}}) {
+    app.add_subcommand(verb, help)->add_option("node", node_id, "node id")->required();
+  }
   CLI11_PARSE(app, argc, argv);
   try {
     config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
     log::Init("scheduler", cfg.GetString("log.level", "info"));
+    if (!app.get_subcommands().empty() && app.get_subcommands().front()->get_name() != "serve") {
+      return Admin(cfg, app.get_subcommands().front()->get_name(), node_id);
+    }
     return Serve(cfg);
   } catch (const std::exception& e) {
     std::cerr << "skiff-scheduler: " << e.what() << "\n";
