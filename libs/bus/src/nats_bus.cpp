@@ -51,8 +51,10 @@ std::vector<ReceivedMessage> PullConsumer::Fetch(int batch, std::chrono::millise
   natsMsgList list{};
   jsErrCode js_error{};
   std::vector<ReceivedMessage> out;
-  natsStatus status = natsSubscription_Fetch(&list, sub_, batch, timeout.count(), &js_error);
-  if (status != NATS_OK) return out;
+  // A fetch that ends early (time-out, a status from the server) may still have delivered
+  // messages: take whatever the list holds, whatever the status.
+  natsSubscription_Fetch(&list, sub_, batch, timeout.count(), &js_error);
+  if (list.Msgs == nullptr) return out;
   out.reserve(static_cast<size_t>(list.Count));
   for (int i = 0; i < list.Count; ++i) {
     out.emplace_back(list.Msgs[i]);

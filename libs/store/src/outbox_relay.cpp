@@ -58,8 +58,13 @@ size_t OutboxRelay::RunOnce() {
     std::string error;
     size_t published = PublishInOrder(batch, publisher_, &error);
     if (published > 0) {
-      tx.exec_params("UPDATE " + table + " SET published_at = now() WHERE published_at IS NULL AND seq <= $1",
-                     batch[published - 1].seq);
+      // Exactly the rows sent. Not "seq <= last": sequence numbers are taken at insert but rows
+      // commit in any order, so a lower seq can commit after the SELECT, and this statement
+      // (read committed: a fresh snapshot) would mark it published without it ever being sent.
+      std::string seqs = "{";
+      for (size_t i = 0; i < published; ++i) seqs += (i ? "," : "") + std::to_string(batch[i].seq);
+      seqs += "}";
+      tx.exec_params("UPDATE " + table + " SET published_at = now() WHERE seq = ANY($1::bigint[])", seqs);
     }
     if (published < batch.size()) spdlog::warn("outbox relay: publish failed, will retry: {}", error);
     return published;
