@@ -56,13 +56,6 @@ class FakeConnection : public WebSocketConnection {
   std::string close_reason;
 };
 
-class FixedClock : public Clock {
- public:
-  std::chrono::system_clock::time_point Now() const override {
-    return std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
-  }
-};
-
 class ContainerStreamsTest : public ::testing::Test {
  protected:
   ContainerStreamsTest() : box_(crypto::RandomBytes(32)) {
@@ -109,7 +102,7 @@ class ContainerStreamsTest : public ::testing::Test {
   }
 
   FakeGroupStore store_;
-  FixedClock clock_;
+  TestClock clock_;
   crypto::SecretBox box_;
   FakeNodes nodes_;
   std::unique_ptr<GroupApi> api_;

@@ -17,13 +17,6 @@ const std::string kOtherSub = "22222222-2222-4222-8222-222222222222";
 const std::string kToken = "skf_test-token";
 const std::string kOtherToken = "skf_other-token";
 
-class FixedClock : public Clock {
- public:
-  std::chrono::system_clock::time_point Now() const override {
-    return std::chrono::system_clock::time_point(std::chrono::seconds(1700000000));
-  }
-};
-
 class GroupApiTest : public ::testing::Test {
  protected:
   GroupApiTest() : box_(crypto::RandomBytes(32)) {
@@ -32,11 +25,7 @@ class GroupApiTest : public ::testing::Test {
     GroupApiOptions options;
     options.page_size = 3;
     options.public_url = "https://skiff.test";
-    api_ = std::make_unique<GroupApi>(store_, clock_, box_, options, [this] {
-      char id[37];
-      std::snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", ++next_id_);
-      return std::string(id);
-    });
+    api_ = std::make_unique<GroupApi>(store_, clock_, box_, options, SequentialIds(&next_id_));
   }
 
   HttpResponse Call(const std::string& method, const std::string& path, const std::string& body = "",
@@ -55,15 +44,8 @@ class GroupApiTest : public ::testing::Test {
            name;
   }
 
-  static std::string Code(const HttpResponse& r) {
-    auto start = r.body.find("\"code\":\"");
-    if (start == std::string::npos) return "";
-    start += 8;
-    return r.body.substr(start, r.body.find('"', start) - start);
-  }
-
   FakeGroupStore store_;
-  FixedClock clock_;
+  TestClock clock_;
   crypto::SecretBox box_;
   int next_id_ = 0;
   std::unique_ptr<GroupApi> api_;
@@ -99,7 +81,7 @@ TEST_F(GroupApiTest, CreateGetPatchDelete) {
   ASSERT_EQ(deleted.status, 202);
   EXPECT_NE(deleted.Header("Location").find("/operationResults/"), std::string::npos);
   EXPECT_EQ(Call("GET", GroupPath("web")).status, 404);
-  EXPECT_EQ(Code(Call("GET", GroupPath("web"))), "ResourceNotFound");
+  EXPECT_EQ(ErrorCode(Call("GET", GroupPath("web"))), "ResourceNotFound");
   EXPECT_EQ(Call("DELETE", GroupPath("web")).status, 204);
 
   // The Location URL reports completion.
@@ -147,16 +129,16 @@ TEST_F(GroupApiTest, SecureValuesAreStoredSealedAndNeverReturned) {
 
 TEST_F(GroupApiTest, AuthenticationAndTenantIsolation) {
   EXPECT_EQ(Call("GET", GroupPath("web"), "", "").status, 401);
-  EXPECT_EQ(Code(Call("GET", GroupPath("web"), "", "")), "AuthenticationFailed");
+  EXPECT_EQ(ErrorCode(Call("GET", GroupPath("web"), "", "")), "AuthenticationFailed");
   EXPECT_EQ(Call("GET", GroupPath("web"), "", "wrong").status, 401);
-  EXPECT_EQ(Code(Call("GET", GroupPath("web"), "", "wrong")), "InvalidAuthenticationToken");
+  EXPECT_EQ(ErrorCode(Call("GET", GroupPath("web"), "", "wrong")), "InvalidAuthenticationToken");
 
   ASSERT_EQ(Call("PUT", GroupPath("web"), ReadTestData("aci_minimal.json")).status, 201);
   // The other tenant can neither see nor touch it, and learns nothing about it.
   for (const std::string method : {"GET", "DELETE", "PUT", "PATCH"}) {
     HttpResponse r = Call(method, GroupPath("web"), ReadTestData("aci_minimal.json"), kOtherToken);
     EXPECT_EQ(r.status, 404) << method;
-    EXPECT_EQ(Code(r), "SubscriptionNotFound");
+    EXPECT_EQ(ErrorCode(r), "SubscriptionNotFound");
   }
   HttpResponse own_list =
       Call("GET", "/subscriptions/" + kOtherSub + "/providers/Microsoft.ContainerInstance/containerGroups", "", kOtherToken);
@@ -175,12 +157,12 @@ TEST_F(GroupApiTest, ApiVersions) {
   EXPECT_EQ(Call("GET", GroupPath("web"), "", kToken, "2022-10-01-preview").status, 404);  // accepted, not found
   HttpResponse bad = Call("GET", GroupPath("web"), "", kToken, "1999-01-01");
   EXPECT_EQ(bad.status, 400);
-  EXPECT_EQ(Code(bad), "InvalidApiVersionParameter");
+  EXPECT_EQ(ErrorCode(bad), "InvalidApiVersionParameter");
   HttpRequest request;
   request.method = "GET";
   request.target = GroupPath("web");
   request.headers["authorization"] = "Bearer " + kToken;
-  EXPECT_EQ(Code(api_->Handle(request)), "MissingApiVersionParameter");
+  EXPECT_EQ(ErrorCode(api_->Handle(request)), "MissingApiVersionParameter");
 }
 
 TEST_F(GroupApiTest, ListPagesWithNextLink) {
@@ -217,11 +199,11 @@ TEST_F(GroupApiTest, ListPagesWithNextLink) {
 }
 
 TEST_F(GroupApiTest, BadInputGetsArmErrors) {
-  EXPECT_EQ(Code(Call("PUT", GroupPath("Bad_Name"), ReadTestData("aci_minimal.json"))), "InvalidContainerGroupName");
-  EXPECT_EQ(Code(Call("PUT", GroupPath("web", "bad rg"), ReadTestData("aci_minimal.json"))), "InvalidResourceGroupName");
-  EXPECT_EQ(Code(Call("PUT", GroupPath("web"), "{not json")), "InvalidRequestContent");
-  EXPECT_EQ(Code(Call("PATCH", GroupPath("web"), R"({"tags":{"a":"b"}})")), "ResourceNotFound");
-  EXPECT_EQ(Code(Call("PATCH", GroupPath("web"), R"({"tags":[1]})")), "InvalidRequestContent");
+  EXPECT_EQ(ErrorCode(Call("PUT", GroupPath("Bad_Name"), ReadTestData("aci_minimal.json"))), "InvalidContainerGroupName");
+  EXPECT_EQ(ErrorCode(Call("PUT", GroupPath("web", "bad rg"), ReadTestData("aci_minimal.json"))), "InvalidResourceGroupName");
+  EXPECT_EQ(ErrorCode(Call("PUT", GroupPath("web"), "{not json")), "InvalidRequestContent");
+  EXPECT_EQ(ErrorCode(Call("PATCH", GroupPath("web"), R"({"tags":{"a":"b"}})")), "ResourceNotFound");
+  EXPECT_EQ(ErrorCode(Call("PATCH", GroupPath("web"), R"({"tags":[1]})")), "InvalidRequestContent");
   EXPECT_EQ(Call("POST", GroupPath("web")).status, 405);
   EXPECT_EQ(Call("GET", "/subscriptions/" + kSub + "/providers/Microsoft.ContainerInstance/locations/local/operations/nope")
                 .status,
@@ -249,7 +231,7 @@ TEST_F(GroupApiTest, CachedImagesFromTheCatalog) {
   ASSERT_EQ(listed.status, 200);
   EXPECT_EQ(listed.body,
             R"({"value":[{"osType":"Linux","image":"docker.io/library/nginx:latest"},{"osType":"Linux","image":"127.0.0.1:5000/skiff/hello:1"}]})");
-  EXPECT_EQ(Code(Call("GET", "/subscriptions/" + kSub + "/providers/Microsoft.ContainerInstance/locations/mars/cachedImages")),
+  EXPECT_EQ(ErrorCode(Call("GET", "/subscriptions/" + kSub + "/providers/Microsoft.ContainerInstance/locations/mars/cachedImages")),
             "LocationNotAvailableForResourceType");
   EXPECT_EQ(Call("GET", "/subscriptions/" + kOtherSub + "/providers/Microsoft.ContainerInstance/locations/local/cachedImages").status,
             404);
@@ -260,7 +242,7 @@ TEST_F(GroupApiTest, StoreOutageIs503NotACrash) {
   store_.down = true;
   HttpResponse r = Call("GET", GroupPath("web"));
   EXPECT_EQ(r.status, 503);
-  EXPECT_EQ(Code(r), "ServiceUnavailable");
+  EXPECT_EQ(ErrorCode(r), "ServiceUnavailable");
 }
 
 }  // namespace

@@ -14,12 +14,6 @@ const std::string kOtherSub = "22222222-2222-4222-8222-222222222222";
 const std::string kToken = "skf_quota-token";
 const std::string kOtherToken = "skf_quota-other";
 
-class MovableClock : public Clock {
- public:
-  std::chrono::system_clock::time_point Now() const override { return now; }
-  std::chrono::system_clock::time_point now{std::chrono::seconds(1700000000)};
-};
-
 class QuotaTest : public ::testing::Test {
  protected:
   QuotaTest() : box_(crypto::RandomBytes(32)) {
@@ -30,11 +24,7 @@ class QuotaTest : public ::testing::Test {
     options.quotas.cores = 2;
     options.quotas.creates_per_5_minutes = 4;
     options.quotas.creates_per_hour = 6;
-    api_ = std::make_unique<GroupApi>(store_, clock_, box_, options, [this] {
-      char id[37];
-      std::snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", ++next_id_);
-      return std::string(id);
-    });
+    api_ = std::make_unique<GroupApi>(store_, clock_, box_, options, SequentialIds(&next_id_));
   }
 
   HttpResponse Put(const std::string& name, double cpu = 0.5, const std::string& token = kToken) {
@@ -59,15 +49,9 @@ class QuotaTest : public ::testing::Test {
     request.headers["host"] = "localhost";
     return api_->Handle(request);
   }
-  static std::string Code(const HttpResponse& r) {
-    auto start = r.body.find("\"code\":\"");
-    if (start == std::string::npos) return "";
-    start += 8;
-    return r.body.substr(start, r.body.find('"', start) - start);
-  }
 
   FakeGroupStore store_;
-  MovableClock clock_;
+  TestClock clock_;
   crypto::SecretBox box_;
   int next_id_ = 0;
   std::unique_ptr<GroupApi> api_;
@@ -77,7 +61,7 @@ TEST_F(QuotaTest, TheGroupQuotaRefusesTheGroupBeyondIt) {
   for (const std::string name : {"a", "b", "c"}) ASSERT_EQ(Put(name).status, 201);
   HttpResponse refused = Put("d");
   EXPECT_EQ(refused.status, 409);
-  EXPECT_EQ(Code(refused), "ContainerGroupQuotaReached");
+  EXPECT_EQ(ErrorCode(refused), "ContainerGroupQuotaReached");
   EXPECT_NE(refused.body.find("Limit: '3', Usage: '3' Requested: '1'"), std::string::npos) << refused.body;
   // Updating an existing group is not a new group; another subscription has its own quota.
   EXPECT_EQ(Put("a").status, 200);
@@ -91,7 +75,7 @@ TEST_F(QuotaTest, TheCoreQuotaCountsRequestedCpuAcrossGroups) {
   ASSERT_EQ(Put("a", 1.5).status, 201);
   HttpResponse refused = Put("b", 1);
   EXPECT_EQ(refused.status, 409);
-  EXPECT_EQ(Code(refused), "QuotaExceeded");
+  EXPECT_EQ(ErrorCode(refused), "QuotaExceeded");
   EXPECT_NE(refused.body.find("'StandardCores'"), std::string::npos);
   EXPECT_EQ(Put("b", 0.5).status, 201);
   // Growing a group counts only the growth; shrinking is always allowed.
@@ -108,7 +92,7 @@ TEST_F(QuotaTest, CreatesBeyondTheRateAnswer429WithRetryAfter) {
   ASSERT_EQ(Put("g3", 0.1).status, 201);
   HttpResponse limited = Put("g4", 0.1);
   EXPECT_EQ(limited.status, 429);
-  EXPECT_EQ(Code(limited), "TooManyRequests");
+  EXPECT_EQ(ErrorCode(limited), "TooManyRequests");
   // The first create was 30 s ago: the 5-minute window frees a slot in 270 s.
   EXPECT_EQ(limited.Header("Retry-After"), "270");
   clock_.now += std::chrono::seconds(271);
