@@ -118,6 +118,7 @@ void SchedulerService::Refresh() {
 
 std::vector<std::string> SchedulerService::PlacePass(std::vector<Candidate> candidates) {
   std::vector<std::string> placed_ids;
+  bool refreshed = false;
   for (int attempt = 0; attempt < options_.commit_attempts && !candidates.empty(); ++attempt) {
     const TimePoint now = clock_();
     // Regular groups first, oldest first: Spot only gets capacity Regular groups do not need.
@@ -135,7 +136,7 @@ std::vector<std::string> SchedulerService::PlacePass(std::vector<Candidate> cand
       touched.insert(node_id);
     };
     std::vector<std::string> placing;
-    bool regular_waits = false;
+    bool regular_waits = false, restart = false;
     for (const Candidate& candidate : candidates) {
       const GroupDemand demand = DemandOfRecord(candidate.record);
       const std::string id = candidate.record.ref.group_id();
@@ -196,6 +197,14 @@ std::vector<std::string> SchedulerService::PlacePass(std::vector<Candidate> cand
         continue;
       }
       if (!candidate.moving_from.empty()) continue;  // drain: it keeps running where it is
+      if (!refreshed && (now - last_refresh_ > std::chrono::seconds(1) || placement_.Nodes().empty())) {
+        // Before a group is told to wait, look at what the other replicas did since the last
+        // refresh (a node registered before this replica heard from it, capacity freed); then
+        // decide the whole pass again.
+        refreshed = true;
+        restart = true;
+        break;
+      }
       if (!demand.spot) regular_waits = true;
       GroupRecord record = candidate.record;
       const bool timed_out = now - record.waiting_since > options_.pending_timeout;
@@ -220,6 +229,11 @@ std::vector<std::string> SchedulerService::PlacePass(std::vector<Candidate> cand
           waiting_[record.ref.group_id()] = Candidate{record, record.placement_generation, ""};
         });
       }
+    }
+    if (restart) {
+      Refresh();  // also undoes this pass's tentative assignments
+      --attempt;
+      continue;
     }
     if (writes.groups.empty() && writes.events.empty()) return placed_ids;
     CommitResult result = store_.Commit(writes);

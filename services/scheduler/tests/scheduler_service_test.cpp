@@ -105,7 +105,8 @@ class MemoryStore : public SchedulerStore {
   // What the nodes would hold: requested cpu per node from the Placed rows.
   double CpuPlacedOn(const std::string& node_id) {
     double cpu = 0;
-    for (const auto& demand : LoadNode(node_id)->placed) cpu += demand.requests.cpu;
+    const auto node = LoadNode(node_id);  // kept: a range-for over a temporary's member would dangle
+    for (const auto& demand : node->placed) cpu += demand.requests.cpu;
     return cpu;
   }
   std::vector<std::string> EventKinds(const std::string& group_id) {
