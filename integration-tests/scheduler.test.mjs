@@ -234,3 +234,11 @@ test('drain moves a node\'s groups to another node, started there before they st
   assert.equal(unknown.status, 1);
   assert.match(unknown.stderr.toString(), /NodeNotFound/);
 });
+
+test('a group that ended gives its reservation back', async () => {
+  const body = sleeperGroup({ cpu: 1, restartPolicy: 'Never' });
+  body.properties.containers[0].properties.image = `${infra.env.REGISTRY}/skiff/hello:1`;
+  const job = await create(subs.spot, 'job', body);
+  await until('the job ran and ended', () => /^Ended it-c \d+ Succeeded$/.test(placement(job)));
+  assert.equal(sql(`SELECT count(*) FROM scheduler.groups WHERE node_id = 'it-c' AND state = 'Placed' AND group_id = '${job}'`), '0');
+});

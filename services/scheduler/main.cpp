@@ -105,6 +105,9 @@ int Serve(const config::Config& cfg) {
 
   auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.group.*",
                                     cfg.GetString("scheduler.consumer", "scheduler"));
+  // The nodes' group states: ended groups give their reservation back.
+  auto sandbox_events = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.sandbox.*",
+                                          cfg.GetString("scheduler.consumer", "scheduler") + "-sandbox");
   const auto tick_every = std::chrono::milliseconds(cfg.GetInt("scheduler.tick_ms", 500));
   std::atomic<bool> stopping{false};
   std::thread loop([&] {
@@ -128,6 +131,11 @@ int Serve(const config::Config& cfg) {
           spdlog::error("placing {} events failed, they come again: {}", batch.size(), e.what());
           for (auto& message : messages) message.Nak();
           std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+        for (auto& message : sandbox_events->Fetch(256, std::chrono::milliseconds(1))) {
+          node::v1::ContainerEvent event;
+          if (event.ParseFromString(message.Data())) service.HandleSandboxEvent(event);
+          message.Ack();
         }
         for (auto& task : inbox.Take()) task();
         if (std::chrono::steady_clock::now() >= next_tick) {

@@ -44,13 +44,20 @@ NodeService::NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEve
     : runtime_(runtime), probes_(std::make_unique<SandboxProbeRunner>(runtime)), images_(images), events_(events), open_secret_(std::move(open_secret)),
       options_(std::move(options)) {}
 
-void NodeService::Publish(const events::v1::GroupRef& ref, const std::string& container, const std::string& name,
+void NodeService::Publish(const Group& group, const std::string& container, const std::string& name,
                           const std::string& message, const std::string& type, const std::string& state) {
+  Publish(group.ref, group.placement_generation, container, name, message, type, state);
+}
+
+void NodeService::Publish(const events::v1::GroupRef& ref, int64_t placement_generation, const std::string& container,
+                          const std::string& name, const std::string& message, const std::string& type,
+                          const std::string& state) {
   v1::ContainerEvent event;
   event.set_event_id(crypto::NewUuid());
   *event.mutable_occurred_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
   event.set_node_id(options_.node_id);
   *event.mutable_group() = ref;
+  event.set_placement_generation(placement_generation);
   event.set_container(container);
   event.set_name(name);
   event.set_message(message);
@@ -63,14 +70,14 @@ void NodeService::Event(const SupervisorEvent& e) {
   // Called from Tick with mutex_ held.
   auto it = groups_.find(e.group_id);
   if (it == groups_.end()) return;
-  Publish(it->second.ref, e.container, e.name, e.message, e.type,
+  Publish(it->second, e.container, e.name, e.message, e.type,
           it->second.supervisor ? it->second.supervisor->State() : "Pending");
 }
 
 void NodeService::GroupStateChanged(const std::string& group_id, const std::string& state) {
   auto it = groups_.find(group_id);
   if (it == groups_.end()) return;
-  Publish(it->second.ref, "", "StateChanged", "The group is " + state, "Normal", state);
+  Publish(it->second, "", "StateChanged", "The group is " + state, "Normal", state);
 }
 
 std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
@@ -141,10 +148,10 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
       c->set_username(cred.username());
       c->set_password(cred.password());
     }
-    Publish(group.ref, name, "Pulling", "pulling image \"" + image + "\"", "Normal", "Pending");
+    Publish(group, name, "Pulling", "pulling image \"" + image + "\"", "Normal", "Pending");
     auto ensured = images_.Ensure(ensure);
     if (!ensured.ok()) return ensured.error_code() + ": " + ensured.error_message();
-    Publish(group.ref, name, "Pulled", "Successfully pulled image \"" + image + "\"", "Normal", "Pending");
+    Publish(group, name, "Pulled", "Successfully pulled image \"" + image + "\"", "Normal", "Pending");
     const std::string container_id = group_id + "_" + name;
     auto mounted = images_.Mount(image, container_id);
     if (!mounted.ok()) return mounted.error_code() + ": " + mounted.error_message();
@@ -342,7 +349,7 @@ v1::NodeCommandReply NodeService::Run(const v1::RunGroupRequest& request) {
   if (auto error = Launch(*group, false)) {
     std::lock_guard lock(mutex_);
     std::string code = error->substr(0, error->find(':'));
-    Publish(group->ref, "", "Failed", *error, "Warning", "Failed");
+    Publish(*group, "", "Failed", *error, "Warning", "Failed");
     Cleanup(*group);
     Forget(group_id);
     groups_.erase(group_id);
@@ -361,6 +368,7 @@ v1::NodeCommandReply NodeService::Restart(const std::string& group_id) {
   if (!reply.ok()) return reply;
   const auto deadline = GroupSupervisor::Clock::now() + options_.stop_grace + std::chrono::seconds(10);
   events::v1::GroupRef ref;
+  int64_t generation = 0;
   for (;;) {
     {
       std::lock_guard lock(mutex_);
@@ -373,6 +381,7 @@ v1::NodeCommandReply NodeService::Restart(const std::string& group_id) {
       }
       if (it->second.supervisor->Quiet()) {
         ref = it->second.ref;
+        generation = it->second.placement_generation;
         break;
       }
     }
@@ -384,7 +393,7 @@ v1::NodeCommandReply NodeService::Restart(const std::string& group_id) {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
-  Publish(ref, "", "Restarting", "Restarting the container group", "Normal", "Pending");
+  Publish(ref, generation, "", "Restarting", "Restarting the container group", "Normal", "Pending");
   return Start(group_id, true);
 }
 
@@ -432,7 +441,7 @@ int NodeService::Restore() {
       group->placement_generation = record.placement_generation();
     }
     if (auto error = Launch(*group, true)) {
-      Publish(group->ref, "", "Failed", "After a node restart: " + *error, "Warning", "Failed");
+      Publish(*group, "", "Failed", "After a node restart: " + *error, "Warning", "Failed");
       continue;
     }
     ++restored;
@@ -488,7 +497,7 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
     if (group.supervisor && group.supervisor->Deleted()) {
       Cleanup(group);
       Forget(group.ref.group_id());
-      Publish(group.ref, "", "Deleted", "The group was removed from node " + options_.node_id, "Normal", "Deleted");
+      Publish(group, "", "Deleted", "The group was removed from node " + options_.node_id, "Normal", "Deleted");
       it = groups_.erase(it);
     } else {
       ++it;

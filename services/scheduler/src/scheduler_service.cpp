@@ -122,8 +122,10 @@ std::vector<std::string> SchedulerService::PlacePass(std::vector<Candidate> cand
   for (int attempt = 0; attempt < options_.commit_attempts && !candidates.empty(); ++attempt) {
     const TimePoint now = clock_();
     // Regular groups first, oldest first: Spot only gets capacity Regular groups do not need.
-    std::stable_sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
-      const bool a_spot = DemandOfRecord(a.record).spot, b_spot = DemandOfRecord(b.record).spot;
+    std::map<std::string, bool> spot;  // parsed once, not in every comparison
+    for (const auto& candidate : candidates) spot[candidate.record.ref.group_id()] = DemandOfRecord(candidate.record).spot;
+    std::stable_sort(candidates.begin(), candidates.end(), [&spot](const Candidate& a, const Candidate& b) {
+      const bool a_spot = spot[a.record.ref.group_id()], b_spot = spot[b.record.ref.group_id()];
       if (a_spot != b_spot) return !a_spot;
       return a.record.waiting_since < b.record.waiting_since;
     });
@@ -288,8 +290,8 @@ void SchedulerService::HandleGroupEvents(const std::vector<events::v1::GroupEven
       auto row = store_.DeleteGroup(event.group(), &node_version);
       waiting_.erase(id);
       placed_.erase(id);
-      if (row && row->state == "Placed") {
-        placement_.Release(id, node_version);
+      if (row && (row->state == "Placed" || row->state == "Ended")) {
+        if (row->state == "Placed") placement_.Release(id, node_version);
         nodes_.Delete(row->node_id, row->ref, row->placement_generation);
       }
       continue;
@@ -313,7 +315,7 @@ void SchedulerService::HandleGroupEvents(const std::vector<events::v1::GroupEven
     record.spec = spec.SerializeAsString();
     record.causation_id = event.causation_id();
     record.waiting_since = now;
-    if (row && row->state == "Placed") {
+    if (row && (row->state == "Placed" || row->state == "Ended")) {
       // A changed spec restarts the group, as ACI does: off its node, then placed again.
       record.placement_generation = row->placement_generation + 1;
       WriteSet writes;
@@ -380,9 +382,9 @@ void SchedulerService::HandleHeartbeat(const node::v1::NodeHeartbeat& heartbeat)
     const std::string key = node_id + "/" + group_id;
     if (auto it = fenced_.find(key); it != fenced_.end() && now - it->second < std::chrono::seconds(10)) continue;
     auto row = store_.LoadGroup(group_id);
-    if (row && row->state == "Placed" && row->node_id == node_id &&
+    if (row && (row->state == "Placed" || row->state == "Ended") && row->node_id == node_id &&
         row->placement_generation <= copy.placement_generation()) {
-      placed_[group_id] = *row;
+      if (row->state == "Placed") placed_[group_id] = *row;
       continue;
     }
     // Placed elsewhere since, failed, deleted, or never ours: this copy must not run twice.
@@ -397,6 +399,43 @@ void SchedulerService::HandleHeartbeat(const node::v1::NodeHeartbeat& heartbeat)
   }
   for (auto it = fenced_.begin(); it != fenced_.end();) {
     it = now - it->second > std::chrono::minutes(1) ? fenced_.erase(it) : std::next(it);
+  }
+}
+
+void SchedulerService::HandleSandboxEvent(const node::v1::ContainerEvent& event) {
+  if (!event.container().empty()) return;
+  const std::string& state = event.group_state();
+  const bool ended = state == "Succeeded" || state == "Failed" || state == "Stopped";
+  const bool running = state == "Running";
+  if (!ended && !running) return;
+  const std::string id = event.group().group_id();
+  for (int attempt = 0; attempt < options_.commit_attempts; ++attempt) {
+    auto row = store_.LoadGroup(id);
+    // Only the current copy counts: a stale copy (older generation, other node) is ignored.
+    if (!row || row->node_id != event.node_id() || row->placement_generation != event.placement_generation()) return;
+    if (ended ? row->state != "Placed" : row->state != "Ended") return;
+    GroupRecord record = *row;
+    record.state = ended ? "Ended" : "Placed";
+    record.reason = ended ? state : "";
+    WriteSet writes;
+    writes.groups.push_back({record, row->placement_generation});
+    writes.node_versions[row->node_id] = placement_.VersionOf(row->node_id);
+    auto result = store_.Commit(writes);
+    if (!result.ok) {
+      ReloadNode(row->node_id);
+      continue;
+    }
+    if (ended) {
+      placement_.Release(id, result.new_versions[row->node_id]);
+      placed_.erase(id);
+    } else {
+      // Started again where it is (ACI's start): it holds its node's room again, even if that
+      // over-commits the node for a while: the containers already run there.
+      placement_.Assign(row->node_id, DemandOfRecord(record), result.new_versions[row->node_id]);
+      placed_[id] = record;
+    }
+    if (ended) PlaceWaiting();
+    return;
   }
 }
 

@@ -429,5 +429,40 @@ TEST_F(SchedulerServiceTest, DrainMovesGroupsToOtherNodesStartingThemFirst) {
   EXPECT_EQ(replica.service.Cordon("nope").error_code(), "NodeNotFound");
 }
 
+node::v1::ContainerEvent SandboxState(const std::string& group_id, const std::string& node_id, int64_t generation,
+                                      const std::string& state) {
+  node::v1::ContainerEvent event;
+  event.mutable_group()->set_group_id(group_id);
+  event.set_node_id(node_id);
+  event.set_placement_generation(generation);
+  event.set_group_state(state);
+  return event;
+}
+
+TEST_F(SchedulerServiceTest, AnEndedGroupGivesItsRoomBackAndTakesItAgainWhenRunning) {
+  Replica replica(store, &now);
+  replica.service.HandleHeartbeat(Heartbeat("n1", 1, 8));
+  replica.service.HandleGroupEvents({Created("job", 1, "Never"), Created("next", 1)});
+  ASSERT_EQ(store.groups["next"].state, "Waiting");
+  // A stale copy's state (older generation, or another node) changes nothing.
+  replica.service.HandleSandboxEvent(SandboxState("job", "n1", 0, "Succeeded"));
+  replica.service.HandleSandboxEvent(SandboxState("job", "n2", 1, "Succeeded"));
+  EXPECT_EQ(store.groups["job"].state, "Placed");
+  replica.service.HandleSandboxEvent(SandboxState("job", "n1", 1, "Succeeded"));
+  EXPECT_EQ(store.groups["job"].state, "Ended");
+  EXPECT_EQ(store.groups["next"].state, "Placed");  // the freed room went to the waiting group
+  // The ended copy stays on its node (its logs remain) and is not fenced as stale.
+  replica.service.HandleHeartbeat(Heartbeat("n1", 1, 8, {{"job", 1}, {"next", 1}}));
+  EXPECT_EQ(replica.nodes.For("job").size(), 1u);
+  // Started again in place: it holds room again (here over-committing, as it already runs).
+  replica.service.HandleSandboxEvent(SandboxState("job", "n1", 1, "Running"));
+  EXPECT_EQ(store.groups["job"].state, "Placed");
+  EXPECT_DOUBLE_EQ(store.CpuPlacedOn("n1"), 2.0);
+  // Deleting an ended group still removes it from its node.
+  replica.service.HandleSandboxEvent(SandboxState("job", "n1", 1, "Stopped"));
+  replica.service.HandleGroupEvents({Deleted("job")});
+  EXPECT_EQ(replica.nodes.For("job").back().verb, "delete");
+}
+
 }  // namespace
 }  // namespace skiff::scheduler

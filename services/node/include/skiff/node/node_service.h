@@ -105,8 +105,10 @@ class NodeService : public SupervisorSink {
     double cpu = 0, memory_gb = 0;
     int64_t placement_generation = 0;
   };
-  void Publish(const events::v1::GroupRef& ref, const std::string& container, const std::string& name,
+  void Publish(const Group& group, const std::string& container, const std::string& name,
                const std::string& message, const std::string& type, const std::string& state);
+  void Publish(const events::v1::GroupRef& ref, int64_t placement_generation, const std::string& container,
+               const std::string& name, const std::string& message, const std::string& type, const std::string& state);
   std::optional<std::string> Prepare(Group& group, GroupPlan* plan);
   void Cleanup(Group& group);
   std::optional<std::string> Launch(Group& group, bool adopt_existing);

@@ -44,6 +44,9 @@ class SchedulerService {
   // A batch from SKIFF_EVENTS (created, updated, deleted); returns once the store has it.
   void HandleGroupEvents(const std::vector<events::v1::GroupEvent>& events);
   void HandleHeartbeat(const node::v1::NodeHeartbeat& heartbeat);
+  // A group's runtime state from its node (skiff.events.sandbox.state): a group that ended
+  // (Succeeded, Failed, Stopped) gives its reservation back; one running again takes it again.
+  void HandleSandboxEvent(const node::v1::ContainerEvent& event);
   // Node loss, waiting groups and their time-outs, the periodic refresh.
   void Tick();
 

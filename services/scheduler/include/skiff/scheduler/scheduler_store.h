@@ -19,7 +19,7 @@ struct GroupRecord {
   events::v1::GroupRef ref;
   std::string spec;                  // serialized ContainerGroup, secrets sealed
   std::string causation_id;
-  std::string state = "Waiting";     // Waiting | Placed | Failed | Deleted
+  std::string state = "Waiting";     // Waiting | Placed | Ended (on its node, holding nothing) | Failed | Deleted
   std::string node_id;               // while Placed
   int64_t placement_generation = 0;  // fencing token; bumped whenever the group is (un)placed
   TimePoint waiting_since{};
