@@ -168,6 +168,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   options.node_id = cfg.GetString("node.node_id", host);
   options.zone = cfg.GetString("node.zone", "");
   options.host_tag = cfg.GetString("node.host_tag", "skiff");
+  options.standby_sandboxes = static_cast<int>(cfg.GetInt("node.standby_sandboxes", 2));
   options.cpu_capacity = cfg.GetDouble("node.cpu", static_cast<double>(std::thread::hardware_concurrency()));
   options.memory_gb_capacity = cfg.GetDouble("node.memory_gb", 4);
   const std::string root = cfg.GetString("node.root", "/var/lib/skiff/node");
@@ -263,6 +264,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   spdlog::info("signal {}: shutting down (containers keep running under their shims)", signal);
   stopping = true;
   ticker.join();
+  service.DropSpares();
   server.reset();
   logs_server.reset();
   exec_server.reset();

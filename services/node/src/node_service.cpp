@@ -88,7 +88,24 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   plan->restart_policy = ParseRestartPolicy(props.restart_policy());
   plan->backoff = options_.backoff;
   plan->stop_grace = options_.stop_grace;
-  if (auto error = runtime_.CreateSandbox(plan->sandbox)) return "SandboxFailed: " + *error;
+  std::optional<std::string> spare;
+  if (group.claim_spare) {
+    std::lock_guard lock(spares_mutex_);
+    if (!spares_.empty()) {
+      spare = spares_.front();
+      spares_.pop_front();
+    }
+  }
+  if (spare) {
+    if (auto error = runtime_.ClaimSpare(*spare, plan->sandbox)) {
+      runtime_.DeleteSandbox(*spare);  // a broken spare: set the sandbox up as usual
+    } else {
+      group.from_standby = true;
+    }
+  }
+  if (!group.from_standby) {
+    if (auto error = runtime_.CreateSandbox(plan->sandbox)) return "SandboxFailed: " + *error;
+  }
 
   // Volumes, prepared once per group and shared by its containers.
   std::map<std::string, std::string> volume_paths;
@@ -286,8 +303,13 @@ std::optional<std::string> NodeService::Launch(Group& group, bool adopt_existing
   Group prepared;
   prepared.ref = group.ref;
   prepared.spec = group.spec;
+  prepared.placement_generation = group.placement_generation;
+  prepared.claim_spare = !adopt_existing;
   GroupPlan plan;
   auto error = Prepare(prepared, &plan);
+  if (prepared.from_standby) {
+    Publish(prepared, "", "SandboxReady", "The sandbox came from the node's standby pool", "Normal", "Pending");
+  }
   plan.adopt_existing = adopt_existing;
   if (!options_.state_dir.empty()) {
     const std::string restarts = options_.state_dir + "/groups/" + group.ref.group_id() + ".restarts";
@@ -488,8 +510,32 @@ v1::NodeCommandReply NodeService::Delete(const std::string& group_id, int64_t pl
   return reply;
 }
 
+void NodeService::DropSpares() {
+  std::deque<std::string> spares;
+  {
+    std::lock_guard lock(spares_mutex_);
+    spares.swap(spares_);
+  }
+  for (const auto& spare : spares) runtime_.DeleteSandbox(spare);
+}
+
+size_t NodeService::SpareSandboxes() {
+  std::lock_guard lock(spares_mutex_);
+  return spares_.size();
+}
+
 void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
   SweepStreams(now);
+  if (SpareSandboxes() < static_cast<size_t>(options_.standby_sandboxes)) {
+    // One spare per tick, so a tick stays short; the pool refills within a second or so.
+    const std::string spare = "standby-" + crypto::NewUuid();
+    if (!runtime_.CreateSpare(spare)) {
+      std::lock_guard lock(spares_mutex_);
+      spares_.push_back(spare);
+    } else {
+      runtime_.DeleteSandbox(spare);
+    }
+  }
   std::lock_guard lock(mutex_);
   for (auto it = groups_.begin(); it != groups_.end();) {
     auto& group = it->second;
@@ -513,6 +559,7 @@ v1::NodeHeartbeat NodeService::Heartbeat() {
   heartbeat.set_cpu_capacity(options_.cpu_capacity);
   heartbeat.set_memory_gb_capacity(options_.memory_gb_capacity);
   heartbeat.set_os_type("Linux");
+  heartbeat.set_standby_sandboxes(static_cast<int32_t>(SpareSandboxes()));
   for (const auto& [id, group] : groups_) {
     heartbeat.add_group_ids(id);
     auto* placed = heartbeat.add_placed();

@@ -104,6 +104,11 @@ std::optional<std::string> DeleteNetworkNamespace(const std::string& path) {
 RuncRuntime::RuncRuntime(RuncRuntimeOptions options) : options_(std::move(options)) {
   fs::create_directories(options_.root + "/sandboxes");
   fs::create_directories(options_.root + "/runc");
+  // Spares from before a restart are not tracked any more: remove them (the pool refills).
+  for (const auto& entry : fs::directory_iterator(options_.root + "/sandboxes")) {
+    const std::string id = entry.path().filename().string();
+    if (id.rfind("standby-", 0) == 0) DeleteSandbox(id);
+  }
 }
 
 std::string RuncRuntime::SandboxDir(const std::string& id) const { return options_.root + "/sandboxes/" + id; }
@@ -234,6 +239,34 @@ std::optional<std::string> RuncRuntime::RemoveContainer(const std::string& sandb
   fs::remove_all(ContainerDir(sandbox_id, container) + "/state", ec);
   fs::remove_all(ContainerDir(sandbox_id, container) + "/bundle", ec);
   return std::nullopt;
+}
+
+std::optional<std::string> RuncRuntime::CreateSpare(const std::string& spare_id) {
+  const std::string dir = SandboxDir(spare_id);
+  fs::create_directories(dir + "/containers");
+  fs::create_directories(VolumeDir(spare_id));
+  if (!fs::exists(NetworkNamespace(spare_id))) return CreateNetworkNamespace(NetworkNamespace(spare_id));
+  return std::nullopt;
+}
+
+std::optional<std::string> RuncRuntime::ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) {
+  const std::string from = NetworkNamespace(spare_id), to = NetworkNamespace(spec.id);
+  if (!fs::exists(from) || fs::exists(to) || fs::exists(SandboxDir(spec.id))) {
+    return "spare " + spare_id + " is gone or " + spec.id + " exists";
+  }
+  // The namespace lives as long as a mount holds it: bind it at the group's name, then drop the
+  // spare's (a move would fail on the shared /var/run/netns mount).
+  { std::ofstream(to).flush(); }
+  if (::mount(from.c_str(), to.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    std::string error = "bind " + from + " at " + to + ": " + std::strerror(errno);
+    ::unlink(to.c_str());
+    return error;
+  }
+  DeleteNetworkNamespace(from);
+  std::error_code ec;
+  fs::rename(SandboxDir(spare_id), SandboxDir(spec.id), ec);
+  if (ec) return "rename " + SandboxDir(spare_id) + ": " + ec.message();
+  return CreateSandbox(spec);  // writes hosts and resolv.conf; the rest exists already
 }
 
 std::optional<std::string> RuncRuntime::DeleteSandbox(const std::string& sandbox_id) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,9 @@ struct NodeOptions {
   std::chrono::milliseconds stop_grace{10000};
   // An exec or attach session whose caller sent nothing (not even a keepalive) for this long ends.
   std::chrono::milliseconds stream_idle_timeout{60000};
+  // Standby pool: this many spare sandboxes (directories and network namespace made ahead) are
+  // kept ready; a new group takes one instead of setting its sandbox up.
+  int standby_sandboxes = 0;
 };
 
 // Turns groups from the scheduler into running sandboxes: ensures and mounts images, opens
@@ -89,6 +93,9 @@ class NodeService : public SupervisorSink {
   std::optional<v1::StreamReply> Attach(const v1::AttachRequest& request);
   void Input(const std::string& session_id, const v1::StreamInput& input);
   size_t OpenStreams();
+  size_t SpareSandboxes();
+  // Removes the spare sandboxes (at shutdown: namespaces should not outlive the node).
+  void DropSpares();
 
   // SupervisorSink
   void Event(const SupervisorEvent& event) override;
@@ -104,6 +111,8 @@ class NodeService : public SupervisorSink {
     std::vector<std::pair<std::string, std::string>> mounts;  // (image, container id) to unmount
     double cpu = 0, memory_gb = 0;
     int64_t placement_generation = 0;
+    bool claim_spare = false;   // a fresh run: may take a spare sandbox
+    bool from_standby = false;  // it did
   };
   void Publish(const Group& group, const std::string& container, const std::string& name,
                const std::string& message, const std::string& type, const std::string& state);
@@ -138,6 +147,8 @@ class NodeService : public SupervisorSink {
   StreamTransport* transport_ = nullptr;
   std::mutex streams_mutex_;  // apart from mutex_: ending a session joins its reader thread
   std::map<std::string, StreamSession> streams_;
+  std::mutex spares_mutex_;
+  std::deque<std::string> spares_;
 };
 
 // A node's saved restart counts and back-offs of one group (see NodeService::RestartsChanged).

@@ -68,6 +68,15 @@ class SandboxRuntime {
   // Forgets an exited container's run state (its log stays until the sandbox is deleted).
   virtual std::optional<std::string> RemoveContainer(const std::string& sandbox_id, const std::string& container) = 0;
   virtual std::optional<std::string> DeleteSandbox(const std::string& sandbox_id) = 0;
+  // Standby pool: a spare sandbox made ahead of time (directories, network namespace) becomes
+  // the sandbox `spec.id`, so a group starts without that set-up. Runtimes without spares say
+  // so with an error and the caller creates the sandbox as usual.
+  virtual std::optional<std::string> CreateSpare(const std::string& spare_id) {
+    return "this runtime keeps no spare sandboxes (" + spare_id + ")";
+  }
+  virtual std::optional<std::string> ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) {
+    return "this runtime keeps no spare sandboxes (" + spare_id + ", " + spec.id + ")";
+  }
   virtual std::string LogPath(const std::string& sandbox_id, const std::string& container) = 0;
   // Directory for the sandbox's volumes (emptyDir, secrets).
   virtual std::string VolumeDir(const std::string& sandbox_id) = 0;
@@ -100,6 +109,8 @@ class RuncRuntime : public SandboxRuntime {
   std::optional<std::string> Signal(const std::string& sandbox_id, const std::string& container, int signal) override;
   std::optional<std::string> RemoveContainer(const std::string& sandbox_id, const std::string& container) override;
   std::optional<std::string> DeleteSandbox(const std::string& sandbox_id) override;
+  std::optional<std::string> CreateSpare(const std::string& spare_id) override;
+  std::optional<std::string> ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) override;
   std::string LogPath(const std::string& sandbox_id, const std::string& container) override;
   std::string VolumeDir(const std::string& sandbox_id) override;
   std::string NetworkNamespace(const std::string& sandbox_id) override;
