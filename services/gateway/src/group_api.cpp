@@ -275,6 +275,9 @@ std::optional<HttpResponse> GroupApi::CheckQuotas(const std::string& subscriptio
                                                   const std::optional<GroupRecord>& existing,
                                                   const ci::ContainerGroup& group) {
   const auto& quotas = options_.quotas;
+  if (quotas.groups <= 0 && quotas.cores <= 0 && quotas.creates_per_5_minutes <= 0 && quotas.creates_per_hour <= 0) {
+    return std::nullopt;  // all off: nothing to read
+  }
   const int64_t now_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(clock_.Now().time_since_epoch()).count();
   const SubscriptionUsage usage =
@@ -291,13 +294,13 @@ std::optional<HttpResponse> GroupApi::CheckQuotas(const std::string& subscriptio
       response.headers.emplace_back("Retry-After", std::to_string(wait_s));
       return response;
     };
-    if (usage.creates_last_5_minutes >= quotas.creates_per_5_minutes) {
+    if (quotas.creates_per_5_minutes > 0 && usage.creates_last_5_minutes >= quotas.creates_per_5_minutes) {
       return limited(usage.oldest_create_in_5_minutes_ms, 5 * 60 * 1000, "5 minutes");
     }
-    if (usage.creates_last_hour >= quotas.creates_per_hour) {
+    if (quotas.creates_per_hour > 0 && usage.creates_last_hour >= quotas.creates_per_hour) {
       return limited(usage.oldest_create_in_hour_ms, 60 * 60 * 1000, "hour");
     }
-    if (usage.groups + 1 > quotas.groups) {
+    if (quotas.groups > 0 && usage.groups + 1 > quotas.groups) {
       return ErrorResponse({ErrorKind::kGroupQuotaReached,
                             "Resource type 'Microsoft.ContainerInstance/containerGroups' container group quota "
                             "'ContainerGroups' exceeded in region '" +
@@ -308,7 +311,7 @@ std::optional<HttpResponse> GroupApi::CheckQuotas(const std::string& subscriptio
   }
   const double wanted = RequestedCores(group);
   const double held = existing ? RequestedCores(existing->spec) : 0;
-  if (wanted > held && usage.cores - held + wanted > quotas.cores + 1e-9) {
+  if (quotas.cores > 0 && wanted > held && usage.cores - held + wanted > quotas.cores + 1e-9) {
     return ErrorResponse({ErrorKind::kCoresQuotaExceeded,
                           "Resource type 'Microsoft.ContainerInstance/containerGroups' quota 'StandardCores' exceeded "
                           "in region '" +

@@ -126,19 +126,24 @@ std::vector<store::Migration> GatewayMigrations() {
         CREATE TRIGGER container_groups_usage AFTER INSERT OR UPDATE OR DELETE ON container_groups
           FOR EACH ROW EXECUTE FUNCTION gateway.track_usage();
       )sql"},
+      // The counters row serialized every create of a subscription behind one row lock; the
+      // quotas bound the rows per subscription, so summing them (a primary-key range) is cheap.
+      {4, "usage summed from the groups instead of counters",
+       "DROP TRIGGER container_groups_usage ON container_groups; DROP FUNCTION gateway.track_usage(); "
+       "DROP TABLE subscription_usage;"},
   };
 }
 
 SubscriptionUsage PgGroupStore::Usage(const std::string& subscription_id, int64_t now_ms, int64_t count_cap) {
   return GuardedRead(pool_, [&](pqxx::nontransaction& tx) {
-    // Every part is an index lookup: the counters row, and create operations in each window
-    // counted only up to the cap (the limit + 1), so a busy subscription costs the same.
+    // Index range scans bounded by the quotas: the subscription's groups (its primary-key
+    // prefix), and create operations in each window counted only up to the cap (limit + 1).
     const std::string window5 = "started_at > to_timestamp($2 / 1000.0) - interval '5 minutes'";
     const std::string window60 = "started_at > to_timestamp($2 / 1000.0) - interval '1 hour'";
     const std::string creates = "FROM gateway.operations WHERE subscription_key = $1 AND kind = 'create' AND ";
     auto rows = tx.exec_params(
-        "SELECT coalesce((SELECT groups FROM gateway.subscription_usage WHERE subscription_key = $1), 0), "
-        "coalesce((SELECT cores FROM gateway.subscription_usage WHERE subscription_key = $1), 0), "
+        "SELECT (SELECT count(*) FROM gateway.container_groups WHERE subscription_key = $1), "
+        "(SELECT coalesce(sum(cores), 0) FROM gateway.container_groups WHERE subscription_key = $1), "
         "(SELECT count(*) FROM (SELECT 1 " + creates + window5 + " LIMIT $3) w), "
         "(SELECT count(*) FROM (SELECT 1 " + creates + window60 + " LIMIT $3) w), "
         "coalesce((SELECT (extract(epoch FROM started_at) * 1000)::bigint " + creates + window5 +

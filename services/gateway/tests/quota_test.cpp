@@ -107,6 +107,13 @@ TEST_F(QuotaTest, CreatesBeyondTheRateAnswer429WithRetryAfter) {
   EXPECT_EQ(hourly.Header("Retry-After"), std::to_string(3600 - (30 + 271 + 300)));
 }
 
+TEST_F(QuotaTest, ZeroMeansNoLimit) {
+  GroupApiOptions options;
+  options.quotas = {0, 0, 0, 0};
+  api_ = std::make_unique<GroupApi>(store_, clock_, box_, options, SequentialIds(&next_id_));
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(Put("g" + std::to_string(i), 1).status, 201);
+}
+
 TEST(ParseTime, ReadsWhatFormatTimeWrites) {
   auto time = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000123));
   EXPECT_EQ(ParseTime(FormatTime(time)), time);

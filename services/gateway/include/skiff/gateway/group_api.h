@@ -42,7 +42,7 @@ struct GroupApiOptions {
   // Base for URLs the API hands out (nextLink, operation URLs); empty: from the Host header.
   std::string public_url;
   std::chrono::seconds token_cache_ttl{30};
-  // Per subscription, as ACI's defaults: checked when a group is created (or grows).
+  // Per subscription, as ACI's defaults: checked when a group is created (or grows). 0: no limit.
   struct Quotas {
     int64_t groups = 100;
     double cores = 100;
