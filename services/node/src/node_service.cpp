@@ -13,6 +13,17 @@
 #include "skiff/oci/process.h"
 
 namespace skiff::node {
+
+namespace {
+// protobuf's TimeUtil::GetCurrentTime() has whole seconds here; events need milliseconds (the
+// back-off, probes and per-second metering are read from their times).
+google::protobuf::Timestamp Now() {
+  return google::protobuf::util::TimeUtil::NanosecondsToTimestamp(
+      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count());
+}
+}  // namespace
+
 namespace fs = std::filesystem;
 namespace ci = containerinstance::v1;
 
@@ -54,7 +65,7 @@ void NodeService::Publish(const events::v1::GroupRef& ref, int64_t placement_gen
                           const std::string& state) {
   v1::ContainerEvent event;
   event.set_event_id(crypto::NewUuid());
-  *event.mutable_occurred_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *event.mutable_occurred_at() = Now();
   event.set_node_id(options_.node_id);
   *event.mutable_group() = ref;
   event.set_placement_generation(placement_generation);
@@ -568,7 +579,7 @@ v1::NodeHeartbeat NodeService::Heartbeat() {
     heartbeat.set_cpu_allocated(heartbeat.cpu_allocated() + group.cpu);
     heartbeat.set_memory_gb_allocated(heartbeat.memory_gb_allocated() + group.memory_gb);
   }
-  *heartbeat.mutable_sent_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *heartbeat.mutable_sent_at() = Now();
   return heartbeat;
 }
 
@@ -576,7 +587,7 @@ v1::NodeUsage NodeService::Usage(const std::string& cgroup_root) {
   std::lock_guard lock(mutex_);
   v1::NodeUsage usage;
   usage.set_node_id(options_.node_id);
-  *usage.mutable_sent_at() = google::protobuf::util::TimeUtil::GetCurrentTime();
+  *usage.mutable_sent_at() = Now();
   for (const auto& [id, group] : groups_) {
     if (!group.supervisor) continue;
     for (const auto& [name, status] : group.supervisor->Containers()) {
