@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <set>
+#include <stdexcept>
 
 namespace skiff::scheduler {
 
@@ -307,37 +308,47 @@ void SchedulerService::HandleGroupEvents(const std::vector<events::v1::GroupEven
       it->second.record.spec = spec.SerializeAsString();
       continue;
     }
-    std::optional<GroupRecord> row = created ? std::nullopt : store_.LoadGroup(id);
-    if (!row && !created) row = std::nullopt;
-    if (row && row->state == "Deleted") continue;
-    GroupRecord record;
-    record.ref = event.group();
-    record.spec = spec.SerializeAsString();
-    record.causation_id = event.causation_id();
-    record.waiting_since = now;
-    if (row && (row->state == "Placed" || row->state == "Ended")) {
-      // A changed spec restarts the group, as ACI does: off its node, then placed again.
-      record.placement_generation = row->placement_generation + 1;
-      WriteSet writes;
-      writes.groups.push_back({record, row->placement_generation});
-      writes.node_versions[row->node_id] = placement_.VersionOf(row->node_id);
-      writes.events.push_back(Event(record, "Rescheduled", row->node_id, "Updated",
-                                    "The group's spec changed; it is placed again."));
-      auto result = store_.Commit(writes);
-      if (!result.ok) {
-        ReloadNode(row->node_id);
-        continue;  // the event is redelivered only on failure to ack; the next refresh finds the row
+    bool handled = false;
+    for (int attempt = 0; attempt < options_.commit_attempts && !handled; ++attempt) {
+      std::optional<GroupRecord> row = created ? std::nullopt : store_.LoadGroup(id);
+      if (row && row->state == "Deleted") {
+        handled = true;  // deleted meanwhile: nothing to place
+        break;
       }
-      for (const auto& [node_id, version] : result.new_versions) placement_.SetVersion(node_id, version);
-      placement_.Release(id, placement_.VersionOf(row->node_id));
-      placed_.erase(id);
-      nodes_.Delete(row->node_id, row->ref, row->placement_generation);
-      waiting_[id] = Candidate{record, record.placement_generation, ""};
-    } else if (row) {
-      record.placement_generation = row->placement_generation;
-      waiting_[id] = Candidate{record, row->placement_generation, ""};
-    } else {
-      waiting_[id] = Candidate{record, -1, ""};
+      GroupRecord record;
+      record.ref = event.group();
+      record.spec = spec.SerializeAsString();
+      record.causation_id = event.causation_id();
+      record.waiting_since = now;
+      if (row && (row->state == "Placed" || row->state == "Ended")) {
+        // A changed spec restarts the group, as ACI does: off its node, then placed again.
+        record.placement_generation = row->placement_generation + 1;
+        WriteSet writes;
+        writes.groups.push_back({record, row->placement_generation});
+        writes.node_versions[row->node_id] = placement_.VersionOf(row->node_id);
+        writes.events.push_back(Event(record, "Rescheduled", row->node_id, "Updated",
+                                      "The group's spec changed; it is placed again."));
+        auto result = store_.Commit(writes);
+        if (!result.ok) {
+          ReloadNode(row->node_id);  // another replica moved first: read the row again
+          continue;
+        }
+        for (const auto& [node_id, version] : result.new_versions) placement_.SetVersion(node_id, version);
+        placement_.Release(id, placement_.VersionOf(row->node_id));
+        placed_.erase(id);
+        nodes_.Delete(row->node_id, row->ref, row->placement_generation);
+        waiting_[id] = Candidate{record, record.placement_generation, ""};
+      } else if (row) {
+        record.placement_generation = row->placement_generation;
+        waiting_[id] = Candidate{record, row->placement_generation, ""};
+      } else {
+        waiting_[id] = Candidate{record, -1, ""};
+      }
+      handled = true;
+    }
+    if (!handled) {
+      // Not acknowledged: JetStream delivers the event again and it is tried afresh.
+      throw std::runtime_error("group " + id + " kept changing under this replica");
     }
   }
   PlaceWaiting();

@@ -464,5 +464,22 @@ TEST_F(SchedulerServiceTest, AnEndedGroupGivesItsRoomBackAndTakesItAgainWhenRunn
   EXPECT_EQ(replica.nodes.For("job").back().verb, "delete");
 }
 
+TEST_F(SchedulerServiceTest, AnUpdateHandledByAReplicaWithAStaleViewIsNotLost) {
+  Replica a(store, &now), b(store, &now);
+  b.service.HandleHeartbeat(Heartbeat("n1", 4, 8));
+  a.service.HandleHeartbeat(Heartbeat("n1", 4, 8));
+  a.service.HandleGroupEvents({Created("g1", 1), Created("g2", 1)});  // b's node version is now stale
+  events::v1::GroupEvent updated = Created("g1", 2);
+  updated.mutable_group()->set_generation(2);
+  const ci::ContainerGroup spec = updated.created().spec();
+  *updated.mutable_updated()->mutable_spec() = spec;
+  b.service.HandleGroupEvents({updated});
+  EXPECT_EQ(store.groups["g1"].state, "Placed");
+  EXPECT_EQ(store.groups["g1"].placement_generation, 3);
+  ASSERT_FALSE(b.nodes.For("g1").empty());
+  EXPECT_EQ(b.nodes.For("g1").back().verb, "run");
+  EXPECT_DOUBLE_EQ(store.CpuPlacedOn("n1"), 3.0);
+}
+
 }  // namespace
 }  // namespace skiff::scheduler
