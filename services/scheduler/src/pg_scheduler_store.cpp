@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <pqxx/pqxx>
 
+#include "skiff/crypto/crypto.h"
 #include "skiff/scheduler/scheduler_service.h"
 #include "skiff/store/outbox.h"
 #include "skiff/store/pool.h"
@@ -218,9 +219,10 @@ std::optional<StoredNode> PgSchedulerStore::LoadNode(const std::string& node_id)
 }
 
 std::optional<GroupRecord> PgSchedulerStore::LoadGroup(const std::string& group_id) {
+  if (!crypto::IsUuid(group_id)) return std::nullopt;  // a node's garbage never reaches SQL as a uuid
   return store::ReadOnly(pool_, [&](pqxx::nontransaction& tx) -> std::optional<GroupRecord> {
     auto rows = tx.exec_params(std::string("SELECT ") + kGroupColumns +
-                                   " FROM scheduler.groups g WHERE g.group_id::text = $1",
+                                   " FROM scheduler.groups g WHERE g.group_id = $1::uuid",
                                group_id);
     if (rows.empty()) return std::nullopt;
     return RowToGroup(rows[0]);
@@ -241,6 +243,7 @@ std::vector<GroupRecord> PgSchedulerStore::LoadGroups(const std::string& state, 
 
 std::optional<GroupRecord> PgSchedulerStore::DeleteGroup(const events::v1::GroupRef& ref, int64_t* node_version) {
   *node_version = -1;
+  if (!crypto::IsUuid(ref.group_id())) return std::nullopt;
   return store::InTransaction(pool_, [&](pqxx::work& tx) -> std::optional<GroupRecord> {
     // The tombstone keeps a GroupCreated that another replica handles late from bringing it back.
     tx.exec_params(
@@ -248,7 +251,7 @@ std::optional<GroupRecord> PgSchedulerStore::DeleteGroup(const events::v1::Group
         "VALUES ($1, $2, $3, $4, $5, '', 'Deleted') ON CONFLICT (group_id) DO NOTHING",
         ref.group_id(), ref.subscription_id(), ref.resource_group(), ref.name(), ref.generation());
     auto rows = tx.exec_params(std::string("SELECT ") + kGroupColumns +
-                                   " FROM scheduler.groups g WHERE g.group_id::text = $1 FOR UPDATE",
+                                   " FROM scheduler.groups g WHERE g.group_id = $1::uuid FOR UPDATE",
                                ref.group_id());
     GroupRecord before = RowToGroup(rows[0]);
     if (before.state == "Deleted" && before.spec.empty()) {
@@ -256,7 +259,7 @@ std::optional<GroupRecord> PgSchedulerStore::DeleteGroup(const events::v1::Group
     }
     tx.exec_params(
         "UPDATE scheduler.groups SET state = 'Deleted', node_id = NULL, placement_generation = placement_generation "
-        "+ 1, updated_at = now() WHERE group_id::text = $1",
+        "+ 1, updated_at = now() WHERE group_id = $1::uuid",
         ref.group_id());
     if (before.state == "Placed") {
       auto bumped = tx.exec_params(
