@@ -43,6 +43,14 @@ std::optional<std::string> ReceivedMessage::Header(const std::string& name) cons
 bool ReceivedMessage::Ack() { return natsMsg_Ack(msg_, nullptr) == NATS_OK; }
 bool ReceivedMessage::Nak() { return natsMsg_Nak(msg_, nullptr) == NATS_OK; }
 
+std::optional<ReceivedMessage::StreamPosition> ReceivedMessage::Position() const {
+  jsMsgMetaData* meta = nullptr;
+  if (natsMsg_GetMetaData(&meta, msg_) != NATS_OK || meta == nullptr) return std::nullopt;
+  StreamPosition position{meta->Sequence.Stream, meta->NumPending, meta->Timestamp};
+  jsMsgMetaData_Destroy(meta);
+  return position;
+}
+
 PullConsumer::~PullConsumer() {
   if (sub_ != nullptr) natsSubscription_Destroy(sub_);
 }

@@ -33,9 +33,10 @@ std::string RandomBytes(size_t count) {
   return out;
 }
 
-std::string NewUuid() {
-  std::string raw = RandomBytes(16);
-  raw[6] = static_cast<char>((raw[6] & 0x0f) | 0x40);
+namespace {
+
+std::string FormatUuid(std::string raw, unsigned char version) {
+  raw[6] = static_cast<char>((raw[6] & 0x0f) | (version << 4));
   raw[8] = static_cast<char>((raw[8] & 0x3f) | 0x80);
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -46,6 +47,16 @@ std::string NewUuid() {
     out += kHex[static_cast<unsigned char>(raw[i]) & 0xf];
   }
   return out;
+}
+
+}  // namespace
+
+std::string NewUuid() { return FormatUuid(RandomBytes(16), 4); }
+
+std::string NameUuid(std::string_view name) {
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(name.data()), name.size(), digest);
+  return FormatUuid(std::string(reinterpret_cast<const char*>(digest), 16), 8);
 }
 
 bool IsUuid(std::string_view text) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -41,6 +42,14 @@ class ReceivedMessage {
   std::optional<std::string> Header(const std::string& name) const;
   bool Ack();
   bool Nak();
+  // Where the message sits in its stream: its sequence, and how many messages the consumer
+  // still had to deliver after it (a consumer's lag). nullopt for a plain core-NATS message.
+  struct StreamPosition {
+    uint64_t stream_sequence = 0;
+    uint64_t pending = 0;
+    int64_t stored_at_ns = 0;
+  };
+  std::optional<StreamPosition> Position() const;
 
  private:
   natsMsg* msg_;

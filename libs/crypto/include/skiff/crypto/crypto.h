@@ -10,6 +10,8 @@ namespace skiff::crypto {
 std::string RandomBytes(size_t count);
 // RFC 4122 version 4 UUID, lower-case.
 std::string NewUuid();
+// The same UUID for the same name (RFC 9562 version 8, from SHA-256): ids that a retry recomputes.
+std::string NameUuid(std::string_view name);
 bool IsUuid(std::string_view text);
 std::string Sha256Hex(std::string_view data);
 std::string Base64Encode(std::string_view data);

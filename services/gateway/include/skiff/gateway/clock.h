@@ -4,6 +4,8 @@
 #include <optional>
 #include <string>
 
+#include "skiff/timefmt/rfc3339.h"
+
 namespace skiff::gateway {
 
 class Clock {
@@ -17,9 +19,8 @@ class SystemClock : public Clock {
   std::chrono::system_clock::time_point Now() const override { return std::chrono::system_clock::now(); }
 };
 
-// RFC 3339 UTC with milliseconds, as ARM writes times: 2023-05-01T12:00:00.000Z.
-std::string FormatTime(std::chrono::system_clock::time_point time);
-// The inverse of FormatTime (fractional seconds optional); nullopt when it is not such a time.
-std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string& text);
+// ARM's time format (libs/timefmt).
+using timefmt::FormatTime;
+using timefmt::ParseTime;
 
 }  // namespace skiff::gateway

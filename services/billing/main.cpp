@@ -1,0 +1,226 @@
+// skiff-billing: meters container groups by the second from the lifecycle events on JetStream,
+// publishes a usage record for every billed interval, and answers cost queries.
+#include <CLI/CLI.hpp>
+
+#include <atomic>
+#include <fstream>
+#include <future>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "skiff/billing/billing_service.h"
+#include "skiff/billing/pg_billing_store.h"
+#include "skiff/bus/nats_bus.h"
+#include "skiff/config/config.h"
+#include "skiff/lifecycle/termination_signals.h"
+#include "skiff/log/log.h"
+#include "skiff/metrics/metrics.h"
+#include "skiff/store/migrations.h"
+#include "skiff/store/outbox_relay.h"
+#include "skiff/store/pool.h"
+
+namespace {
+
+using namespace skiff;
+
+billing::Millis NowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// List prices in the shape of ACI's Linux rates; a price sheet file replaces them.
+billing::PriceSheet LoadPrices(const config::Config& cfg) {
+  const std::string currency = cfg.GetString("billing.currency", "USD");
+  if (auto path = cfg.Find("billing.price_sheet"); path && !path->empty()) {
+    std::ifstream in(*path);
+    if (!in) throw std::runtime_error("cannot read billing.price_sheet " + *path);
+    std::stringstream text;
+    text << in.rdbuf();
+    return billing::PriceSheet::Parse(currency, text.str());
+  }
+  billing::PriceVersion version;
+  version.regular = {cfg.GetDouble("billing.regular.vcpu_second", 0.0000135),
+                     cfg.GetDouble("billing.regular.gb_second", 0.0000015),
+                     cfg.GetDouble("billing.regular.gpu_second", 0.0003)};
+  version.spot = {cfg.GetDouble("billing.spot.vcpu_second", 0.00000405),
+                  cfg.GetDouble("billing.spot.gb_second", 0.00000045),
+                  cfg.GetDouble("billing.spot.gpu_second", 0.00009)};
+  return billing::PriceSheet(currency, {version});
+}
+
+class LoopInbox {
+ public:
+  void Post(std::function<void()> task) {
+    std::lock_guard lock(mutex_);
+    tasks_.push_back(std::move(task));
+  }
+  std::vector<std::function<void()>> Take() {
+    std::lock_guard lock(mutex_);
+    return std::exchange(tasks_, {});
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::function<void()>> tasks_;
+};
+
+int Serve(const config::Config& cfg) {
+  lifecycle::TerminationSignals termination;  // before any thread starts
+  auto& registry = metrics::DefaultRegistry();
+  metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9105"), registry);
+  store::ConnectionPool pool(cfg.Require("store.url"), static_cast<size_t>(cfg.GetInt("store.pool_size", 3)));
+  {
+    auto conn = pool.Acquire();
+    store::ApplyMigrations(*conn, billing::kBillingSchema, billing::BillingMigrations());
+  }
+  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-billing");
+  bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
+  bus.EnsureStream({"SKIFF_USAGE", {"skiff.usage.interval"}, std::chrono::seconds(120), true});
+  store::OutboxRelay relay(pool, bus, {billing::kBillingSchema, 500, std::chrono::milliseconds(200)});
+
+  billing::PgBillingStore store(pool, [&relay] { relay.Notify(); });
+  billing::MeterOptions meter_options;
+  meter_options.bill_from_pull = cfg.GetString("billing.start_at", "container_start") == "image_pull";
+  meter_options.max_future_skew = cfg.GetInt("billing.max_future_skew_ms", 5000);
+  billing::BillingOptions options;
+  options.heartbeat_grace = cfg.GetInt("billing.heartbeat_grace_ms", 2000);
+  options.missing_for = cfg.GetInt("billing.missing_for_ms", 30000);
+  options.node_lost_after = cfg.GetInt("billing.node_lost_after_ms", 30000);
+  billing::BillingService service(store, LoadPrices(cfg), billing::Meter(meter_options), options, NowMillis);
+  service.Start();
+  relay.Start();
+
+  auto& applied = registry.GetCounter("skiff_billing_events_total", "Lifecycle events consumed, by result.",
+                                      {{"result", "applied"}});
+  auto& duplicates = registry.GetCounter("skiff_billing_events_total", "", {{"result", "duplicate"}});
+  auto& ignored = registry.GetCounter("skiff_billing_events_total", "", {{"result", "ignored"}});
+  auto& closed = registry.GetCounter("skiff_billing_intervals_closed_total", "Billed intervals closed.");
+  auto& reconciled = registry.GetCounter("skiff_billing_reconciled_total",
+                                         "Intervals closed from heartbeat evidence because their stop never came.");
+  auto& lag_messages = registry.GetGauge("skiff_billing_lag_messages", "Events on the stream not yet metered.");
+  auto& lag_seconds = registry.GetGauge("skiff_billing_lag_seconds",
+                                        "Age of the newest event metered when it was committed.");
+  auto& open_groups = registry.GetGauge("skiff_billing_open_groups", "Groups being billed now.");
+  auto& commit_seconds = registry.GetHistogram("skiff_billing_commit_seconds", "Time to meter and commit one batch.");
+  auto& failures = registry.GetCounter("skiff_billing_batch_failures_total", "Batches that failed and came again.");
+
+  LoopInbox inbox;
+  auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
+    node::v1::NodeHeartbeat heartbeat;
+    if (!heartbeat.ParseFromString(data)) return;
+    inbox.Post([&service, heartbeat] { service.HandleHeartbeat(heartbeat); });
+  });
+  auto queries = bus.Serve(
+      "skiff.billing.costs", "billing",
+      [&](const std::string&, const std::string& data) -> std::optional<std::string> {
+        billing::v1::CostRequest request;
+        if (!request.ParseFromString(data)) {
+          billing::v1::CostReply reply;
+          reply.set_error_code("InvalidRequest");
+          reply.set_error_message("The cost request could not be read.");
+          return reply.SerializeAsString();
+        }
+        auto answer = std::make_shared<std::promise<std::string>>();
+        auto future = answer->get_future();
+        inbox.Post([&service, request, answer] { answer->set_value(service.Costs(request).SerializeAsString()); });
+        if (future.wait_for(std::chrono::seconds(20)) != std::future_status::ready) return std::nullopt;
+        return future.get();
+      },
+      2);
+
+  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", cfg.GetString("billing.consumer", "billing"));
+  const int batch_size = static_cast<int>(cfg.GetInt("billing.batch", 1000));
+  const auto tick_every = std::chrono::milliseconds(cfg.GetInt("billing.tick_ms", 1000));
+  const auto live_every = std::chrono::milliseconds(cfg.GetInt("billing.live_ms", 5000));
+  std::atomic<bool> stopping{false};
+  std::thread loop([&] {
+    auto next_tick = std::chrono::steady_clock::now();
+    auto next_live = next_tick;
+    auto next_prune = next_tick + std::chrono::minutes(1);
+    bool caught_up = false;
+    while (!stopping) {
+      try {
+        auto messages = consumer->Fetch(batch_size, std::chrono::milliseconds(200));
+        if (!messages.empty()) {
+          std::vector<billing::InboundEvent> batch;
+          batch.reserve(messages.size());
+          for (auto& message : messages) batch.push_back({message.Subject(), message.Data()});
+          auto position = messages.back().Position();
+          const auto started = std::chrono::steady_clock::now();
+          try {
+            auto stats = service.HandleBatch(batch);
+            for (auto& message : messages) message.Ack();
+            applied.Add(stats.applied);
+            duplicates.Add(stats.duplicates);
+            ignored.Add(stats.events - stats.applied - stats.duplicates);
+            closed.Add(stats.closed);
+            commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+            if (position) {
+              lag_messages.Set(static_cast<double>(position->pending));
+              lag_seconds.Set(static_cast<double>(NowMillis() - position->stored_at_ns / 1'000'000) / 1000.0);
+            }
+            caught_up = position && position->pending == 0;
+          } catch (const std::exception& e) {
+            failures.Add();
+            spdlog::error("metering {} events failed, they come again: {}", batch.size(), e.what());
+            for (auto& message : messages) message.Nak();
+            caught_up = false;
+            std::this_thread::sleep_for(std::chrono::seconds(1));
+          }
+        } else {
+          caught_up = true;
+          lag_messages.Set(0);
+          lag_seconds.Set(0);
+        }
+        for (auto& task : inbox.Take()) task();
+        const auto now = std::chrono::steady_clock::now();
+        if (now >= next_tick) {
+          reconciled.Add(service.Tick(caught_up));
+          open_groups.Set(static_cast<double>(service.open_groups()));
+          next_tick = now + tick_every;
+        }
+        if (now >= next_live) {
+          bus.PublishCore("skiff.usage.live", service.Live().SerializeAsString());
+          next_live = now + live_every;
+        }
+        if (now >= next_prune) {
+          store.PruneProcessed(std::chrono::hours(cfg.GetInt("billing.dedupe_hours", 168)));
+          next_prune = now + std::chrono::hours(1);
+        }
+      } catch (const std::exception& e) {
+        spdlog::error("billing loop: {}", e.what());
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+    }
+  });
+  spdlog::info("billing metering groups (from {}, {} open)", meter_options.bill_from_pull ? "image pull" : "container start",
+               service.open_groups());
+  int signal = termination.Wait();
+  spdlog::info("signal {}: shutting down", signal);
+  stopping = true;
+  loop.join();
+  queries.reset();
+  heartbeats.reset();
+  relay.Stop();
+  bus.Drain(std::chrono::seconds(5));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"skiff-billing: per-second metering of Skiff container groups"};
+  std::string config_file;
+  app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
+    log::Init("billing", cfg.GetString("log.level", "info"));
+    return Serve(cfg);
+  } catch (const std::exception& e) {
+    std::cerr << "skiff-billing: " << e.what() << "\n";
+    return 1;
+  }
+}

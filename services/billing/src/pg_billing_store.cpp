@@ -1,0 +1,362 @@
+#include "skiff/billing/pg_billing_store.h"
+
+#include <map>
+#include <set>
+#include <tuple>
+
+#include <pqxx/pqxx>
+
+#include "skiff/store/arrays.h"
+#include "skiff/store/outbox.h"
+#include "skiff/store/pool.h"
+
+namespace skiff::billing {
+
+namespace {
+
+constexpr const char* kMeterColumns =
+    "group_id, subscription_id, resource_group, name, vcpu, memory_gb, gpu, spot, placement_generation, node_id, "
+    "open_since_ms, open_event_id, last_seen_ms, last_change_ms, unmatched_stop_ms, unmatched_stop_event_id, "
+    "unmatched_stop_reason, billed_until_ms, deleted";
+
+GroupMeter RowToMeter(const pqxx::row& row) {
+  GroupMeter meter;
+  meter.group_id = row[0].as<std::string>();
+  meter.subscription_id = row[1].as<std::string>();
+  meter.resource_group = row[2].as<std::string>();
+  meter.name = row[3].as<std::string>();
+  meter.resources = {row[4].as<double>(), row[5].as<double>(), row[6].as<int>(), row[7].as<bool>()};
+  meter.placement_generation = row[8].as<int64_t>();
+  meter.node_id = row[9].as<std::string>();
+  if (!row[10].is_null()) meter.open_since = row[10].as<int64_t>();
+  meter.open_event_id = row[11].as<std::string>();
+  meter.last_seen = row[12].as<int64_t>();
+  meter.last_change = row[13].as<int64_t>();
+  if (!row[14].is_null()) meter.unmatched_stop = row[14].as<int64_t>();
+  meter.unmatched_stop_event_id = row[15].as<std::string>();
+  meter.unmatched_stop_reason = row[16].as<std::string>();
+  meter.billed_until = row[17].as<int64_t>();
+  meter.deleted = row[18].as<bool>();
+  return meter;
+}
+
+std::optional<std::string> OptionalMillis(const std::optional<Millis>& value) {
+  if (!value) return std::nullopt;
+  return std::to_string(*value);
+}
+
+void UpsertMeters(pqxx::work& tx, const std::vector<GroupMeter>& meters) {
+  if (meters.empty()) return;
+  std::vector<std::string> ids, subscriptions, resource_groups, names, nodes, open_events, stop_events, stop_reasons;
+  std::vector<double> vcpu, memory;
+  std::vector<int> gpu, spot, deleted;
+  std::vector<int64_t> generations, last_seen, last_change, billed_until;
+  std::vector<std::optional<std::string>> open_since, unmatched_stop;
+  for (const auto& m : meters) {
+    ids.push_back(m.group_id);
+    subscriptions.push_back(m.subscription_id);
+    resource_groups.push_back(m.resource_group);
+    names.push_back(m.name);
+    vcpu.push_back(m.resources.vcpu);
+    memory.push_back(m.resources.memory_gb);
+    gpu.push_back(m.resources.gpu);
+    spot.push_back(m.resources.spot ? 1 : 0);
+    generations.push_back(m.placement_generation);
+    nodes.push_back(m.node_id);
+    open_since.push_back(OptionalMillis(m.open_since));
+    open_events.push_back(m.open_event_id);
+    last_seen.push_back(m.last_seen);
+    last_change.push_back(m.last_change);
+    unmatched_stop.push_back(OptionalMillis(m.unmatched_stop));
+    stop_events.push_back(m.unmatched_stop_event_id);
+    stop_reasons.push_back(m.unmatched_stop_reason);
+    billed_until.push_back(m.billed_until);
+    deleted.push_back(m.deleted ? 1 : 0);
+  }
+  using store::ArrayLiteral;
+  using store::NumberArrayLiteral;
+  tx.exec_params(std::string("INSERT INTO billing.meters (") + kMeterColumns +
+                     ") SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[], "
+                     "$6::float8[], $7::int[], $8::boolean[], $9::bigint[], $10::text[], $11::bigint[], $12::text[], "
+                     "$13::bigint[], $14::bigint[], $15::bigint[], $16::text[], $17::text[], $18::bigint[], "
+                     "$19::boolean[]) "
+                     "ON CONFLICT (group_id) DO UPDATE SET subscription_id = EXCLUDED.subscription_id, "
+                     "resource_group = EXCLUDED.resource_group, name = EXCLUDED.name, vcpu = EXCLUDED.vcpu, "
+                     "memory_gb = EXCLUDED.memory_gb, gpu = EXCLUDED.gpu, spot = EXCLUDED.spot, "
+                     "placement_generation = EXCLUDED.placement_generation, node_id = EXCLUDED.node_id, "
+                     "open_since_ms = EXCLUDED.open_since_ms, open_event_id = EXCLUDED.open_event_id, "
+                     "last_seen_ms = EXCLUDED.last_seen_ms, last_change_ms = EXCLUDED.last_change_ms, "
+                     "unmatched_stop_ms = EXCLUDED.unmatched_stop_ms, "
+                     "unmatched_stop_event_id = EXCLUDED.unmatched_stop_event_id, "
+                     "unmatched_stop_reason = EXCLUDED.unmatched_stop_reason, "
+                     "billed_until_ms = EXCLUDED.billed_until_ms, deleted = EXCLUDED.deleted",
+                 ArrayLiteral(ids), ArrayLiteral(subscriptions), ArrayLiteral(resource_groups), ArrayLiteral(names),
+                 NumberArrayLiteral(vcpu), NumberArrayLiteral(memory), NumberArrayLiteral(gpu),
+                 NumberArrayLiteral(spot), NumberArrayLiteral(generations), ArrayLiteral(nodes),
+                 ArrayLiteral(open_since), ArrayLiteral(open_events), NumberArrayLiteral(last_seen),
+                 NumberArrayLiteral(last_change), ArrayLiteral(unmatched_stop), ArrayLiteral(stop_events),
+                 ArrayLiteral(stop_reasons), NumberArrayLiteral(billed_until), NumberArrayLiteral(deleted));
+}
+
+void InsertIntervals(pqxx::work& tx, const std::vector<Interval>& intervals) {
+  if (intervals.empty()) return;
+  std::vector<std::string> ids, subscriptions, resource_groups, names, nodes, start_events, end_events, reasons;
+  std::vector<double> vcpu, memory;
+  std::vector<int> gpu, spot;
+  std::vector<int64_t> starts, ends;
+  for (const auto& i : intervals) {
+    ids.push_back(i.group_id);
+    subscriptions.push_back(i.subscription_id);
+    resource_groups.push_back(i.resource_group);
+    names.push_back(i.name);
+    nodes.push_back(i.node_id);
+    vcpu.push_back(i.resources.vcpu);
+    memory.push_back(i.resources.memory_gb);
+    gpu.push_back(i.resources.gpu);
+    spot.push_back(i.resources.spot ? 1 : 0);
+    starts.push_back(i.start);
+    ends.push_back(i.end);
+    start_events.push_back(i.start_event_id);
+    end_events.push_back(i.end_event_id);
+    reasons.push_back(i.end_reason);
+  }
+  using store::ArrayLiteral;
+  using store::NumberArrayLiteral;
+  tx.exec_params(
+      "INSERT INTO billing.intervals (group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, "
+      "gpu, spot, start_ms, end_ms, start_event_id, end_event_id, end_reason) "
+      "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[], "
+      "$8::int[], $9::boolean[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[])",
+      ArrayLiteral(ids), ArrayLiteral(subscriptions), ArrayLiteral(resource_groups), ArrayLiteral(names),
+      ArrayLiteral(nodes), NumberArrayLiteral(vcpu), NumberArrayLiteral(memory), NumberArrayLiteral(gpu),
+      NumberArrayLiteral(spot), NumberArrayLiteral(starts), NumberArrayLiteral(ends), ArrayLiteral(start_events),
+      ArrayLiteral(end_events), ArrayLiteral(reasons));
+}
+
+void AddHourly(pqxx::work& tx, const std::vector<HourlyUsage>& rows) {
+  if (rows.empty()) return;
+  // One row per key first: an upsert may not touch the same row twice in one statement.
+  std::map<std::tuple<std::string, Millis, bool>, HourlyUsage> merged;
+  for (const auto& row : rows) {
+    auto [it, inserted] = merged.emplace(std::make_tuple(row.group_id, row.hour, row.spot), row);
+    if (!inserted) it->second.charge += row.charge;
+  }
+  std::vector<std::string> ids, subscriptions, resource_groups, names;
+  std::vector<int64_t> hours;
+  std::vector<int> spot;
+  std::vector<double> seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost;
+  for (const auto& [key, r] : merged) {
+    ids.push_back(r.group_id);
+    hours.push_back(r.hour);
+    spot.push_back(r.spot ? 1 : 0);
+    subscriptions.push_back(r.subscription_id);
+    resource_groups.push_back(r.resource_group);
+    names.push_back(r.name);
+    seconds.push_back(r.charge.seconds);
+    vcpu_seconds.push_back(r.charge.vcpu_seconds);
+    gb_seconds.push_back(r.charge.gb_seconds);
+    gpu_seconds.push_back(r.charge.gpu_seconds);
+    cost.push_back(r.charge.cost);
+  }
+  using store::ArrayLiteral;
+  using store::NumberArrayLiteral;
+  tx.exec_params(
+      "INSERT INTO billing.usage_hourly (group_id, hour_ms, spot, subscription_id, resource_group, name, seconds, "
+      "vcpu_seconds, gb_seconds, gpu_seconds, cost) "
+      "SELECT * FROM unnest($1::text[], $2::bigint[], $3::boolean[], $4::text[], $5::text[], $6::text[], "
+      "$7::float8[], $8::float8[], $9::float8[], $10::float8[], $11::float8[]) "
+      "ON CONFLICT (group_id, hour_ms, spot) DO UPDATE SET seconds = usage_hourly.seconds + EXCLUDED.seconds, "
+      "vcpu_seconds = usage_hourly.vcpu_seconds + EXCLUDED.vcpu_seconds, "
+      "gb_seconds = usage_hourly.gb_seconds + EXCLUDED.gb_seconds, "
+      "gpu_seconds = usage_hourly.gpu_seconds + EXCLUDED.gpu_seconds, cost = usage_hourly.cost + EXCLUDED.cost",
+      ArrayLiteral(ids), NumberArrayLiteral(hours), NumberArrayLiteral(spot), ArrayLiteral(subscriptions),
+      ArrayLiteral(resource_groups), ArrayLiteral(names), NumberArrayLiteral(seconds), NumberArrayLiteral(vcpu_seconds),
+      NumberArrayLiteral(gb_seconds), NumberArrayLiteral(gpu_seconds), NumberArrayLiteral(cost));
+}
+
+}  // namespace
+
+std::vector<store::Migration> BillingMigrations() {
+  return {
+      {1, "meters, processed events, intervals, hourly rollup, outbox",
+       R"sql(
+        CREATE TABLE processed_events (
+          event_id     text PRIMARY KEY,
+          processed_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX processed_events_age ON processed_events (processed_at);
+        CREATE TABLE meters (
+          group_id                text PRIMARY KEY,
+          subscription_id         text NOT NULL,
+          resource_group          text NOT NULL,
+          name                    text NOT NULL,
+          vcpu                    double precision NOT NULL,
+          memory_gb               double precision NOT NULL,
+          gpu                     integer NOT NULL,
+          spot                    boolean NOT NULL,
+          placement_generation    bigint NOT NULL,
+          node_id                 text NOT NULL,
+          open_since_ms           bigint,
+          open_event_id           text NOT NULL,
+          last_seen_ms            bigint NOT NULL,
+          last_change_ms          bigint NOT NULL,
+          unmatched_stop_ms       bigint,
+          unmatched_stop_event_id text NOT NULL,
+          unmatched_stop_reason   text NOT NULL,
+          billed_until_ms         bigint NOT NULL,
+          deleted                 boolean NOT NULL
+        );
+        CREATE INDEX meters_open ON meters (group_id) WHERE open_since_ms IS NOT NULL;
+        CREATE TABLE intervals (
+          id              bigserial PRIMARY KEY,
+          group_id        text NOT NULL,
+          subscription_id text NOT NULL,
+          resource_group  text NOT NULL,
+          name            text NOT NULL,
+          node_id         text NOT NULL,
+          vcpu            double precision NOT NULL,
+          memory_gb       double precision NOT NULL,
+          gpu             integer NOT NULL,
+          spot            boolean NOT NULL,
+          start_ms        bigint NOT NULL,
+          end_ms          bigint NOT NULL,
+          start_event_id  text NOT NULL,
+          end_event_id    text NOT NULL,
+          end_reason      text NOT NULL
+        );
+        CREATE INDEX intervals_by_subscription ON intervals (subscription_id, end_ms);
+        CREATE TABLE usage_hourly (
+          group_id        text NOT NULL,
+          hour_ms         bigint NOT NULL,
+          spot            boolean NOT NULL,
+          subscription_id text NOT NULL,
+          resource_group  text NOT NULL,
+          name            text NOT NULL,
+          seconds         double precision NOT NULL,
+          vcpu_seconds    double precision NOT NULL,
+          gb_seconds      double precision NOT NULL,
+          gpu_seconds     double precision NOT NULL,
+          cost            double precision NOT NULL,
+          PRIMARY KEY (group_id, hour_ms, spot)
+        );
+        CREATE INDEX usage_hourly_by_subscription ON usage_hourly (subscription_id, hour_ms);
+      )sql" + store::OutboxTableSql()},
+  };
+}
+
+PgBillingStore::PgBillingStore(store::ConnectionPool& pool, std::function<void()> outbox_written)
+    : pool_(pool), outbox_written_(std::move(outbox_written)) {}
+
+void PgBillingStore::Commit(const std::vector<std::string>& event_ids, const std::vector<std::string>& group_ids,
+                            const Decide& decide) {
+  bool wrote_outbox = false;
+  store::InTransaction(pool_, [&](pqxx::work& tx) {
+    // Marking the ids is the consumer's position: whatever this batch changes commits with it.
+    std::multiset<std::string> inserted;
+    for (const auto& row : tx.exec_params("INSERT INTO billing.processed_events (event_id) "
+                                          "SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                                          store::ArrayLiteral(event_ids))) {
+      inserted.insert(row[0].as<std::string>());
+    }
+    std::vector<bool> fresh(event_ids.size(), false);
+    for (size_t i = 0; i < event_ids.size(); ++i) {
+      auto it = inserted.find(event_ids[i]);
+      if (it != inserted.end()) {
+        fresh[i] = true;  // first occurrence only: a repeat inside the batch is a duplicate too
+        inserted.erase(it);
+      }
+    }
+    std::map<std::string, GroupMeter> meters;
+    for (const auto& row : tx.exec_params(std::string("SELECT ") + kMeterColumns +
+                                              " FROM billing.meters WHERE group_id = ANY($1::text[]) FOR UPDATE",
+                                          store::ArrayLiteral(group_ids))) {
+      GroupMeter meter = RowToMeter(row);
+      meters.emplace(meter.group_id, std::move(meter));
+    }
+    BatchChanges changes = decide(fresh, meters);
+    UpsertMeters(tx, changes.meters);
+    InsertIntervals(tx, changes.closed);
+    AddHourly(tx, changes.hourly);
+    for (const auto& event : changes.outbox) {
+      store::AppendToOutbox(tx, kBillingSchema, {0, event.event_id, event.subject, event.payload});
+    }
+    wrote_outbox = !changes.outbox.empty();
+  });
+  if (wrote_outbox && outbox_written_) outbox_written_();
+}
+
+std::vector<GroupMeter> PgBillingStore::OpenMeters() {
+  return store::ReadOnly(pool_, [](pqxx::nontransaction& tx) {
+    std::vector<GroupMeter> meters;
+    for (const auto& row :
+         tx.exec(std::string("SELECT ") + kMeterColumns + " FROM billing.meters WHERE open_since_ms IS NOT NULL")) {
+      meters.push_back(RowToMeter(row));
+    }
+    return meters;
+  });
+}
+
+void PgBillingStore::SaveLastSeen(const std::vector<std::pair<std::string, Millis>>& seen) {
+  if (seen.empty()) return;
+  std::vector<std::string> ids;
+  std::vector<int64_t> times;
+  for (const auto& [id, at] : seen) {
+    ids.push_back(id);
+    times.push_back(at);
+  }
+  store::InTransaction(pool_, [&](pqxx::work& tx) {
+    tx.exec_params("UPDATE billing.meters m SET last_seen_ms = greatest(m.last_seen_ms, s.at) "
+                   "FROM unnest($1::text[], $2::bigint[]) AS s(id, at) WHERE m.group_id = s.id",
+                   store::ArrayLiteral(ids), store::NumberArrayLiteral(times));
+  });
+}
+
+std::vector<Interval> PgBillingStore::ClosedIntervals(const CostScope& scope, Millis from, Millis to) {
+  return store::ReadOnly(pool_, [&](pqxx::nontransaction& tx) {
+    std::vector<Interval> intervals;
+    auto rows = tx.exec_params(
+        "SELECT group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, gpu, spot, start_ms, "
+        "end_ms, start_event_id, end_event_id, end_reason FROM billing.intervals "
+        "WHERE subscription_id = $1 AND end_ms > $2 AND start_ms < $3 "
+        "AND ($4 = '' OR lower(resource_group) = lower($4)) AND ($5 = '' OR lower(name) = lower($5)) "
+        "ORDER BY start_ms, id",
+        scope.subscription_id, from, to, scope.resource_group, scope.group_name);
+    for (const auto& row : rows) {
+      Interval i;
+      i.group_id = row[0].as<std::string>();
+      i.subscription_id = row[1].as<std::string>();
+      i.resource_group = row[2].as<std::string>();
+      i.name = row[3].as<std::string>();
+      i.node_id = row[4].as<std::string>();
+      i.resources = {row[5].as<double>(), row[6].as<double>(), row[7].as<int>(), row[8].as<bool>()};
+      i.start = row[9].as<int64_t>();
+      i.end = row[10].as<int64_t>();
+      i.start_event_id = row[11].as<std::string>();
+      i.end_event_id = row[12].as<std::string>();
+      i.end_reason = row[13].as<std::string>();
+      intervals.push_back(std::move(i));
+    }
+    return intervals;
+  });
+}
+
+std::map<std::string, double> PgBillingStore::ClosedCostBySubscription() {
+  return store::ReadOnly(pool_, [](pqxx::nontransaction& tx) {
+    std::map<std::string, double> costs;
+    for (const auto& row : tx.exec("SELECT subscription_id, sum(cost) FROM billing.usage_hourly GROUP BY 1")) {
+      costs[row[0].as<std::string>()] = row[1].as<double>();
+    }
+    return costs;
+  });
+}
+
+long PgBillingStore::PruneProcessed(std::chrono::hours age) {
+  return store::InTransaction(pool_, [&](pqxx::work& tx) {
+    return static_cast<long>(
+        tx.exec_params("DELETE FROM billing.processed_events WHERE processed_at < now() - make_interval(hours => $1)",
+                       static_cast<int>(age.count()))
+            .affected_rows());
+  });
+}
+
+}  // namespace skiff::billing
