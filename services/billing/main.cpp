@@ -70,6 +70,7 @@ int Serve(const config::Config& cfg) {
   lifecycle::TerminationSignals termination;  // before any thread starts
   auto& registry = metrics::DefaultRegistry();
   metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9105"), registry);
+  if (!metrics_server.error().empty()) spdlog::warn("no /metrics: {}", metrics_server.error());
   store::ConnectionPool pool(cfg.Require("store.url"), static_cast<size_t>(cfg.GetInt("store.pool_size", 3)));
   {
     auto conn = pool.Acquire();

@@ -16,11 +16,20 @@
 #include "skiff/gateway/pg_group_store.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
+#include "skiff/metrics/metrics.h"
 #include "skiff/store/migrations.h"
 #include "skiff/store/outbox_relay.h"
 #include "skiff/store/pool.h"
 
 namespace {
+
+// A label value from a fixed set: a client cannot grow the metrics without bound.
+std::string KnownMethod(const std::string& method) {
+  for (const char* known : {"GET", "PUT", "POST", "PATCH", "DELETE", "HEAD"}) {
+    if (method == known) return method;
+  }
+  return "other";
+}
 
 using namespace skiff;
 
@@ -77,6 +86,14 @@ int Serve(const config::Config& cfg) {
   api.SetImageCatalog(&image_catalog);
   gateway::NatsNodeLink node_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.node_timeout_ms", 5000)));
   api.SetNodeLink(&node_link);
+  gateway::NatsBillingLink billing_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.billing_timeout_ms", 10000)));
+  api.SetBillingLink(&billing_link);
+  gateway::ContainerUsageHistory usage_history;
+  auto usage_reports = bus.Subscribe("skiff.node.usage", [&usage_history](const std::string&, const std::string& data) {
+    node::v1::NodeUsage usage;
+    if (usage.ParseFromString(data)) usage_history.Record(usage);
+  });
+  api.SetUsageHistory(&usage_history);
 
   gateway::HttpsServerOptions server_options;
   std::string listen = cfg.GetString("gateway.listen", "127.0.0.1:8443");
@@ -88,8 +105,22 @@ int Serve(const config::Config& cfg) {
   server_options.private_key_file = cfg.Require("gateway.tls_key");
   server_options.threads = static_cast<int>(cfg.GetInt("gateway.threads", 8));
   server_options.body_limit = static_cast<size_t>(cfg.GetInt("gateway.body_limit", 1024 * 1024));
+  auto& registry = metrics::DefaultRegistry();
+  metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9100"), registry);
+  if (!metrics_server.error().empty()) spdlog::warn("no /metrics: {}", metrics_server.error());
+  auto& latency = registry.GetHistogram("skiff_gateway_request_seconds", "Time to answer an API request.");
   gateway::HttpsServer server(
-      server_options, [&api](const gateway::HttpRequest& r) { return api.Handle(r); },
+      server_options,
+      [&api, &registry, &latency](const gateway::HttpRequest& r) {
+        const auto started = std::chrono::steady_clock::now();
+        auto response = api.Handle(r);
+        latency.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        registry
+            .GetCounter("skiff_gateway_requests_total", "API requests answered, by method and status.",
+                        {{"method", KnownMethod(r.method)}, {"code", std::to_string(response.status)}})
+            .Add();
+        return response;
+      },
       [&api](const gateway::HttpRequest& r) { return api.OpenStream(r); });
   server.Start();
   spdlog::info("gateway listening on https://{}:{}", server_options.address, server.BoundPort());
@@ -100,6 +131,7 @@ int Serve(const config::Config& cfg) {
   int signal = termination.Wait();
   spdlog::info("signal {}: shutting down", signal);
   server.Stop(5);
+  usage_reports.reset();
   relay.Stop();
   bus.Drain(std::chrono::seconds(5));
   spdlog::info("gateway stopped");

@@ -18,6 +18,7 @@ struct MetricsServer::Impl {
   std::thread thread;
   Registry* registry = nullptr;
   int port = 0;
+  std::string error;
 
   void Accept() {
     acceptor.async_accept([this](boost::system::error_code error, tcp::socket socket) {
@@ -74,10 +75,15 @@ MetricsServer::MetricsServer(const std::string& listen, Registry& registry) : im
   if (colon == std::string::npos) throw std::runtime_error("metrics.listen must be host:port, got '" + listen + "'");
   tcp::endpoint endpoint(asio::ip::make_address(listen.substr(0, colon)),
                          static_cast<unsigned short>(std::stoi(listen.substr(colon + 1))));
-  impl_->acceptor.open(endpoint.protocol());
-  impl_->acceptor.set_option(tcp::acceptor::reuse_address(true));
-  impl_->acceptor.bind(endpoint);
-  impl_->acceptor.listen();
+  boost::system::error_code error;
+  impl_->acceptor.open(endpoint.protocol(), error);
+  if (!error) impl_->acceptor.set_option(tcp::acceptor::reuse_address(true), error);
+  if (!error) impl_->acceptor.bind(endpoint, error);
+  if (!error) impl_->acceptor.listen(asio::socket_base::max_listen_connections, error);
+  if (error) {
+    impl_->error = "cannot listen on " + listen + ": " + error.message();
+    return;
+  }
   impl_->port = impl_->acceptor.local_endpoint().port();
   impl_->Accept();
   impl_->thread = std::thread([this] { impl_->io.run(); });
@@ -89,5 +95,6 @@ MetricsServer::~MetricsServer() {
 }
 
 int MetricsServer::port() const { return impl_->port; }
+const std::string& MetricsServer::error() const { return impl_->error; }
 
 }  // namespace skiff::metrics

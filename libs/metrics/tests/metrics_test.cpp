@@ -70,6 +70,10 @@ TEST(MetricsServerTest, EmptyListenServesNothing) {
   MetricsServer server("");
   EXPECT_EQ(server.port(), 0);
   EXPECT_THROW(MetricsServer("no-port"), std::runtime_error);
+  MetricsServer first("127.0.0.1:0");
+  MetricsServer second("127.0.0.1:" + std::to_string(first.port()));
+  EXPECT_EQ(second.port(), 0);
+  EXPECT_NE(second.error().find("cannot listen"), std::string::npos);
 }
 
 }  // namespace

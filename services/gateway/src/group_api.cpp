@@ -84,7 +84,11 @@ HttpResponse GroupApi::Handle(const HttpRequest& request) {
     if (version == route.query.end() || version->second.empty()) {
       return ErrorResponse({ErrorKind::kMissingApiVersion, "The api-version query parameter is required.", ""});
     }
-    if (options_.api_versions.count(version->second) == 0) {
+    // Metrics answer in Azure Monitor's api-versions, as ACI's do.
+    const bool monitor_version = route.kind == RouteKind::kGroupMetrics &&
+                                 (version->second == "2018-01-01" || version->second == "2019-07-01" ||
+                                  version->second == "2023-10-01");
+    if (!monitor_version && options_.api_versions.count(version->second) == 0) {
       std::string list;
       for (const auto& v : options_.api_versions) list += (list.empty() ? "" : ", ") + v;
       return ErrorResponse({ErrorKind::kUnsupportedApiVersion,
@@ -165,6 +169,12 @@ HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) 
     case RouteKind::kContainerExec:
     case RouteKind::kContainerAttach:
       return ContainerStream(request, route);
+    case RouteKind::kUsages:
+      return ListUsages(route);
+    case RouteKind::kCosts:
+      return Costs(route);
+    case RouteKind::kGroupMetrics:
+      return GroupMetrics(route);
   }
   return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
 }

@@ -15,4 +15,11 @@ std::optional<std::vector<ImageCatalog::Entry>> NatsImageCatalog::CachedImages()
   return entries;
 }
 
+std::optional<billing::v1::CostReply> NatsBillingLink::Costs(const billing::v1::CostRequest& request) {
+  auto reply = bus_.Request("skiff.billing.costs", request.SerializeAsString(), timeout_);
+  billing::v1::CostReply costs;
+  if (!reply || !costs.ParseFromString(*reply)) return std::nullopt;
+  return costs;
+}
+
 }  // namespace skiff::gateway

@@ -131,6 +131,14 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
       }
       return route;
     }
+    if (n == 11 && Is(segments[8], "providers") &&
+        ((Is(segments[9], "Skiff.Billing") && Is(segments[10], "costs")) ||
+         (Is(segments[9], "microsoft.Insights") && Is(segments[10], "metrics")))) {
+      route.kind = Is(segments[10], "costs") ? RouteKind::kCosts : RouteKind::kGroupMetrics;
+      route.name = segments[7];
+      if (method != "GET") return NotAllowed(method, "GET");
+      return route;
+    }
     if (n == 11 && Is(segments[8], "containers")) {
       route.name = segments[7];
       route.container = segments[9];
@@ -148,14 +156,24 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
     return NotFound(path);
   }
 
+  // Costs of a subscription or of a resource group.
+  if ((n == 5 && Is(segments[2], "providers") && Is(segments[3], "Skiff.Billing") && Is(segments[4], "costs")) ||
+      (n == 7 && Is(segments[2], "resourceGroups") && Is(segments[4], "providers") &&
+       Is(segments[5], "Skiff.Billing") && Is(segments[6], "costs"))) {
+    route.kind = RouteKind::kCosts;
+    if (n == 7) route.resource_group = segments[3];
+    if (method != "GET") return NotAllowed(method, "GET");
+    return route;
+  }
+
   if (n >= 4 && Is(segments[2], "providers") && Is(segments[3], kProvider)) {
     if (n == 5 && Is(segments[4], "containerGroups")) {
       route.kind = RouteKind::kGroupsInSubscription;
       if (method != "GET") return NotAllowed(method, "GET");
       return route;
     }
-    if (n == 7 && Is(segments[4], "locations") && Is(segments[6], "cachedImages")) {
-      route.kind = RouteKind::kCachedImages;
+    if (n == 7 && Is(segments[4], "locations") && (Is(segments[6], "cachedImages") || Is(segments[6], "usages"))) {
+      route.kind = Is(segments[6], "usages") ? RouteKind::kUsages : RouteKind::kCachedImages;
       route.location = segments[5];
       if (method != "GET") return NotAllowed(method, "GET");
       return route;

@@ -94,7 +94,8 @@ class Registry {
 Registry& DefaultRegistry();
 
 // Serves GET /metrics and GET /healthz on `listen` ("host:port"; port 0 picks one) on its own
-// thread. An empty `listen` serves nothing.
+// thread. An empty `listen` serves nothing. A port already taken (two services of a kind on one
+// host) is not fatal: error() says why nothing is served. A malformed `listen` throws.
 class MetricsServer {
  public:
   MetricsServer(const std::string& listen, Registry& registry = DefaultRegistry());
@@ -103,6 +104,7 @@ class MetricsServer {
   MetricsServer& operator=(const MetricsServer&) = delete;
   // The bound port (0 when not serving).
   int port() const;
+  const std::string& error() const;
 
  private:
   struct Impl;

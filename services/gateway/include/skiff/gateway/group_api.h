@@ -15,6 +15,7 @@
 #include "skiff/gateway/group_store.h"
 #include "skiff/gateway/http_types.h"
 #include "skiff/gateway/routes.h"
+#include "skiff/gateway/usage_sources.h"
 #include "skiff/gateway/validation.h"
 
 namespace skiff::crypto {
@@ -63,6 +64,9 @@ class GroupApi {
   void SetImageCatalog(ImageCatalog* catalog) { image_catalog_ = catalog; }
   // Logs, exec and attach reach the nodes through `nodes`; without it they answer 409.
   void SetNodeLink(NodeLink* nodes) { nodes_ = nodes; }
+  // Cost views ask billing; container metrics read the nodes' usage reports.
+  void SetBillingLink(BillingLink* billing) { billing_ = billing; }
+  void SetUsageHistory(const ContainerUsageHistory* history) { usage_history_ = history; }
 
   // A WebSocket upgrade to /skiff/streams/<token> (from exec or attach): the session, or a refusal.
   WebSocketDecision OpenStream(const HttpRequest& request);
@@ -84,6 +88,10 @@ class GroupApi {
   HttpResponse ListCachedImages(const Route& route);
   HttpResponse ContainerLogs(const Route& route);
   HttpResponse ContainerStream(const HttpRequest& request, const Route& route);
+  // usage_api.cpp
+  HttpResponse ListUsages(const Route& route);
+  HttpResponse Costs(const Route& route);
+  HttpResponse GroupMetrics(const Route& route);
   // The group and its container, or the error to answer.
   std::variant<GroupRecord, ApiError> FindContainer(const Route& route);
 
@@ -102,6 +110,8 @@ class GroupApi {
   std::function<void()> on_event_written_;
   ImageCatalog* image_catalog_ = nullptr;
   NodeLink* nodes_ = nullptr;
+  BillingLink* billing_ = nullptr;
+  const ContainerUsageHistory* usage_history_ = nullptr;
   StreamTickets tickets_;
 
   struct CachedToken {

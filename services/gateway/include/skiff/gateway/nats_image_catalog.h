@@ -21,4 +21,15 @@ class NatsImageCatalog : public ImageCatalog {
   std::chrono::milliseconds timeout_;
 };
 
+// BillingLink over NATS: asks the billing service (subject skiff.billing.costs).
+class NatsBillingLink : public BillingLink {
+ public:
+  NatsBillingLink(bus::NatsBus& bus, std::chrono::milliseconds timeout) : bus_(bus), timeout_(timeout) {}
+  std::optional<billing::v1::CostReply> Costs(const billing::v1::CostRequest& request) override;
+
+ private:
+  bus::NatsBus& bus_;
+  std::chrono::milliseconds timeout_;
+};
+
 }  // namespace skiff::gateway

@@ -18,6 +18,9 @@ enum class RouteKind {
   kContainerLogs,          // {group}/containers/{c}/logs (GET)
   kContainerExec,          // {group}/containers/{c}/exec (POST)
   kContainerAttach,        // {group}/containers/{c}/attach (POST)
+  kUsages,                 // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/usages
+  kCosts,                  // {subscription | resource group | group}/providers/Skiff.Billing/costs
+  kGroupMetrics,           // {group}/providers/microsoft.Insights/metrics
 };
 
 struct Route {
