@@ -1,5 +1,5 @@
 // Test harness: real infrastructure via infra.sh, the real skiff-gateway binary, HTTPS helpers.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -129,4 +129,82 @@ export function gatewayStack({ gatewayEnv = {} } = {}) {
     ctx.infra?.stop();
   };
   return ctx;
+}
+
+// Polls `check` every 200 ms until it returns something truthy (returned), or fails the test.
+export async function until(what, check, ms = 20000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
+
+// The back-end services of a test file as real processes (schedulers, nodes with their image
+// caches, billing) against `infra`, plus the probes the tests use on them.
+export function serviceKit(infra) {
+  const build = process.env.SKIFF_BUILD_DIR ?? join(here, '../build/dev');
+  const procs = {};
+  const common = () => ({ ...process.env, SKIFF_BUS_URL: infra.env.NATS_URL, SKIFF_STORE_URL: infra.env.STORE_URL,
+    SKIFF_LOG_LEVEL: 'warn', SKIFF_METRICS_LISTEN: '' });
+  const nodeRoot = (id) => join(infra.dir, `node-${id}`);
+  const kit = {
+    build, procs, nodeRoot,
+    spawn(name, bin, env = {}) {
+      procs[name] = spawn(join(build, bin), ['serve'], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...common(), ...env } });
+      return procs[name];
+    },
+    startScheduler(name, env = {}) {
+      return kit.spawn(name, 'services/scheduler/skiff-scheduler', { SKIFF_SCHEDULER_NODE_LOST_AFTER_MS: '3000',
+        SKIFF_SCHEDULER_TICK_MS: '200', SKIFF_SCHEDULER_REFRESH_MS: '1000', ...env });
+    },
+    startNode(id, cpu, env = {}) {
+      if (!procs[`cache-${id}`]) {
+        kit.spawn(`cache-${id}`, 'services/imagecache/skiff-imagecache', { SKIFF_IMAGECACHE_ROOT: join(infra.dir, `cache-${id}`),
+          SKIFF_IMAGECACHE_NODE_ID: id, SKIFF_IMAGECACHE_SECRET_KEY: infra.secretKey });
+      }
+      return kit.spawn(`node-${id}`, 'services/node/skiff-node', { SKIFF_NODE_ROOT: nodeRoot(id), SKIFF_NODE_NODE_ID: id,
+        SKIFF_NODE_CPU: String(cpu), SKIFF_NODE_MEMORY_GB: '8', SKIFF_NODE_HOST_TAG: `skiff-${id}`,
+        SKIFF_NODE_HEARTBEAT_MS: '500', SKIFF_NODE_SECRET_KEY: infra.secretKey, SKIFF_NODE_STOP_GRACE_MS: '1000',
+        SKIFF_NODE_SECCOMP_PROFILE: join(here, '../infra/seccomp/default.json'), ...env });
+    },
+    async stop(name, signal = 'SIGTERM') {
+      const proc = procs[name];
+      if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.on('exit', r));
+      proc.kill(signal);
+      await exited;
+    },
+    async stopAll() {
+      for (const name of Object.keys(procs).filter((n) => n.startsWith('node-'))) await kit.stop(name);
+      for (const name of Object.keys(procs)) await kit.stop(name);
+    },
+    sql: (query) => execFileSync('psql', [infra.env.STORE_URL, '-Atc', query]).toString().trim(),
+    // Group ids of the containers running under a node's runc root (they outlive a killed node).
+    running(id) {
+      const out = spawnSync('runc', ['--root', join(nodeRoot(id), 'runc'), 'list', '--format', 'json']);
+      const list = JSON.parse(out.stdout.toString() || 'null') ?? [];
+      return list.filter((c) => c.status === 'running').map((c) => c.id.split('.')[0]);
+    },
+    // Whatever a failed test left behind on these nodes: containers, mounts, namespaces.
+    cleanNodes(ids) {
+      for (const id of ids) {
+        spawnSync('sh', ['-c', `for c in $(runc --root ${nodeRoot(id)}/runc list -q 2>/dev/null); do runc --root ${nodeRoot(id)}/runc kill $c KILL; sleep 0.2; runc --root ${nodeRoot(id)}/runc delete -f $c; done; ` +
+          `umount -l ${infra.dir}/cache-${id}/containers/*/rootfs 2>/dev/null; for n in /var/run/netns/skiff-${id}-*; do umount -l $n 2>/dev/null; rm -f $n; done; true`]);
+      }
+    },
+    sleeperGroup({ cpu = 0.5, memoryInGB = 0.3, priority = 'Regular', restartPolicy = 'Always' } = {}) {
+      return {
+        location: 'local',
+        properties: {
+          osType: 'Linux', restartPolicy, priority,
+          containers: [{ name: 'main', properties: {
+            image: `${infra.env.REGISTRY}/skiff/sleeper:1`, resources: { requests: { cpu, memoryInGB } } } }],
+        },
+      };
+    },
+  };
+  return kit;
 }

@@ -6,84 +6,19 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
-import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { startInfra, Gateway, request, groupPath, sleep } from './harness.mjs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { startInfra, Gateway, request, groupPath, sleep, until, serviceKit } from './harness.mjs';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const build = process.env.SKIFF_BUILD_DIR ?? join(here, '../build/dev');
-let infra, gw;
-const procs = {};
+let infra, gw, kit;
 const subs = { race: randomUUID(), spot: randomUUID(), quota: randomUUID() };
 const tokens = {};
-
-function common() {
-  return { ...process.env, SKIFF_BUS_URL: infra.env.NATS_URL, SKIFF_STORE_URL: infra.env.STORE_URL, SKIFF_LOG_LEVEL: 'warn' };
-}
-
-function startScheduler(name) {
-  procs[name] = spawn(join(build, 'services/scheduler/skiff-scheduler'), ['serve'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...common(), SKIFF_SCHEDULER_NODE_LOST_AFTER_MS: '3000', SKIFF_SCHEDULER_TICK_MS: '200',
-      SKIFF_SCHEDULER_REFRESH_MS: '1000' },
-  });
-}
-
-const nodeRoot = (id) => join(infra.dir, `node-${id}`);
-
-function startNode(id, cpu) {
-  procs[`cache-${id}`] ??= spawn(join(build, 'services/imagecache/skiff-imagecache'), ['serve'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...common(), SKIFF_IMAGECACHE_ROOT: join(infra.dir, `cache-${id}`), SKIFF_IMAGECACHE_NODE_ID: id,
-      SKIFF_IMAGECACHE_SECRET_KEY: infra.secretKey },
-  });
-  procs[`node-${id}`] = spawn(join(build, 'services/node/skiff-node'), ['serve'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-    env: { ...common(), SKIFF_NODE_ROOT: nodeRoot(id), SKIFF_NODE_NODE_ID: id, SKIFF_NODE_CPU: String(cpu),
-      SKIFF_NODE_MEMORY_GB: '8', SKIFF_NODE_HOST_TAG: `skiff-${id}`, SKIFF_NODE_HEARTBEAT_MS: '500',
-      SKIFF_NODE_SECRET_KEY: infra.secretKey, SKIFF_NODE_STOP_GRACE_MS: '1000',
-      SKIFF_NODE_SECCOMP_PROFILE: join(here, '../infra/seccomp/default.json') },
-  });
-}
-
-async function stop(name, signal = 'SIGTERM') {
-  const proc = procs[name];
-  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
-  const exited = new Promise((r) => proc.on('exit', r));
-  proc.kill(signal);
-  await exited;
-}
-
-const sql = (query) => execFileSync('psql', [infra.env.STORE_URL, '-Atc', query]).toString().trim();
-
-// Containers running under a node's runc root (they outlive a killed node: the shims keep them).
-function running(id) {
-  const out = spawnSync('runc', ['--root', join(nodeRoot(id), 'runc'), 'list', '--format', 'json']);
-  const list = JSON.parse(out.stdout.toString() || 'null') ?? [];
-  return list.filter((c) => c.status === 'running').map((c) => c.id.split('.')[0]);
-}
-
-async function until(what, check, ms = 20000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = check();
-    if (value) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
-
-function sleeperGroup({ cpu = 0.5, priority = 'Regular', restartPolicy = 'Always' } = {}) {
-  return {
-    location: 'local',
-    properties: {
-      osType: 'Linux', restartPolicy, priority,
-      containers: [{ name: 'main', properties: {
-        image: `${infra.env.REGISTRY}/skiff/sleeper:1`, resources: { requests: { cpu, memoryInGB: 0.3 } } } }],
-    },
-  };
-}
+const startScheduler = (name) => kit.startScheduler(name);
+const startNode = (id, cpu) => kit.startNode(id, cpu);
+const stop = (name, signal) => kit.stop(name, signal);
+const sql = (query) => kit.sql(query);
+const running = (id) => kit.running(id);
+const sleeperGroup = (options) => kit.sleeperGroup(options);
 
 async function create(sub, name, body) {
   const r = await request(gw, 'PUT', groupPath(sub, 'rg', name), { token: tokens[sub], body });
@@ -96,6 +31,7 @@ const placement = (groupId) => sql(`SELECT state || ' ' || coalesce(node_id, '-'
 before(async () => {
   infra = startInfra({ registry: true });
   infra.secretKey = randomBytes(32).toString('base64');
+  kit = serviceKit(infra);
   gw = await new Gateway(infra, { SKIFF_GATEWAY_QUOTA_GROUPS: '5', SKIFF_GATEWAY_CREATES_PER_5_MINUTES: '7' }).start();
   for (const sub of Object.values(subs)) tokens[sub] = gw.createToken(sub);
   startScheduler('scheduler-1');
@@ -115,13 +51,9 @@ after(async () => {
     }
   }
   for (let i = 0; i < 100 && ['it-a', 'it-b', 'it-c'].some((id) => running(id).length); ++i) await sleep(200);
-  for (const name of Object.keys(procs).filter((n) => n.startsWith('node-'))) await stop(name);
-  for (const name of Object.keys(procs)) await stop(name);
+  await kit?.stopAll();
   await gw?.stop();
-  for (const id of ['it-a', 'it-b', 'it-c']) {  // anything a failed test left behind
-    spawnSync('sh', ['-c', `for c in $(runc --root ${nodeRoot(id)}/runc list -q 2>/dev/null); do runc --root ${nodeRoot(id)}/runc kill $c KILL; sleep 0.2; runc --root ${nodeRoot(id)}/runc delete -f $c; done; ` +
-      `umount -l ${infra.dir}/cache-${id}/containers/*/rootfs 2>/dev/null; for n in /var/run/netns/skiff-${id}-*; do umount -l $n 2>/dev/null; rm -f $n; done; true`]);
-  }
+  kit?.cleanNodes(['it-a', 'it-b', 'it-c']);
   infra?.stop();
 });
 
@@ -219,7 +151,7 @@ test('quota and create-rate errors come back as ARM errors', async () => {
 test('drain moves a node\'s groups to another node, started there before they stop here', async () => {
   startNode('it-c', 4);
   await until('it-c registered', () => sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'it-c'") === '1');
-  const admin = (...args) => spawnSync(join(build, 'services/scheduler/skiff-scheduler'), args,
+  const admin = (...args) => spawnSync(join(kit.build, 'services/scheduler/skiff-scheduler'), args,
     { env: { ...process.env, SKIFF_BUS_URL: infra.env.NATS_URL, SKIFF_LOG_LEVEL: 'warn' } });
   const drained = admin('drain', 'it-b');
   assert.equal(drained.status, 0, drained.stderr.toString());

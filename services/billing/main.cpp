@@ -215,6 +215,8 @@ int main(int argc, char** argv) {
   CLI::App app{"skiff-billing: per-second metering of Skiff container groups"};
   std::string config_file;
   app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
+  app.require_subcommand(0, 1);
+  app.add_subcommand("serve", "Meter groups and answer cost queries (the default)");
   CLI11_PARSE(app, argc, argv);
   try {
     config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
