@@ -12,6 +12,7 @@
 #include "skiff/imagecache/image_cache.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
+#include "skiff/metrics/metrics.h"
 
 namespace {
 
@@ -95,6 +96,17 @@ int Serve(const config::Config& cfg) {
                                SecretOpener(cfg));
   imagecache::OverlayMounter mounter;
 
+  auto& metrics_registry = metrics::DefaultRegistry();
+  metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9103"), metrics_registry);
+  if (!metrics_server.error().empty()) spdlog::warn("no /metrics: {}", metrics_server.error());
+  metrics_registry.AddCollector([&cache](std::vector<metrics::Registry::Sample>& out) {
+    double bytes = 0;
+    const auto images = cache.List();
+    for (const auto& image : images) bytes += static_cast<double>(image.size_bytes());
+    out.push_back({"skiff_imagecache_images", "Images in the cache.", "gauge", {}, static_cast<double>(images.size())});
+    out.push_back({"skiff_imagecache_bytes", "Bytes the cached images take.", "gauge", {}, bytes});
+  });
+
   const std::string prefix = "skiff.imagecache." + node_id + ".";
   auto handler = [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {
     const std::string verb = subject.substr(subject.rfind('.') + 1);
@@ -106,7 +118,14 @@ int Serve(const config::Config& cfg) {
         reply.set_error_message("The ensure request does not parse.");
         return reply.SerializeAsString();
       }
+      const auto started = std::chrono::steady_clock::now();
       auto reply = cache.Ensure(request);
+      const std::string result = !reply.ok() ? "failed" : reply.cache_hit() ? "hit" : "pulled";
+      metrics_registry.GetCounter("skiff_imagecache_ensures_total", "Image ensures, by result (hit, pulled, failed).",
+                          {{"result", result}}).Add();
+      metrics_registry.GetHistogram("skiff_imagecache_ensure_seconds", "Time to ensure an image is cached, by result.",
+                            {{"result", result}}).Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
       if (reply.ok() && !reply.cache_hit()) {
         auto evicted = cache.CollectGarbage();
         if (!evicted.empty()) spdlog::info("imagecache: evicted {} images", evicted.size());

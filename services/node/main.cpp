@@ -17,6 +17,7 @@
 #include "skiff/crypto/crypto.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
+#include "skiff/metrics/metrics.h"
 #include "skiff/node/node_service.h"
 
 namespace {
@@ -210,6 +211,13 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   auto server = bus.Serve("skiff.node." + options.node_id + ".*", "node-" + options.node_id,
                           [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {
                             const std::string verb = subject.substr(subject.rfind('.') + 1);
+                            metrics::DefaultRegistry()
+                                .GetCounter("skiff_node_commands_total", "Commands received, by verb.",
+                                            {{"verb", verb == "run" || verb == "stop" || verb == "start" ||
+                                                              verb == "restart" || verb == "delete"
+                                                          ? verb
+                                                          : "other"}})
+                                .Add();
                             if (verb == "run") {
                               node::v1::RunGroupRequest request;
                               if (!request.ParseFromString(data)) return {};
@@ -238,6 +246,33 @@ int Serve(const config::Config& cfg, const std::string& shim) {
       bus, "skiff.node.exec", "exec-" + options.node_id, [&](const auto& r) { return service.Exec(r); });
   auto attach_server = ServeGroupRequest<node::v1::AttachRequest>(
       bus, "skiff.node.attach", "attach-" + options.node_id, [&](const auto& r) { return service.Attach(r); });
+  auto& registry = metrics::DefaultRegistry();
+  metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9104"), registry);
+  if (!metrics_server.error().empty()) spdlog::warn("no /metrics: {}", metrics_server.error());
+  // Per-container usage from cgroups, read when scraped.
+  registry.AddCollector([&service](std::vector<metrics::Registry::Sample>& out) {
+    const auto usage = service.Usage();
+    for (const char* metric : {"cpu", "memory"}) {
+      for (const auto& c : usage.containers()) {
+        metrics::Labels labels{{"group_id", c.group().group_id()}, {"group", c.group().name()},
+                               {"resource_group", c.group().resource_group()}, {"container", c.container()}};
+        if (metric == std::string("cpu")) {
+          out.push_back({"skiff_container_cpu_seconds_total", "CPU time a container used (cpuacct.usage).", "counter",
+                         labels, c.cpu_seconds()});
+        } else {
+          out.push_back({"skiff_container_memory_bytes", "Memory a container uses now (memory.usage_in_bytes).",
+                         "gauge", labels, c.memory_bytes()});
+        }
+      }
+    }
+    const auto heartbeat = service.Heartbeat();
+    out.push_back({"skiff_node_groups", "Groups on this node.", "gauge", {}, static_cast<double>(heartbeat.placed_size())});
+    out.push_back({"skiff_node_cpu_allocated", "CPU requested by the groups on this node.", "gauge", {},
+                   heartbeat.cpu_allocated()});
+    out.push_back({"skiff_node_standby_sandboxes", "Spare sandboxes ready in the standby pool.", "gauge", {},
+                   static_cast<double>(heartbeat.standby_sandboxes())});
+  });
+
   int restored = service.Restore();
   if (restored > 0) spdlog::info("re-adopted {} groups from before the restart", restored);
 

@@ -8,6 +8,7 @@
 #include <deque>
 #include <future>
 #include <iostream>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -16,6 +17,7 @@
 #include "skiff/crypto/crypto.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
+#include "skiff/metrics/metrics.h"
 #include "skiff/scheduler/nats_node_commands.h"
 #include "skiff/scheduler/pg_scheduler_store.h"
 #include "skiff/scheduler/scheduler_service.h"
@@ -74,6 +76,13 @@ int Serve(const config::Config& cfg) {
   service.Start();
   relay.Start();
 
+  auto& registry = metrics::DefaultRegistry();
+  metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9102"), registry);
+  if (!metrics_server.error().empty()) spdlog::warn("no /metrics: {}", metrics_server.error());
+  auto& group_events = registry.GetCounter("skiff_scheduler_group_events_total", "Group events placed.");
+  auto& pass_seconds = registry.GetHistogram("skiff_scheduler_pass_seconds", "Time to place one batch of group events.");
+  auto& event_failures = registry.GetCounter("skiff_scheduler_batch_failures_total", "Batches that failed and came again.");
+
   LoopInbox inbox;
   auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
     node::v1::NodeHeartbeat heartbeat;
@@ -112,6 +121,7 @@ int Serve(const config::Config& cfg) {
   std::atomic<bool> stopping{false};
   std::thread loop([&] {
     auto next_tick = std::chrono::steady_clock::now();
+    auto next_gauges = next_tick;
     while (!stopping) {
       try {
         auto messages = consumer->Fetch(256, std::chrono::milliseconds(100));
@@ -125,9 +135,15 @@ int Serve(const config::Config& cfg) {
           }
         }
         try {
+          const auto started = std::chrono::steady_clock::now();
           if (!batch.empty()) service.HandleGroupEvents(batch);
           for (auto& message : messages) message.Ack();
+          if (!batch.empty()) {
+            group_events.Add(static_cast<double>(batch.size()));
+            pass_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          }
         } catch (const std::exception& e) {
+          event_failures.Add();
           spdlog::error("placing {} events failed, they come again: {}", batch.size(), e.what());
           for (auto& message : messages) message.Nak();
           std::this_thread::sleep_for(std::chrono::seconds(1));
@@ -138,6 +154,22 @@ int Serve(const config::Config& cfg) {
           message.Ack();
         }
         for (auto& task : inbox.Take()) task();
+        if (std::chrono::steady_clock::now() >= next_gauges) {
+          // Node states and requested capacity, as the loop sees them (the service is one actor).
+          std::map<std::string, int> by_state{{"Ready", 0}, {"Cordoned", 0}, {"Draining", 0}, {"Lost", 0}};
+          double requested = 0, capacity = 0;
+          for (const auto& node : service.Nodes().nodes()) {
+            ++by_state[node.state()];
+            requested += node.cpu_requested();
+            capacity += node.cpu_capacity();
+          }
+          for (const auto& [state, count] : by_state) {
+            registry.GetGauge("skiff_scheduler_nodes", "Nodes, by state.", {{"state", state}}).Set(count);
+          }
+          registry.GetGauge("skiff_scheduler_cpu_requested", "CPU reserved on the nodes.").Set(requested);
+          registry.GetGauge("skiff_scheduler_cpu_capacity", "CPU the nodes have.").Set(capacity);
+          next_gauges = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        }
         if (std::chrono::steady_clock::now() >= next_tick) {
           service.Tick();
           next_tick = std::chrono::steady_clock::now() + tick_every;
