@@ -2,6 +2,8 @@
 
 #include <pqxx/pqxx>
 
+#include "skiff/store/arrays.h"
+
 namespace skiff::store {
 
 std::string HexEncode(const std::string& bytes) {
@@ -47,6 +49,20 @@ void AppendToOutbox(pqxx::transaction_base& tx, const std::string& schema, const
   tx.exec_params("INSERT INTO " + tx.quote_name(schema) +
                      ".outbox (event_id, subject, payload) VALUES ($1, $2, decode($3, 'hex'))",
                  entry.event_id, entry.subject, HexEncode(entry.payload));
+}
+
+void AppendToOutbox(pqxx::transaction_base& tx, const std::string& schema, const std::vector<OutboxEntry>& entries) {
+  if (entries.empty()) return;
+  std::vector<std::string> ids, subjects, payloads;
+  for (const auto& entry : entries) {
+    ids.push_back(entry.event_id);
+    subjects.push_back(entry.subject);
+    payloads.push_back(HexEncode(entry.payload));
+  }
+  tx.exec_params("INSERT INTO " + tx.quote_name(schema) +
+                     ".outbox (event_id, subject, payload) SELECT id::uuid, subject, decode(payload, 'hex') "
+                     "FROM unnest($1::text[], $2::text[], $3::text[]) AS e(id, subject, payload)",
+                 ArrayLiteral(ids), ArrayLiteral(subjects), ArrayLiteral(payloads));
 }
 
 }  // namespace skiff::store

@@ -51,7 +51,20 @@ bool StartsWith(const std::string& text, const std::string& prefix) { return tex
 
 }  // namespace
 
+namespace {
+std::optional<DecodedSignal> DecodeAnyEvent(const std::string& subject, const std::string& data);
+}  // namespace
+
 std::optional<DecodedSignal> DecodeEvent(const std::string& subject, const std::string& data) {
+  auto decoded = DecodeAnyEvent(subject, data);
+  // Every Skiff event id is a UUID; anything else cannot be deduplicated, so it is not billed.
+  if (decoded && !crypto::IsUuid(decoded->signal.event_id)) return std::nullopt;
+  return decoded;
+}
+
+namespace {
+
+std::optional<DecodedSignal> DecodeAnyEvent(const std::string& subject, const std::string& data) {
   DecodedSignal decoded;
   Signal& signal = decoded.signal;
   const std::string kind = Tail(subject);
@@ -126,6 +139,8 @@ std::optional<DecodedSignal> DecodeEvent(const std::string& subject, const std::
   }
   return std::nullopt;
 }
+
+}  // namespace
 
 BillingService::BillingService(BillingStore& store, PriceSheet prices, Meter meter, BillingOptions options, Clock clock)
     : store_(store), prices_(std::move(prices)), meter_(meter), options_(options), clock_(std::move(clock)) {}
@@ -260,7 +275,7 @@ void BillingService::CloseLost(const GroupMeter& meter, const std::string& reaso
   decoded.group_id = meter.group_id;
   decoded.signal.kind = SignalKind::kLost;
   // Deterministic, so a retry after a crash cannot close the same interval twice.
-  decoded.signal.event_id = "reconcile:" + meter.group_id + ":" + meter.open_event_id;
+  decoded.signal.event_id = crypto::NameUuid("reconcile:" + meter.group_id + ":" + meter.open_event_id);
   decoded.signal.at = meter.last_seen;
   decoded.signal.placement_generation = meter.placement_generation;
   decoded.signal.node_id = meter.node_id;

@@ -241,6 +241,20 @@ std::vector<store::Migration> BillingMigrations() {
         );
         CREATE INDEX usage_hourly_by_subscription ON usage_hourly (subscription_id, hour_ms);
       )sql" + store::OutboxTableSql()},
+      // Every batch rewrites its groups' meters: leave room on each page so the rewrite stays on
+      // the page (a HOT update, no index entries), which an index on open_since_ms would forbid.
+      {2, "meters updated in place",
+       R"sql(
+        DROP INDEX meters_open;
+        ALTER TABLE meters SET (fillfactor = 70);
+      )sql"},
+      // Event ids are UUIDs (16 bytes, not 36 characters of text); pruning scans hourly rather
+      // than every insert maintaining a second index.
+      {3, "processed event ids as uuid",
+       R"sql(
+        DROP INDEX processed_events_age;
+        ALTER TABLE processed_events ALTER COLUMN event_id TYPE uuid USING event_id::uuid;
+      )sql"},
   };
 }
 
@@ -254,7 +268,7 @@ void PgBillingStore::Commit(const std::vector<std::string>& event_ids, const std
     // Marking the ids is the consumer's position: whatever this batch changes commits with it.
     std::multiset<std::string> inserted;
     for (const auto& row : tx.exec_params("INSERT INTO billing.processed_events (event_id) "
-                                          "SELECT DISTINCT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING event_id",
+                                          "SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id::text",
                                           store::ArrayLiteral(event_ids))) {
       inserted.insert(row[0].as<std::string>());
     }
@@ -277,9 +291,10 @@ void PgBillingStore::Commit(const std::vector<std::string>& event_ids, const std
     UpsertMeters(tx, changes.meters);
     InsertIntervals(tx, changes.closed);
     AddHourly(tx, changes.hourly);
-    for (const auto& event : changes.outbox) {
-      store::AppendToOutbox(tx, kBillingSchema, {0, event.event_id, event.subject, event.payload});
-    }
+    std::vector<store::OutboxEntry> outbox;
+    outbox.reserve(changes.outbox.size());
+    for (auto& event : changes.outbox) outbox.push_back({0, event.event_id, event.subject, event.payload});
+    store::AppendToOutbox(tx, kBillingSchema, outbox);
     wrote_outbox = !changes.outbox.empty();
   });
   if (wrote_outbox && outbox_written_) outbox_written_();

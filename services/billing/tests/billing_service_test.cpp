@@ -3,6 +3,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include "skiff/billing/billing_service.h"
+#include "skiff/crypto/crypto.h"
 #include "skiff/events/v1/group_events.pb.h"
 #include "skiff/scheduler/v1/scheduler.pb.h"
 
@@ -68,6 +69,9 @@ class MemoryStore : public BillingStore {
   std::map<std::string, GroupMeter> meters_;
 };
 
+// Event ids are UUIDs; tests name them by a short word.
+std::string Id(const std::string& name) { return crypto::NameUuid(name); }
+
 google::protobuf::Timestamp At(Millis seconds) {
   return google::protobuf::util::TimeUtil::MillisecondsToTimestamp(kT0 + seconds * 1000);
 }
@@ -84,7 +88,7 @@ events::v1::GroupRef Ref(const std::string& group_id, const std::string& name = 
 InboundEvent Created(const std::string& event_id, const std::string& group_id, Millis at, double cpu, double gb,
                      const std::string& priority = "Regular", const std::string& name = "web") {
   events::v1::GroupEvent event;
-  event.set_event_id(event_id);
+  event.set_event_id(Id(event_id));
   *event.mutable_occurred_at() = At(at);
   *event.mutable_group() = Ref(group_id, name);
   auto* spec = event.mutable_created()->mutable_spec();
@@ -99,7 +103,7 @@ InboundEvent Created(const std::string& event_id, const std::string& group_id, M
 
 InboundEvent Deleted(const std::string& event_id, const std::string& group_id, Millis at) {
   events::v1::GroupEvent event;
-  event.set_event_id(event_id);
+  event.set_event_id(Id(event_id));
   *event.mutable_occurred_at() = At(at);
   *event.mutable_group() = Ref(group_id);
   event.mutable_deleted();
@@ -109,7 +113,7 @@ InboundEvent Deleted(const std::string& event_id, const std::string& group_id, M
 InboundEvent NodeEvent(const std::string& subject, const std::string& event_id, const std::string& group_id, Millis at,
                        const std::string& state, int64_t generation = 1, const std::string& node = "node-a") {
   node::v1::ContainerEvent event;
-  event.set_event_id(event_id);
+  event.set_event_id(Id(event_id));
   *event.mutable_occurred_at() = At(at);
   *event.mutable_group() = Ref(group_id);
   event.set_group_state(state);
@@ -121,7 +125,7 @@ InboundEvent NodeEvent(const std::string& subject, const std::string& event_id, 
 InboundEvent Placement(const std::string& kind, const std::string& event_id, const std::string& group_id, Millis at,
                        const std::string& reason, int64_t generation) {
   scheduler::v1::PlacementEvent event;
-  event.set_event_id(event_id);
+  event.set_event_id(Id(event_id));
   *event.mutable_occurred_at() = At(at);
   *event.mutable_group() = Ref(group_id);
   event.set_kind(kind);
@@ -182,8 +186,8 @@ TEST_F(BillingServiceTest, RedeliveredBatchIsNotCountedTwice) {
   EXPECT_DOUBLE_EQ(record.vcpu_seconds(), 60);
   EXPECT_DOUBLE_EQ(record.gb_seconds(), 120);
   EXPECT_NEAR(record.cost(), 60 * 0.001 + 120 * 0.0001, 1e-12);
-  EXPECT_EQ(record.start_event_id(), "s");
-  EXPECT_EQ(record.end_event_id(), "t");
+  EXPECT_EQ(record.start_event_id(), Id("s"));
+  EXPECT_EQ(record.end_event_id(), Id("t"));
   EXPECT_EQ(record.currency(), "USD");
 }
 
@@ -208,11 +212,18 @@ TEST_F(BillingServiceTest, FailedCommitKeepsNothingAndTheRetryCountsOnce) {
 }
 
 TEST_F(BillingServiceTest, IgnoresEventsItHasNoUseFor) {
-  auto stats = service_.HandleBatch({{"skiff.events.container.pulled", "garbage"},
+  auto no_uuid = NodeEvent("skiff.events.container.started", "x", "g1", 0, "Running");
+  {
+    node::v1::ContainerEvent event;
+    event.ParseFromString(no_uuid.data);
+    event.set_event_id("not-a-uuid");  // cannot be deduplicated: not billed
+    no_uuid.data = event.SerializeAsString();
+  }
+  auto stats = service_.HandleBatch({no_uuid, {"skiff.events.container.pulled", "garbage"},
                                      {"skiff.events.group.created", "\xff\xff not protobuf"},
                                      NodeEvent("skiff.events.sandbox.state", "p", "g1", 0, "Pending"),
                                      Placement("placed", "x", "g1", 0, "", 1)});
-  EXPECT_EQ(stats.events, 4);
+  EXPECT_EQ(stats.events, 5);
   EXPECT_EQ(stats.applied, 0);
 }
 
@@ -294,8 +305,8 @@ TEST_F(BillingServiceTest, CostsByGroupIntervalAndRange) {
   *request.mutable_from() = At(80);
   auto intervals = service_.Costs(request);
   ASSERT_EQ(intervals.lines_size(), 2);
-  EXPECT_EQ(intervals.lines(0).start_event_id(), "s1");
-  EXPECT_EQ(intervals.lines(0).end_event_id(), "t1");
+  EXPECT_EQ(intervals.lines(0).start_event_id(), Id("s1"));
+  EXPECT_EQ(intervals.lines(0).end_event_id(), Id("t1"));
   EXPECT_DOUBLE_EQ(intervals.lines(0).seconds(), 20);  // clipped to the range
   EXPECT_TRUE(intervals.lines(1).open());
 

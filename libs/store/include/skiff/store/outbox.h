@@ -25,5 +25,7 @@ std::string OutboxTableSql();
 
 // Appends within the caller's transaction.
 void AppendToOutbox(pqxx::transaction_base& tx, const std::string& schema, const OutboxEntry& entry);
+// Appends many in one statement (a whole batch's events).
+void AppendToOutbox(pqxx::transaction_base& tx, const std::string& schema, const std::vector<OutboxEntry>& entries);
 
 }  // namespace skiff::store
