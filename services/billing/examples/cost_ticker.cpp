@@ -65,6 +65,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot connect to %s: %s\n", url.c_str(), nats_GetLastError(nullptr));
     return 1;
   }
+  std::printf("following Skiff usage on %s (Ctrl-C stops)\n", url.c_str());
+  std::fflush(stdout);
   natsSubscription* live = nullptr;
   natsSubscription* intervals = nullptr;
   natsStatus status = natsConnection_Subscribe(&live, conn, "skiff.usage.live", OnLive, nullptr);
@@ -82,7 +84,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cannot subscribe: %s (is skiff-billing running?)\n", natsStatus_GetText(status));
     return 1;
   }
-  std::printf("following Skiff usage on %s (Ctrl-C stops)\n", url.c_str());
-  std::fflush(stdout);
   for (;;) nats_Sleep(1000);
 }

@@ -356,17 +356,7 @@ v1::CostReply BillingService::Costs(const v1::CostRequest& request) {
   for (auto& interval : store_.ClosedIntervals(scope, from, to)) pieces.push_back({std::move(interval), false});
   for (const auto& [group_id, meter] : open_) {
     if (!InScope(scope, meter) || *meter.open_since >= to) continue;
-    Interval interval;
-    interval.group_id = group_id;
-    interval.subscription_id = meter.subscription_id;
-    interval.resource_group = meter.resource_group;
-    interval.name = meter.name;
-    interval.node_id = meter.node_id;
-    interval.resources = meter.resources;
-    interval.start = *meter.open_since;
-    interval.end = std::max(now, interval.start);
-    interval.start_event_id = meter.open_event_id;
-    pieces.push_back({std::move(interval), true});
+    pieces.push_back({OpenInterval(meter, now), true});
   }
   std::map<std::tuple<std::string, std::string, std::string>, size_t> line_of;
   double total = 0;

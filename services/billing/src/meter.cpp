@@ -4,6 +4,20 @@
 
 namespace skiff::billing {
 
+Interval OpenInterval(const GroupMeter& meter, Millis end) {
+  Interval interval;
+  interval.group_id = meter.group_id;
+  interval.subscription_id = meter.subscription_id;
+  interval.resource_group = meter.resource_group;
+  interval.name = meter.name;
+  interval.node_id = meter.node_id;
+  interval.resources = meter.resources;
+  interval.start = meter.open_since.value_or(end);
+  interval.end = std::max(end, interval.start);
+  interval.start_event_id = meter.open_event_id;
+  return interval;
+}
+
 void Meter::Seen(GroupMeter& meter, int64_t placement_generation, Millis at) {
   if (!meter.open_since || placement_generation != meter.placement_generation) return;
   meter.last_seen = std::max(meter.last_seen, at);
@@ -20,16 +34,7 @@ void Meter::Open(GroupMeter& meter, Millis at, const std::string& event_id, cons
 std::optional<Interval> Meter::Close(GroupMeter& meter, Millis at, const std::string& event_id,
                                      const std::string& reason) const {
   if (!meter.open_since) return std::nullopt;
-  Interval interval;
-  interval.group_id = meter.group_id;
-  interval.subscription_id = meter.subscription_id;
-  interval.resource_group = meter.resource_group;
-  interval.name = meter.name;
-  interval.node_id = meter.node_id;
-  interval.resources = meter.resources;
-  interval.start = *meter.open_since;
-  interval.end = std::max(at, interval.start);
-  interval.start_event_id = meter.open_event_id;
+  Interval interval = OpenInterval(meter, at);
   interval.end_event_id = event_id;
   interval.end_reason = reason;
   meter.billed_until = std::max(meter.billed_until, interval.end);

@@ -56,6 +56,9 @@ struct Interval {
   std::string end_reason;
 };
 
+// The interval `meter` has open, as if it ended at `end` (not before its start).
+Interval OpenInterval(const GroupMeter& meter, Millis end);
+
 enum class SignalKind {
   kSpec,     // the gateway's Created/Updated: who the group is and what it asks for
   kPull,     // an image pull began (opens the interval under ACI's rule)
