@@ -103,6 +103,25 @@ test('logs, exec and attach of a running group through the gateway', async () =>
   }
   assert.equal(logs.status, 200, logs.body);
   assert.equal(logs.json.content, 'second line\n');
+  // The gateway's read model followed the scheduler's and the node's events: GET shows the
+  // group running, with its containers' states and events, and the create operation is done.
+  let view;
+  for (let i = 0; i < 50; i++) {
+    view = await request(gw, 'GET', groupPath(sub, 'rg-c', 'streams'), { token });
+    if (view.json.properties.instanceView?.state === 'Running') break;
+    await sleep(200);
+  }
+  assert.equal(view.json.properties.provisioningState, 'Succeeded', view.body);
+  assert.equal(view.json.properties.instanceView.state, 'Running');
+  assert.ok(view.json.properties.instanceView.events.some((e) => e.name === 'Placed'), view.body);
+  const app = view.json.properties.containers[0].properties.instanceView;
+  assert.equal(app.currentState.state, 'Running', view.body);
+  assert.equal(app.restartCount, 0);
+  assert.deepEqual(app.events.map((e) => e.name).filter((n) => n === 'Pulling' || n === 'Started'), ['Pulling', 'Started']);
+  const operation = await request(gw, 'GET', new URL(put.headers['azure-asyncoperation']).pathname +
+    new URL(put.headers['azure-asyncoperation']).search, { token });
+  assert.equal(operation.json.status, 'Succeeded', operation.body);
+
   const stamped = await request(gw, 'GET', `${containerPath('streams', 'app', 'logs')}&timestamps=true`, { token });
   assert.match(stamped.json.content, /^\d{4}-\d\d-\d\dT[0-9:.]+Z hello-from-container\n/);
 

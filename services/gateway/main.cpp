@@ -2,7 +2,9 @@
 // the logic lives in gateway_core.
 #include <CLI/CLI.hpp>
 
+#include <atomic>
 #include <fstream>
+#include <thread>
 #include <iostream>
 
 #include "skiff/bus/nats_bus.h"
@@ -128,8 +130,42 @@ int Serve(const config::Config& cfg) {
     std::ofstream(*port_file) << server.BoundPort() << "\n";
   }
 
+  // The read model: follows what the scheduler and the nodes report, so GET shows instanceView
+  // and the create operation completes.
+  std::atomic<bool> stopping{false};
+  std::thread read_model([&] {
+    std::unique_ptr<bus::PullConsumer> consumer;
+    while (!stopping) {
+      try {
+        if (!consumer) {
+          consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", cfg.GetString("gateway.read_model_consumer",
+                                                                                       "gateway-read-model"));
+        }
+        auto messages = consumer->Fetch(256, std::chrono::milliseconds(500));
+        std::vector<gateway::RuntimeEvent> events;
+        for (auto& message : messages) {
+          if (auto event = gateway::DecodeRuntimeEvent(message.Subject(), message.Data())) events.push_back(*event);
+        }
+        try {
+          gateway::ApplyRuntimeBatch(pg_store, events);
+          for (auto& message : messages) message.Ack();
+        } catch (const std::exception& e) {
+          spdlog::warn("read model: {} events not applied, they come again: {}", events.size(), e.what());
+          for (auto& message : messages) message.Nak();
+          std::this_thread::sleep_for(std::chrono::seconds(1));
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("read model: {}", e.what());
+        consumer.reset();
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+    }
+  });
+
   int signal = termination.Wait();
   spdlog::info("signal {}: shutting down", signal);
+  stopping = true;
+  read_model.join();
   server.Stop(5);
   usage_reports.reset();
   relay.Stop();

@@ -220,7 +220,8 @@ store::OutboxEntry GroupApi::MakeEvent(const GroupRecord& record, const std::str
 HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) {
   // A (group_id, generation) pair names one immutable document, so its rendering is memoised:
   // protobuf's JSON printer dominates the cost of a GET otherwise.
-  const std::string memo_key = record.group_id + "#" + std::to_string(record.generation);
+  const std::string memo_key = record.group_id + "#" + std::to_string(record.generation) + "#" +
+                               std::to_string(record.runtime ? record.runtime->version : 0);
   {
     std::lock_guard lock(view_mutex_);
     auto it = rendered_views_.find(memo_key);
@@ -231,6 +232,7 @@ HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) {
   view.set_id(ResourceId(record.key));
   view.set_name(record.key.name);
   view.set_type(kResourceType);
+  if (record.runtime) MergeRuntime(*record.runtime, view);
   std::string json = ToJson(view);
   std::lock_guard lock(view_mutex_);
   if (rendered_views_.size() >= 10000) rendered_views_.clear();  // bounded memory
@@ -580,6 +582,7 @@ HttpResponse GroupApi::ListGroups(const HttpRequest& request, const Route& route
     view->set_id(ResourceId(record.key));
     view->set_name(record.key.name);
     view->set_type(kResourceType);
+    if (record.runtime) MergeRuntime(*record.runtime, *view);
   }
   if (more) {
     const auto& last = records.back().key;

@@ -1,6 +1,9 @@
 #include "skiff/gateway/pg_group_store.h"
 
 #include "skiff/gateway/group_codec.h"
+#include "skiff/gateway/v1/runtime.pb.h"
+#include "skiff/crypto/crypto.h"
+#include "skiff/store/arrays.h"
 #include "skiff/store/outbox.h"
 #include "skiff/store/pool.h"
 
@@ -8,7 +11,27 @@ namespace skiff::gateway {
 namespace {
 
 constexpr const char* kColumns =
-    "subscription_id, resource_group, name, group_id::text, generation, encode(spec_pb, 'hex')";
+    "subscription_id, resource_group, name, group_id::text, generation, encode(spec_pb, 'hex'), r.version, "
+    "r.placement_generation, r.provisioning_state, r.node_id, encode(r.view_pb, 'hex')";
+// Groups with their runtime (the read model), if the services have reported any.
+constexpr const char* kFrom = " FROM gateway.container_groups LEFT JOIN gateway.group_runtime r USING (group_id)";
+
+// The runtime's columns from `offset` on: version, placement_generation, provisioning_state,
+// node_id, hex of view_pb.
+GroupRuntime ReadRuntime(const std::string& group_id, const pqxx::row& row, int offset) {
+  GroupRuntime runtime;
+  runtime.group_id = group_id;
+  runtime.version = row[offset].as<int64_t>();
+  runtime.placement_generation = row[offset + 1].as<int64_t>();
+  runtime.provisioning_state = row[offset + 2].as<std::string>();
+  runtime.node_id = row[offset + 3].as<std::string>();
+  gateway::v1::GroupRuntimeRecord stored;
+  if (stored.ParseFromString(store::HexDecode(row[offset + 4].as<std::string>()))) {
+    runtime.group = stored.group();
+    runtime.containers.insert(stored.containers().begin(), stored.containers().end());
+  }
+  return runtime;
+}
 
 // Every libpqxx failure leaves the store as StoreUnavailable (503), nothing else.
 template <typename Fn>
@@ -42,6 +65,7 @@ GroupRecord ReadRecord(const pqxx::row& row) {
   if (!record.spec.ParseFromString(store::HexDecode(row[5].as<std::string>()))) {
     throw StoreUnavailable("stored spec of " + record.key.name + " does not parse");
   }
+  if (!row[6].is_null()) record.runtime = ReadRuntime(record.group_id, row, 6);
   return record;
 }
 
@@ -131,6 +155,19 @@ std::vector<store::Migration> GatewayMigrations() {
       {4, "usage summed from the groups instead of counters",
        "DROP TRIGGER container_groups_usage ON container_groups; DROP FUNCTION gateway.track_usage(); "
        "DROP TABLE subscription_usage;"},
+      // The read model: what the scheduler and the nodes report about each group.
+      {5, "group runtime (read model)",
+       R"sql(
+        CREATE TABLE group_runtime (
+          group_id             uuid PRIMARY KEY,
+          version              bigint NOT NULL,
+          placement_generation bigint NOT NULL,
+          provisioning_state   text NOT NULL,
+          node_id              text NOT NULL,
+          view_pb              bytea NOT NULL,  -- skiff.gateway.v1.GroupRuntimeRecord
+          updated_at           timestamptz NOT NULL DEFAULT now()
+        );
+      )sql"},
   };
 }
 
@@ -165,7 +202,7 @@ SubscriptionUsage PgGroupStore::Usage(const std::string& subscription_id, int64_
 std::optional<GroupRecord> PgGroupStore::Find(const GroupKey& key) {
   return GuardedRead(pool_, [&](pqxx::nontransaction& tx) -> std::optional<GroupRecord> {
     auto rows = tx.exec_params(std::string("SELECT ") + kColumns +
-                                   " FROM gateway.container_groups WHERE subscription_key = $1 AND "
+                                   kFrom + " WHERE subscription_key = $1 AND "
                                    "resource_group_key = $2 AND name_key = $3",
                                Lower(key.subscription_id), Lower(key.resource_group), Lower(key.name));
     if (rows.empty()) return std::nullopt;
@@ -211,9 +248,10 @@ bool PgGroupStore::Remove(const GroupKey& key, int64_t expected_generation, cons
   return Guarded(pool_, [&](pqxx::work& tx) {
     auto removed = tx.exec_params(
         "DELETE FROM gateway.container_groups WHERE subscription_key = $1 AND resource_group_key = $2 AND "
-        "name_key = $3 AND generation = $4",
+        "name_key = $3 AND generation = $4 RETURNING group_id",
         Lower(key.subscription_id), Lower(key.resource_group), Lower(key.name), expected_generation);
-    if (removed.affected_rows() == 0) return false;
+    if (removed.empty()) return false;
+    tx.exec_params("DELETE FROM gateway.group_runtime WHERE group_id = $1", removed[0][0].as<std::string>());
     WriteOperation(tx, operation);
     store::AppendToOutbox(tx, kGatewaySchema, event);
     return true;
@@ -228,13 +266,13 @@ std::vector<GroupRecord> PgGroupStore::List(const std::string& subscription_id, 
     pqxx::result rows;
     if (resource_group.empty()) {
       rows = tx.exec_params(std::string("SELECT ") + kColumns +
-                                " FROM gateway.container_groups WHERE subscription_key = $1 AND "
+                                kFrom + " WHERE subscription_key = $1 AND "
                                 "(resource_group_key, name_key) > ($2, $3) ORDER BY resource_group_key, name_key "
                                 "LIMIT $4",
                             Lower(subscription_id), after_rg, after_name, limit);
     } else {
       rows = tx.exec_params(std::string("SELECT ") + kColumns +
-                                " FROM gateway.container_groups WHERE subscription_key = $1 AND "
+                                kFrom + " WHERE subscription_key = $1 AND "
                                 "resource_group_key = $2 AND name_key > $3 ORDER BY name_key LIMIT $4",
                             Lower(subscription_id), Lower(resource_group), after_name, limit);
     }
@@ -284,6 +322,55 @@ void PgGroupStore::AddToken(const std::string& token_hash, const std::string& su
   Guarded(pool_, [&](pqxx::work& tx) {
     tx.exec_params("INSERT INTO gateway.api_tokens (token_hash, subscription_id, name) VALUES ($1, $2, $3)", token_hash,
                    subscription_id, name);
+  });
+}
+
+void PgGroupStore::UpdateRuntimes(const std::vector<std::string>& group_ids, const Fold& fold) {
+  std::vector<std::string> ids;
+  for (const auto& id : group_ids) {
+    if (crypto::IsUuid(id)) ids.push_back(id);  // anything else names no group of ours
+  }
+  if (ids.empty()) return;
+  Guarded(pool_, [&](pqxx::work& tx) {
+    std::map<std::string, GroupRuntime> runtimes;
+    for (const auto& row : tx.exec_params(
+             "SELECT group_id::text, version, placement_generation, provisioning_state, node_id, "
+             "encode(view_pb, 'hex') FROM gateway.group_runtime WHERE group_id = ANY($1::uuid[]) FOR UPDATE",
+             store::ArrayLiteral(ids))) {
+      const std::string id = row[0].as<std::string>();
+      runtimes.emplace(id, ReadRuntime(id, row, 1));
+    }
+    for (const auto& runtime : fold(runtimes)) {
+      if (!crypto::IsUuid(runtime.group_id)) continue;
+      gateway::v1::GroupRuntimeRecord stored;
+      *stored.mutable_group() = runtime.group;
+      stored.mutable_containers()->insert(runtime.containers.begin(), runtime.containers.end());
+      tx.exec_params(
+          // Only for a group that still exists: events of a deleted group leave nothing behind.
+          "INSERT INTO gateway.group_runtime (group_id, version, placement_generation, provisioning_state, node_id, "
+          "view_pb) SELECT $1, $2, $3, $4, $5, decode($6, 'hex') WHERE EXISTS (SELECT 1 FROM "
+          "gateway.container_groups WHERE group_id = $1::uuid) ON CONFLICT (group_id) DO UPDATE SET "
+          "version = EXCLUDED.version, placement_generation = EXCLUDED.placement_generation, "
+          "provisioning_state = EXCLUDED.provisioning_state, node_id = EXCLUDED.node_id, view_pb = EXCLUDED.view_pb, "
+          "updated_at = now()",
+          runtime.group_id, runtime.version, runtime.placement_generation, runtime.provisioning_state,
+          runtime.node_id, store::HexEncode(stored.SerializeAsString()));
+      if (auto outcome = OperationOutcome(runtime)) {
+        // The group's create or update operation (ARM's Azure-AsyncOperation) is done.
+        const std::string message = runtime.group.events().empty()
+                                        ? std::string()
+                                        : runtime.group.events(runtime.group.events_size() - 1).message();
+        tx.exec_params(
+            "UPDATE gateway.operations o SET status = $2, ended_at = now(), "
+            "error_code = CASE WHEN $2 = 'Failed' THEN 'DeploymentFailed' ELSE '' END, "
+            "error_message = CASE WHEN $2 = 'Failed' THEN $3 ELSE '' END "
+            "FROM gateway.container_groups g WHERE g.group_id = $1::uuid AND o.status = 'InProgress' AND "
+            "o.kind IN ('create', 'update') AND o.resource_id = '/subscriptions/' || g.subscription_id || "
+            "'/resourceGroups/' || g.resource_group || '/providers/Microsoft.ContainerInstance/containerGroups/' || "
+            "g.name",
+            runtime.group_id, *outcome, message);
+      }
+    }
   });
 }
 

@@ -63,6 +63,13 @@ void NodeService::Publish(const Group& group, const std::string& container, cons
 void NodeService::Publish(const events::v1::GroupRef& ref, int64_t placement_generation, const std::string& container,
                           const std::string& name, const std::string& message, const std::string& type,
                           const std::string& state) {
+  events_.Publish(NewEvent(ref, placement_generation, container, name, message, type, state));
+}
+
+v1::ContainerEvent NodeService::NewEvent(const events::v1::GroupRef& ref, int64_t placement_generation,
+                                         const std::string& container, const std::string& name,
+                                         const std::string& message, const std::string& type,
+                                         const std::string& state) {
   v1::ContainerEvent event;
   event.set_event_id(crypto::NewUuid());
   *event.mutable_occurred_at() = Now();
@@ -74,15 +81,31 @@ void NodeService::Publish(const events::v1::GroupRef& ref, int64_t placement_gen
   event.set_message(message);
   event.set_type(type);
   event.set_group_state(state);
-  events_.Publish(event);
+  return event;
 }
 
 void NodeService::Event(const SupervisorEvent& e) {
   // Called from Tick with mutex_ held.
   auto it = groups_.find(e.group_id);
   if (it == groups_.end()) return;
-  Publish(it->second, e.container, e.name, e.message, e.type,
-          it->second.supervisor ? it->second.supervisor->State() : "Pending");
+  const Group& group = it->second;
+  v1::ContainerEvent event = NewEvent(group.ref, group.placement_generation, e.container, e.name, e.message, e.type,
+                                      group.supervisor ? group.supervisor->State() : "Pending");
+  // The container's state as the node sees it now, so readers need not parse messages.
+  if (group.supervisor && !e.container.empty()) {
+    const auto& containers = group.supervisor->Containers();
+    if (auto status = containers.find(e.container); status != containers.end()) {
+      auto* view = event.mutable_instance_view();
+      view->set_restart_count(status->second.restart_count);
+      auto* current = view->mutable_current_state();
+      current->set_state(status->second.state);
+      current->set_start_time(status->second.start_time);
+      current->set_finish_time(status->second.finish_time);
+      current->set_detail_status(status->second.detail);
+      if (status->second.exit_code) current->set_exit_code(*status->second.exit_code);
+    }
+  }
+  events_.Publish(event);
 }
 
 void NodeService::GroupStateChanged(const std::string& group_id, const std::string& state) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "skiff/containerinstance/v1/container_group.pb.h"
+#include "skiff/gateway/read_model.h"
 #include "skiff/store/outbox.h"
 
 namespace skiff::gateway {
@@ -24,6 +25,7 @@ struct GroupRecord {
   std::string group_id;  // UUID, immutable
   int64_t generation = 0;
   containerinstance::v1::ContainerGroup spec;  // secrets sealed
+  std::optional<GroupRuntime> runtime;          // what the scheduler and node reported, if anything
 };
 
 struct OperationRecord {

@@ -17,7 +17,7 @@ std::vector<store::Migration> GatewayMigrations();
 
 // GroupStore on PostgreSQL (libpqxx), schema "gateway". libpqxx exceptions stop here: they
 // become StoreUnavailable.
-class PgGroupStore : public GroupStore {
+class PgGroupStore : public GroupStore, public RuntimeStore {
  public:
   explicit PgGroupStore(store::ConnectionPool& pool) : pool_(pool) {}
 
@@ -34,6 +34,7 @@ class PgGroupStore : public GroupStore {
   std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) override;
   std::optional<std::string> SubscriptionForToken(const std::string& token_hash) override;
   void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) override;
+  void UpdateRuntimes(const std::vector<std::string>& group_ids, const Fold& fold) override;
 
  private:
   store::ConnectionPool& pool_;

@@ -118,6 +118,9 @@ class NodeService : public SupervisorSink {
                const std::string& message, const std::string& type, const std::string& state);
   void Publish(const events::v1::GroupRef& ref, int64_t placement_generation, const std::string& container,
                const std::string& name, const std::string& message, const std::string& type, const std::string& state);
+  v1::ContainerEvent NewEvent(const events::v1::GroupRef& ref, int64_t placement_generation, const std::string& container,
+                              const std::string& name, const std::string& message, const std::string& type,
+                              const std::string& state);
   std::optional<std::string> Prepare(Group& group, GroupPlan* plan);
   void Cleanup(Group& group);
   std::optional<std::string> Launch(Group& group, bool adopt_existing);
