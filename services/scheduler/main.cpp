@@ -158,7 +158,8 @@ int Serve(const config::Config& cfg) {
           // Node states and requested capacity, as the loop sees them (the service is one actor).
           std::map<std::string, int> by_state{{"Ready", 0}, {"Cordoned", 0}, {"Draining", 0}, {"Lost", 0}};
           double requested = 0, capacity = 0;
-          for (const auto& node : service.Nodes().nodes()) {
+          const auto known = service.Nodes();  // kept: ranging over a temporary's member dangles
+          for (const auto& node : known.nodes()) {
             ++by_state[node.state()];
             requested += node.cpu_requested();
             capacity += node.cpu_capacity();
