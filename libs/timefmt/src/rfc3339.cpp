@@ -22,15 +22,26 @@ std::optional<std::chrono::system_clock::time_point> ParseTime(const std::string
   return time;
 }
 
-std::string FormatTime(std::chrono::system_clock::time_point time) {
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
-  std::time_t seconds = static_cast<std::time_t>(millis / 1000);
+namespace {
+
+// `fraction_digits` is 3 or 6.
+std::string Format(std::chrono::system_clock::time_point time, int fraction_digits) {
+  const int64_t scale = fraction_digits == 6 ? 1000000 : 1000;
+  const auto ticks = fraction_digits == 6
+                         ? std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count()
+                         : std::chrono::duration_cast<std::chrono::milliseconds>(time.time_since_epoch()).count();
+  std::time_t seconds = static_cast<std::time_t>(ticks / scale);
   std::tm utc{};
   gmtime_r(&seconds, &utc);
   char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(millis % 1000));
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%0*dZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, fraction_digits, static_cast<int>(ticks % scale));
   return buffer;
 }
+
+}  // namespace
+
+std::string FormatTime(std::chrono::system_clock::time_point time) { return Format(time, 3); }
+std::string FormatTimeMicros(std::chrono::system_clock::time_point time) { return Format(time, 6); }
 
 }  // namespace skiff::timefmt

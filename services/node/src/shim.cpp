@@ -1,5 +1,7 @@
 #include "skiff/node/shim.h"
 
+#include "skiff/timefmt/rfc3339.h"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/prctl.h>
@@ -39,17 +41,7 @@ long ReadOomKills(const std::string& memory_cgroup) {
 
 }  // namespace
 
-std::string NowRfc3339() {
-  auto now = std::chrono::system_clock::now();
-  auto micros = std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count();
-  std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char buffer[40];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(micros % 1000000));
-  return buffer;
-}
+std::string NowRfc3339() { return timefmt::FormatTimeMicros(std::chrono::system_clock::now()); }
 
 std::string FormatLogLine(const std::string& timestamp, const std::string& stream, const std::string& text) {
   return timestamp + " " + stream + " " + text + "\n";
