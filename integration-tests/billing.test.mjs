@@ -152,6 +152,49 @@ test('billed seconds match the running time across a billing crash, each event c
   assert.match(text, /skiff_billing_lag_messages 0/);
 });
 
+test('a stopped group is not billed while stopped; stop, start and restart through the API', async () => {
+  const r = await request(gw, 'PUT', groupPath(sub, 'rg', 'pausable'), { token, body: kit.sleeperGroup({ cpu: 0.5 }) });
+  assert.equal(r.status, 201, r.body);
+  const id = kit.sql("SELECT group_id FROM gateway.container_groups WHERE name = 'pausable'");
+  const command = (verb) => request(gw, 'POST', groupPath(sub, 'rg', 'pausable').replace('?', `/${verb}?`), { token });
+  const first = await startedAt(id);
+  // The read model knows the group's node once it is placed: the commands need it.
+  await until('group placed in the read model', () => kit.sql(`SELECT count(*) FROM gateway.group_runtime WHERE group_id = '${id}' AND node_id <> ''`) === '1');
+  await sleep(1500);
+  const stopRequested = Date.now();
+  assert.equal((await command('stop')).status, 204);
+  await until('stopped', () => !kit.running('bl-a').includes(id));
+  const stopped = Date.now();
+  let view;
+  for (let i = 0; i < 50; i++) {
+    view = await request(gw, 'GET', groupPath(sub, 'rg', 'pausable'), { token });
+    if (view.json.properties.instanceView?.state === 'Stopped') break;
+    await sleep(100);
+  }
+  assert.equal(view.json.properties.instanceView.state, 'Stopped', view.body);
+  await sleep(3000);  // stopped: not billed
+  assert.equal((await command('start')).status, 204);
+  const second = await startedAt(id);
+  await sleep(1000);
+  assert.equal((await command('restart')).status, 204);
+  await until('running after restart', () => kit.running('bl-a').includes(id), 30000);
+  await sleep(1000);
+  const end = await deleteAndWait('pausable', id);
+  const rows = await until('intervals billed', () => {
+    const out = kit.sql(`SELECT end_ms - start_ms, end_reason FROM billing.intervals WHERE group_id = '${id}' ORDER BY start_ms`);
+    return out.split('\n').filter(Boolean).length >= 2 && !kit.sql(`SELECT open_since_ms FROM billing.meters WHERE group_id = '${id}'`) && out;
+  }, 30000);
+  const billed = rows.split('\n').reduce((sum, row) => sum + Number(row.split('|')[0]), 0);
+  const ranLow = (stopRequested - first) + (end.requested - second) - 2000;  // a restart may pause it briefly
+  const ranHigh = (stopped - first) + (end.gone - second) + 1000;
+  console.log(`pausable: billed ${billed} ms in ${rows.split('\n').length} intervals; ran ${ranLow}..${ranHigh} ms; stopped ${second - stopped} ms`);
+  assert.ok(billed >= ranLow && billed <= ranHigh, `billed ${billed} ms, ran ${ranLow}..${ranHigh} ms`);
+  assert.ok(billed < end.gone - first - 2500, 'the stopped seconds were not billed');
+  assert.equal(rows.split('\n')[0].split('|')[1], 'Stopped');
+  // Commands on a group that is gone are 404; on one never placed, 409.
+  assert.equal((await command('stop')).status, 404);
+});
+
 test('an interval whose stop never comes is closed from the node heartbeats', async () => {
   // The node dies with the group running and never comes back: nobody reports the stop.
   const r = await request(gw, 'PUT', groupPath(sub, 'rg', 'orphan'), { token, body: kit.sleeperGroup({ cpu: 0.25 }) });

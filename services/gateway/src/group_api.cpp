@@ -175,6 +175,8 @@ HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) 
       return Costs(route);
     case RouteKind::kGroupMetrics:
       return GroupMetrics(route);
+    case RouteKind::kGroupCommand:
+      return GroupCommand(request, route);
   }
   return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
 }

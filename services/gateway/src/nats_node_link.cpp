@@ -82,4 +82,15 @@ void NatsNodeLink::CloseStream(const std::string& session_id) {
   }
 }
 
+std::optional<node::v1::NodeCommandReply> NatsNodeLink::GroupCommand(const std::string& node_id,
+                                                                     const std::string& verb,
+                                                                     const node::v1::GroupCommandRequest& request) {
+  // A stop waits for the containers' grace period: give the node that long and more.
+  auto answer = bus_.Request("skiff.node." + node_id + "." + verb, request.SerializeAsString(),
+                             std::max(timeout_, std::chrono::milliseconds(60000)));
+  node::v1::NodeCommandReply reply;
+  if (!answer || !reply.ParseFromString(*answer)) return std::nullopt;
+  return reply;
+}
+
 }  // namespace skiff::gateway

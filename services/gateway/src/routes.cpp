@@ -131,6 +131,13 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
       }
       return route;
     }
+    if (n == 9 && (Is(segments[8], "stop") || Is(segments[8], "start") || Is(segments[8], "restart"))) {
+      route.kind = RouteKind::kGroupCommand;
+      route.name = segments[7];
+      route.command = Is(segments[8], "stop") ? "stop" : Is(segments[8], "start") ? "start" : "restart";
+      if (method != "POST") return NotAllowed(method, "POST");
+      return route;
+    }
     if (n == 11 && Is(segments[8], "providers") &&
         ((Is(segments[9], "Skiff.Billing") && Is(segments[10], "costs")) ||
          (Is(segments[9], "microsoft.Insights") && Is(segments[10], "metrics")))) {

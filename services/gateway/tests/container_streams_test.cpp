@@ -42,6 +42,10 @@ class FakeNodes : public NodeLink {
   OutputHandler output;
   std::vector<node::v1::StreamInput> inputs;
   std::vector<std::string> closed;
+  std::optional<node::v1::NodeCommandReply> GroupCommand(const std::string&, const std::string&,
+                                                         const node::v1::GroupCommandRequest&) override {
+    return std::nullopt;
+  }
 };
 
 class FakeConnection : public WebSocketConnection {

@@ -167,3 +167,62 @@ TEST_F(UsageApiTest, MetricsGiveMillicoresAndBytesPerInterval) {
 
 }  // namespace
 }  // namespace skiff::gateway
+
+namespace skiff::gateway {
+namespace {
+
+// Stop, start and restart go to the node the read model last saw the group on.
+class RecordingNodes : public NodeLink {
+ public:
+  std::optional<node::v1::LogsReply> ContainerLogs(const node::v1::LogsRequest&) override { return std::nullopt; }
+  std::optional<node::v1::StreamReply> OpenExec(const node::v1::ExecRequest&, OutputHandler) override { return std::nullopt; }
+  std::optional<node::v1::StreamReply> OpenAttach(const node::v1::AttachRequest&, OutputHandler) override {
+    return std::nullopt;
+  }
+  void SendInput(const std::string&, const node::v1::StreamInput&) override {}
+  void CloseStream(const std::string&) override {}
+  std::optional<node::v1::NodeCommandReply> GroupCommand(const std::string& node_id, const std::string& verb,
+                                                         const node::v1::GroupCommandRequest& request) override {
+    calls.push_back(node_id + " " + verb + " " + std::to_string(request.placement_generation()));
+    return reply;
+  }
+  std::vector<std::string> calls;
+  std::optional<node::v1::NodeCommandReply> reply;
+};
+
+TEST_F(UsageApiTest, GroupCommandsGoToTheGroupsNode) {
+  RecordingNodes nodes;
+  api_->SetNodeLink(&nodes);
+  Create("web", 1);
+  const std::string stop = GroupPath("web") + "/stop?api-version=2023-05-01";
+  auto not_placed = Call("POST", stop);
+  EXPECT_EQ(not_placed.status, 409);
+  EXPECT_EQ(ErrorCode(not_placed), "ContainerGroupNotRunning");
+  EXPECT_EQ(Call("POST", GroupPath("nope") + "/stop?api-version=2023-05-01").status, 404);
+  EXPECT_EQ(Call("GET", stop).status, 405);
+
+  for (auto& [key, record] : store_.groups) {
+    GroupRuntime runtime;
+    runtime.node_id = "node-7";
+    runtime.placement_generation = 3;
+    record.runtime = runtime;
+  }
+  EXPECT_EQ(Call("POST", stop).status, 503);  // the node did not answer
+  nodes.reply = node::v1::NodeCommandReply();
+  nodes.reply->set_ok(true);
+  EXPECT_EQ(Call("POST", stop).status, 204);
+  EXPECT_EQ(Call("POST", GroupPath("web") + "/START?api-version=2023-05-01").status, 204);
+  EXPECT_EQ(Call("POST", GroupPath("web") + "/restart?api-version=2023-05-01").status, 204);
+  ASSERT_EQ(nodes.calls.size(), 4u);
+  EXPECT_EQ(nodes.calls[1], "node-7 stop 3");
+  EXPECT_EQ(nodes.calls[2], "node-7 start 3");
+  EXPECT_EQ(nodes.calls[3], "node-7 restart 3");
+  nodes.reply->set_ok(false);
+  nodes.reply->set_error_message("the group is not on this node");
+  auto refused = Call("POST", stop);
+  EXPECT_EQ(refused.status, 409);
+  EXPECT_NE(refused.body.find("the group is not on this node"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace skiff::gateway

@@ -28,6 +28,9 @@ class NodeLink {
                                                           OutputHandler on_output) = 0;
   virtual void SendInput(const std::string& session_id, const node::v1::StreamInput& input) = 0;
   virtual void CloseStream(const std::string& session_id) = 0;
+  // stop | start | restart of the group on `node_id`. nullopt: the node did not answer.
+  virtual std::optional<node::v1::NodeCommandReply> GroupCommand(const std::string& node_id, const std::string& verb,
+                                                                 const node::v1::GroupCommandRequest& request) = 0;
 };
 
 // What an exec or attach call hands out: the WebSocket URL's token and the password the client

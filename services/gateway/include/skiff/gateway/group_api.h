@@ -88,6 +88,8 @@ class GroupApi {
   HttpResponse ListCachedImages(const Route& route);
   HttpResponse ContainerLogs(const Route& route);
   HttpResponse ContainerStream(const HttpRequest& request, const Route& route);
+  // group_commands.cpp
+  HttpResponse GroupCommand(const HttpRequest& request, const Route& route);
   // usage_api.cpp
   HttpResponse ListUsages(const Route& route);
   HttpResponse Costs(const Route& route);

@@ -30,6 +30,8 @@ class NatsNodeLink : public NodeLink {
                                                   OutputHandler on_output) override;
   void SendInput(const std::string& session_id, const node::v1::StreamInput& input) override;
   void CloseStream(const std::string& session_id) override;
+  std::optional<node::v1::NodeCommandReply> GroupCommand(const std::string& node_id, const std::string& verb,
+                                                         const node::v1::GroupCommandRequest& request) override;
 
  private:
   std::optional<node::v1::StreamReply> Open(const std::string& subject, const std::string& session_id,

@@ -21,6 +21,7 @@ enum class RouteKind {
   kUsages,                 // /subscriptions/{s}/providers/Microsoft.ContainerInstance/locations/{l}/usages
   kCosts,                  // {subscription | resource group | group}/providers/Skiff.Billing/costs
   kGroupMetrics,           // {group}/providers/microsoft.Insights/metrics
+  kGroupCommand,           // {group}/stop | start | restart (POST); the verb is in `command`
 };
 
 struct Route {
@@ -32,6 +33,7 @@ struct Route {
   std::string container;
   std::string location;
   std::string operation_id;
+  std::string command;
   std::map<std::string, std::string> query;  // decoded
 
   std::string Query(const std::string& key) const {
