@@ -29,6 +29,7 @@ GroupRuntime ReadRuntime(const std::string& group_id, const pqxx::row& row, int 
   if (stored.ParseFromString(store::HexDecode(row[offset + 4].as<std::string>()))) {
     runtime.group = stored.group();
     runtime.containers.insert(stored.containers().begin(), stored.containers().end());
+    runtime.recent_event_ids.assign(stored.recent_event_ids().begin(), stored.recent_event_ids().end());
   }
   return runtime;
 }
@@ -345,6 +346,7 @@ void PgGroupStore::UpdateRuntimes(const std::vector<std::string>& group_ids, con
       gateway::v1::GroupRuntimeRecord stored;
       *stored.mutable_group() = runtime.group;
       stored.mutable_containers()->insert(runtime.containers.begin(), runtime.containers.end());
+      for (const auto& id : runtime.recent_event_ids) stored.add_recent_event_ids(id);
       tx.exec_params(
           // Only for a group that still exists: events of a deleted group leave nothing behind.
           "INSERT INTO gateway.group_runtime (group_id, version, placement_generation, provisioning_state, node_id, "

@@ -14,7 +14,8 @@ namespace ci = containerinstance::v1;
 
 namespace {
 
-constexpr int kMaxEvents = 50;  // per list, the newest kept
+constexpr int kMaxEvents = 50;          // per list, the newest kept
+constexpr size_t kRecentEvents = 64;    // event ids remembered per group for deduplication
 
 std::string TimeText(const google::protobuf::Timestamp& t) {
   return timefmt::FormatTime(std::chrono::system_clock::time_point(
@@ -52,6 +53,7 @@ std::optional<RuntimeEvent> DecodeRuntimeEvent(const std::string& subject, const
     scheduler::v1::PlacementEvent placement;
     if (!placement.ParseFromString(data) || placement.group().group_id().empty()) return std::nullopt;
     event.source = "placement";
+    event.event_id = placement.event_id();
     event.group_id = placement.group().group_id();
     event.placement_generation = placement.placement_generation();
     event.node_id = placement.node_id();
@@ -67,6 +69,7 @@ std::optional<RuntimeEvent> DecodeRuntimeEvent(const std::string& subject, const
     node::v1::ContainerEvent node_event;
     if (!node_event.ParseFromString(data) || node_event.group().group_id().empty()) return std::nullopt;
     event.source = sandbox ? "sandbox" : "container";
+    event.event_id = node_event.event_id();
     event.group_id = node_event.group().group_id();
     event.placement_generation = node_event.placement_generation();
     event.node_id = node_event.node_id();
@@ -84,6 +87,13 @@ std::optional<RuntimeEvent> DecodeRuntimeEvent(const std::string& subject, const
 
 bool ApplyRuntimeEvent(GroupRuntime& runtime, const RuntimeEvent& e) {
   if (e.placement_generation > 0 && e.placement_generation < runtime.placement_generation) return false;
+  if (!e.event_id.empty()) {
+    // JetStream redelivers what was not acked before a crash: apply each event once.
+    auto& recent = runtime.recent_event_ids;
+    if (std::find(recent.begin(), recent.end(), e.event_id) != recent.end()) return false;
+    recent.push_back(e.event_id);
+    if (recent.size() > kRecentEvents) recent.erase(recent.begin());
+  }
   if (e.placement_generation > runtime.placement_generation) {
     // A new copy: what the old one reported no longer describes the group.
     runtime.placement_generation = e.placement_generation;

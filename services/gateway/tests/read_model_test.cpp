@@ -116,6 +116,18 @@ TEST(ReadModelTest, StaleCopiesAreIgnoredAndANewCopyStartsClean) {
   EXPECT_EQ(runtime.group.state(), "Pending");
 }
 
+TEST(ReadModelTest, ARedeliveredEventIsAppliedOnce) {
+  GroupRuntime runtime;
+  auto backoff = Node("skiff.events.container.backoff", "BackOff", "Running", 1, "web", "Waiting", 1);
+  backoff.event_id = "e-1";
+  EXPECT_TRUE(ApplyRuntimeEvent(runtime, backoff));
+  EXPECT_FALSE(ApplyRuntimeEvent(runtime, backoff));
+  EXPECT_EQ(runtime.containers.at("web").events(0).count(), 1);
+  backoff.event_id = "e-2";  // the same event again from the node: a repeat, counted
+  EXPECT_TRUE(ApplyRuntimeEvent(runtime, backoff));
+  EXPECT_EQ(runtime.containers.at("web").events(0).count(), 2);
+}
+
 TEST(ReadModelTest, IgnoresWhatItDoesNotFollow) {
   EXPECT_FALSE(DecodeRuntimeEvent("skiff.events.group.created", "x"));
   EXPECT_FALSE(DecodeRuntimeEvent("skiff.events.placement.placed", "\\xff\\xff not protobuf"));

@@ -20,10 +20,12 @@ struct GroupRuntime {
   std::string node_id;
   containerinstance::v1::ContainerGroupInstanceView group;                 // state + group events
   std::map<std::string, containerinstance::v1::ContainerInstanceView> containers;
+  std::vector<std::string> recent_event_ids;  // newest last; a redelivery of one of them is skipped
 };
 
 // What an event on skiff.events.{placement,sandbox,container}.* says about a group.
 struct RuntimeEvent {
+  std::string event_id;
   std::string group_id;
   std::string source;             // placement | sandbox | container
   std::string kind;               // the subject's last word: placed, state, started, ...
@@ -41,7 +43,7 @@ struct RuntimeEvent {
 // nullopt for subjects the read model does not follow (or a payload that does not parse).
 std::optional<RuntimeEvent> DecodeRuntimeEvent(const std::string& subject, const std::string& data);
 
-// Folds one event in; false when it changed nothing (a stale copy's event).
+// Folds one event in; false when it changed nothing (a stale copy's event, or one applied before).
 bool ApplyRuntimeEvent(GroupRuntime& runtime, const RuntimeEvent& event);
 
 // The final answer for the group's create/update operation, once there is one: Succeeded when
