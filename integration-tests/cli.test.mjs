@@ -1,0 +1,119 @@
+// The `skiff` CLI against the real stack (gateway, scheduler, node, imagecache, billing, NATS,
+// Postgres, registry): create with progress, show, list, logs, stop/start/restart, usage,
+// export, delete; and each error path prints a clear message and exits non-zero.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startInfra, Gateway, until, serviceKit } from './harness.mjs';
+
+let infra, gw, kit, env;
+const sub = randomUUID();
+
+function skiff(args, extraEnv = {}, cwd = tmpdir()) {
+  const r = spawnSync(join(kit.build, 'services/cli/skiff'), args, { env: { PATH: process.env.PATH, ...env, ...extraEnv }, cwd });
+  return { code: r.status, out: r.stdout.toString(), err: r.stderr.toString() };
+}
+
+before(async () => {
+  infra = startInfra({ registry: true });
+  infra.secretKey = randomBytes(32).toString('base64');
+  kit = serviceKit(infra);
+  gw = await new Gateway(infra).start();
+  env = { SKIFF_URL: gw.url, SKIFF_TOKEN: gw.createToken(sub), SKIFF_SUBSCRIPTION: sub, SKIFF_CA: infra.env.CA };
+  kit.startScheduler('scheduler');
+  kit.startNode('cli-a', 2);
+  kit.spawn('billing', 'services/billing/skiff-billing');
+  await until('node registered', () => {
+    try { return kit.sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'cli-a'") === '1'; } catch { return false; }
+  }, 30000);
+});
+
+after(async () => {
+  await kit?.stopAll();
+  await gw?.stop();
+  kit?.cleanNodes(['cli-a']);
+  infra?.stop();
+});
+
+test('create, show, list, logs, stop, start, restart, usage, export and delete', async () => {
+  const image = `${infra.env.REGISTRY}/skiff/sleeper:1`;
+  const created = skiff(['create', '-g', 'cli', '-n', 'web', '--image', image, '--cpu', '0.5', '--memory', '0.5',
+    '-e', 'MODE=cli', '--secure-environment-variables', 'KEY=hidden']);
+  assert.equal(created.code, 0, created.err + created.out);
+  assert.match(created.out, /web\s+cli\s+Succeeded\s+Running/);
+  assert.match(created.err, /Placed/);                 // progress while it starts
+  assert.match(created.err, /web Started/);
+
+  const shown = skiff(['show', '-g', 'cli', '-n', 'web', '-o', 'json']);
+  assert.equal(shown.code, 0, shown.err);
+  const doc = JSON.parse(shown.out);
+  assert.equal(doc.properties.instanceView.state, 'Running');
+  assert.equal(doc.properties.containers[0].properties.environmentVariables[1].secureValue, undefined);
+
+  const listed = skiff(['list']);
+  assert.equal(listed.code, 0, listed.err);
+  assert.match(listed.out, /^NAME\s+RESOURCE GROUP\s+STATUS/);
+  assert.match(listed.out, /web\s+cli\s+Succeeded/);
+
+  // A job that prints and ends: its log.
+  const job = skiff(['create', '-g', 'cli', '-n', 'job', '--image', `${infra.env.REGISTRY}/skiff/hello:1`,
+    '--restart-policy', 'Never', '--cpu', '0.25', '--memory', '0.3']);
+  assert.equal(job.code, 0, job.err);
+  const logs = await until('the job wrote its log', () => {
+    const r = skiff(['logs', '-g', 'cli', '-n', 'job']);
+    return r.out.includes('hello from skiff') && r;
+  });
+  assert.equal(logs.code, 0);
+  assert.equal(skiff(['logs', '-g', 'cli', '-n', 'job', '--container-name', 'nope']).code, 1);
+
+  for (const verb of ['stop', 'start', 'restart']) {
+    const r = skiff([verb, '-g', 'cli', '-n', 'web']);
+    assert.equal(r.code, 0, `${verb}: ${r.err}`);
+    assert.equal(r.out, `${verb}: web\n`);
+  }
+  await until('running again', () => kit.running('cli-a').length === 1, 30000);
+
+  const usage = skiff(['usage']);
+  assert.equal(usage.code, 0, usage.err);
+  assert.match(usage.out, /Container Groups: 2 of 100/);
+  assert.match(usage.out, /Cost \(last 30 days\): [0-9.e-]+ USD/);
+
+  const exported = skiff(['export', '-g', 'cli', '-n', 'web']);
+  assert.equal(exported.code, 0);
+  const file = join(mkdtempSync(join(tmpdir(), 'skiff-cli-')), 'group.json');
+  writeFileSync(file, exported.out);
+  const again = skiff(['create', '-g', 'cli', '-n', 'copy', '-f', file, '--no-wait']);
+  assert.equal(again.code, 0, again.err);
+  assert.equal(again.out, 'accepted: copy\n');
+
+  assert.equal(skiff(['delete', '-g', 'cli', '-n', 'copy']).out, 'deleted: copy\n');
+  assert.equal(skiff(['delete', '-g', 'cli', '-n', 'job']).out, 'deleted: job\n');
+  assert.equal(skiff(['delete', '-g', 'cli', '-n', 'web']).out, 'deleted: web\n');
+  assert.equal(skiff(['delete', '-g', 'cli', '-n', 'web']).out, 'nothing to delete: web\n');
+  await until('nothing runs', () => kit.running('cli-a').length === 0, 30000);
+});
+
+test('errors print a clear message and exit non-zero', async () => {
+  const badFlag = skiff(['create', '-g', 'cli', '-n', 'x', '--image', 'i', '--cpu', 'lots']);
+  assert.notEqual(badFlag.code, 0);
+  assert.match(badFlag.err, /--cpu/);
+  const noImage = skiff(['create', '-g', 'cli', '-n', 'x']);
+  assert.equal(noImage.code, 1);
+  assert.match(noImage.err, /--image is required/);
+  const missing = skiff(['show', '-g', 'cli', '-n', 'nope']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.err, /^skiff: ResourceNotFound: /);
+  const invalid = skiff(['create', '-g', 'cli', '-n', 'Bad_Name', '--image', 'i', '--no-wait']);
+  assert.equal(invalid.code, 1);
+  assert.match(invalid.err, /InvalidContainerGroupName|is invalid/);
+  const down = skiff(['list'], { SKIFF_URL: 'https://127.0.0.1:1' });
+  assert.equal(down.code, 3);
+  assert.match(down.err, /cannot reach the Skiff API at https:\/\/127\.0\.0\.1:1/);
+  const noCredentials = spawnSync(join(kit.build, 'services/cli/skiff'), ['list'], { env: { PATH: process.env.PATH }, cwd: '/' });
+  assert.equal(noCredentials.status, 2);
+  assert.match(noCredentials.stderr.toString(), /no credentials: set --url\/SKIFF_URL/);
+});
