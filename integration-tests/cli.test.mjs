@@ -70,6 +70,19 @@ test('create, show, list, logs, stop, start, restart, usage, export and delete',
   assert.equal(logs.code, 0);
   assert.equal(skiff(['logs', '-g', 'cli', '-n', 'job', '--container-name', 'nope']).code, 1);
 
+  // exec: a command's output and exit code; stdin piped to a shell (no terminal: pipes).
+  const echoed = skiff(['exec', '-g', 'cli', '-n', 'web', '--exec-command', '/bin/echo exec-ok']);
+  assert.equal(echoed.code, 0, echoed.err);
+  assert.equal(echoed.out, 'exec-ok\n');
+  const shell = spawnSync(join(kit.build, 'services/cli/skiff'), ['exec', '-g', 'cli', '-n', 'web'],
+    { env: { PATH: process.env.PATH, ...env }, input: 'echo piped-$MODE\nexit 4\n' });
+  assert.equal(shell.status, 4, shell.stderr.toString());
+  assert.equal(shell.stdout.toString(), 'piped-cli\n');
+  // attach / logs --follow: the ended job's output, then it returns.
+  const attached = skiff(['logs', '-g', 'cli', '-n', 'job', '--follow']);
+  assert.equal(attached.code, 0, attached.err);
+  assert.match(attached.out, /hello from skiff/);
+
   for (const verb of ['stop', 'start', 'restart']) {
     const r = skiff([verb, '-g', 'cli', '-n', 'web']);
     assert.equal(r.code, 0, `${verb}: ${r.err}`);

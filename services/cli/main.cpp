@@ -1,6 +1,8 @@
 // skiff: the command line for Skiff, shaped after `az container`.
 #include <CLI/CLI.hpp>
 #include <google/protobuf/util/json_util.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -71,13 +73,22 @@ int main(int argc, char** argv) {
   auto* restart_cmd = app.add_subcommand("restart", "Restart a container group's containers in place");
   auto* export_cmd = app.add_subcommand("export", "Print a group's document (JSON), for create -f");
   auto* usage_cmd = app.add_subcommand("usage", "Usage against quota, and the cost so far");
+  auto* exec_cmd = app.add_subcommand("exec", "Run a command in a running container (a terminal when stdin is one)");
+  auto* attach_cmd = app.add_subcommand("attach", "Follow a container's output live");
+  std::string exec_command = "/bin/sh";
+  exec_cmd->add_option("--exec-command", exec_command, "the command (split on spaces)");
+  bool follow = false;
+  logs_cmd->add_flag("--follow", follow, "keep printing new output (as attach)");
   std::string container;
-  for (auto* cmd : {create_cmd, show_cmd, delete_cmd, logs_cmd, start_cmd, stop_cmd, restart_cmd, export_cmd}) {
+  for (auto* cmd : {create_cmd, show_cmd, delete_cmd, logs_cmd, start_cmd, stop_cmd, restart_cmd, export_cmd, exec_cmd,
+                    attach_cmd}) {
     cmd->add_option("-g,--resource-group", resource_group, "resource group")->required();
     cmd->add_option("-n,--name", name, "container group name")->required();
   }
   list_cmd->add_option("-g,--resource-group", resource_group, "resource group (default: the whole subscription)");
-  logs_cmd->add_option("--container-name", container, "container (default: the group's first)");
+  for (auto* cmd : {logs_cmd, exec_cmd, attach_cmd}) {
+    cmd->add_option("--container-name", container, "container (default: the group's first)");
+  }
   logs_cmd->add_option("--tail", tail, "the last N lines");
   create_cmd->add_option("--image", create.image, "container image");
   create_cmd->add_option("-f,--file", create.file, "a container group document (JSON); flags override it");
@@ -209,14 +220,59 @@ int main(int argc, char** argv) {
       std::cout << (deleted.status == 204 ? "nothing to delete: " : "deleted: ") << name << "\n";
       return 0;
     }
-    if (logs_cmd->parsed()) {
-      if (container.empty()) {
-        auto got = Call(*credentials, "GET", path + kApi);
-        if (Failed(got)) return 1;
-        auto group = ParseGroup(got.body);
-        if (!group || group->properties().containers_size() == 0) return Fail("the group has no containers");
-        container = group->properties().containers(0).name();
+    if ((logs_cmd->parsed() || exec_cmd->parsed() || attach_cmd->parsed()) && container.empty()) {
+      auto got = Call(*credentials, "GET", path + kApi);
+      if (Failed(got)) return 1;
+      auto group = ParseGroup(got.body);
+      if (!group || group->properties().containers_size() == 0) return Fail("the group has no containers");
+      container = group->properties().containers(0).name();
+    }
+    if (exec_cmd->parsed() || attach_cmd->parsed() || (logs_cmd->parsed() && follow)) {
+      const bool exec = exec_cmd->parsed();
+      const bool terminal = exec && ::isatty(STDIN_FILENO);
+      std::string body = "{}";
+      if (exec) {
+        skiff::containerinstance::v1::ContainerExecRequest request;
+        request.set_command(exec_command);
+        if (terminal) {
+          winsize size{};
+          ::ioctl(STDIN_FILENO, TIOCGWINSZ, &size);
+          request.mutable_terminal_size()->set_rows(size.ws_row ? size.ws_row : 24);
+          request.mutable_terminal_size()->set_cols(size.ws_col ? size.ws_col : 80);
+        }
+        body.clear();  // MessageToJsonString appends
+        (void)google::protobuf::util::MessageToJsonString(request, &body);
       }
+      auto opened = Call(*credentials, "POST", path + "/containers/" + container + (exec ? "/exec" : "/attach") + kApi, body);
+      if (Failed(opened)) return 1;
+      skiff::containerinstance::v1::ContainerStreamResponse stream;
+      google::protobuf::util::JsonParseOptions parse;
+      parse.ignore_unknown_fields = true;
+      if (!google::protobuf::util::JsonStringToMessage(opened.body, &stream, parse).ok()) {
+        return Fail("the API answered a stream that does not parse");
+      }
+      // A terminal goes raw while the remote one drives it, and comes back however this ends.
+      termios saved{};
+      const bool raw = terminal && ::tcgetattr(STDIN_FILENO, &saved) == 0;
+      if (raw) {
+        termios mode = saved;
+        ::cfmakeraw(&mode);
+        ::tcsetattr(STDIN_FILENO, TCSANOW, &mode);
+      }
+      int code = 0;
+      std::string error;
+      try {
+        code = JoinStream(*credentials, stream.web_socket_uri(), stream.password(), exec);
+      } catch (const std::exception& e) {
+        error = e.what();
+        code = 1;
+      }
+      if (raw) ::tcsetattr(STDIN_FILENO, TCSANOW, &saved);
+      std::cout.flush();
+      if (!error.empty()) std::cerr << "skiff: " << error << "\n";
+      std::_Exit(code);  // the input thread may still sit in read(2): end here, with the command's code
+    }
+    if (logs_cmd->parsed()) {
       auto logs = Call(*credentials, "GET", path + "/containers/" + container + "/logs" + kApi +
                                                 (tail > 0 ? "&tail=" + std::to_string(tail) : ""));
       if (Failed(logs)) return 1;

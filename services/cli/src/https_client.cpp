@@ -59,3 +59,103 @@ Answer Call(const Credentials& credentials, const std::string& method, const std
 }
 
 }  // namespace skiff::cli
+
+// ---- container streams (exec, attach) -------------------------------------------------------
+
+#include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <unistd.h>
+
+#include <deque>
+#include <iostream>
+#include <mutex>
+#include <thread>
+
+namespace skiff::cli {
+
+namespace websocket = beast::websocket;
+
+int JoinStream(const Credentials& credentials, const std::string& web_socket_uri, const std::string& password,
+               bool send_input) {
+  const std::string prefix = "wss://";
+  if (web_socket_uri.rfind(prefix, 0) != 0) throw std::runtime_error("unexpected stream URI " + web_socket_uri);
+  const std::string rest = web_socket_uri.substr(prefix.size());
+  const std::string host_port = rest.substr(0, rest.find('/'));
+  const std::string target = rest.substr(host_port.size());
+  const auto colon = host_port.rfind(':');
+  const std::string host = colon == std::string::npos ? host_port : host_port.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "443" : host_port.substr(colon + 1);
+  asio::io_context io;
+  asio::ssl::context tls(asio::ssl::context::tls_client);
+  if (credentials.ca_file.empty()) tls.set_default_verify_paths();
+  else tls.load_verify_file(credentials.ca_file);
+  tls.set_verify_mode(asio::ssl::verify_peer);
+  websocket::stream<beast::ssl_stream<beast::tcp_stream>> ws(io, tls);
+  try {
+    SSL_set_tlsext_host_name(ws.next_layer().native_handle(), host.c_str());
+    ws.next_layer().set_verify_callback(asio::ssl::host_name_verification(host));
+    asio::ip::tcp::resolver resolver(io);
+    beast::get_lowest_layer(ws).expires_after(std::chrono::seconds(30));
+    beast::get_lowest_layer(ws).connect(resolver.resolve(host, port));
+    ws.next_layer().handshake(asio::ssl::stream_base::client);
+    beast::get_lowest_layer(ws).expires_never();
+    ws.handshake(host_port, target);
+    ws.write(asio::buffer(password));
+  } catch (const boost::system::system_error& e) {
+    throw Unreachable("cannot open the stream at " + web_socket_uri + ": " + e.code().message());
+  }
+
+  // One thread runs the socket (reads, and writes posted to it); another reads standard input.
+  std::deque<std::string> outgoing;
+  bool writing = false;
+  std::function<void()> write_next = [&] {
+    if (writing || outgoing.empty()) return;
+    writing = true;
+    ws.binary(true);
+    ws.async_write(asio::buffer(outgoing.front()), [&](beast::error_code error, size_t) {
+      writing = false;
+      outgoing.pop_front();
+      if (!error) write_next();
+    });
+  };
+  beast::flat_buffer buffer;
+  bool closed = false;
+  std::function<void()> read_next = [&] {
+    ws.async_read(buffer, [&](beast::error_code error, size_t) {
+      if (error) {
+        closed = true;
+        return;
+      }
+      const auto data = buffer.data();
+      std::cout.write(static_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+      std::cout.flush();
+      buffer.consume(buffer.size());
+      read_next();
+    });
+  };
+  read_next();
+  std::thread input;
+  if (send_input) {
+    input = std::thread([&] {
+      char chunk[4096];
+      for (ssize_t n; (n = ::read(STDIN_FILENO, chunk, sizeof chunk)) > 0;) {
+        asio::post(io, [&, text = std::string(chunk, static_cast<size_t>(n))] {
+          if (closed) return;
+          outgoing.push_back(text);
+          write_next();
+        });
+      }
+    });
+    input.detach();  // blocked in read(2) until the user types: it ends with the process
+  }
+  io.run();
+  const auto reason = ws.reason();
+  const std::string text(reason.reason.data(), reason.reason.size());
+  if (reason.code == websocket::close_code::normal && text.rfind("exit code ", 0) == 0) {
+    return std::stoi(text.substr(10));
+  }
+  if (reason.code == websocket::close_code::normal || reason.code == websocket::close_code::none) return 0;
+  throw std::runtime_error("the stream closed: " + (text.empty() ? std::to_string(reason.code) : text));
+}
+
+}  // namespace skiff::cli

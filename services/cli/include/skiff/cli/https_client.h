@@ -18,3 +18,14 @@ Answer Call(const Credentials& credentials, const std::string& method, const std
             const std::string& body = "");
 
 }  // namespace skiff::cli
+
+namespace skiff::cli {
+
+// Joins a container stream (exec or attach) at `web_socket_uri`: sends `password`, copies
+// standard input to it (unless `send_input` is false) and its output to standard output until it
+// closes. Returns the exit code from the close reason ("exit code <n>"), or throws Unreachable
+// / std::runtime_error with the server's reason.
+int JoinStream(const Credentials& credentials, const std::string& web_socket_uri, const std::string& password,
+               bool send_input);
+
+}  // namespace skiff::cli
