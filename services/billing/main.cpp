@@ -14,6 +14,7 @@
 #include "skiff/billing/pg_billing_store.h"
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
+#include "skiff/lifecycle/loop_inbox.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
@@ -49,22 +50,6 @@ billing::PriceSheet LoadPrices(const config::Config& cfg) {
                   cfg.GetDouble("billing.spot.gpu_second", 0.00009)};
   return billing::PriceSheet(currency, {version});
 }
-
-class LoopInbox {
- public:
-  void Post(std::function<void()> task) {
-    std::lock_guard lock(mutex_);
-    tasks_.push_back(std::move(task));
-  }
-  std::vector<std::function<void()>> Take() {
-    std::lock_guard lock(mutex_);
-    return std::exchange(tasks_, {});
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::function<void()>> tasks_;
-};
 
 int Serve(const config::Config& cfg) {
   lifecycle::TerminationSignals termination;  // before any thread starts
@@ -107,7 +92,7 @@ int Serve(const config::Config& cfg) {
   auto& commit_seconds = registry.GetHistogram("skiff_billing_commit_seconds", "Time to meter and commit one batch.");
   auto& failures = registry.GetCounter("skiff_billing_batch_failures_total", "Batches that failed and came again.");
 
-  LoopInbox inbox;
+  lifecycle::LoopInbox inbox;
   auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
     node::v1::NodeHeartbeat heartbeat;
     if (!heartbeat.ParseFromString(data)) return;

@@ -15,6 +15,7 @@
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/lifecycle/loop_inbox.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
@@ -28,24 +29,6 @@
 namespace {
 
 using namespace skiff;
-
-// Work handed to the scheduling loop from other threads (heartbeats, operator requests): the
-// service is one actor and only the loop touches it.
-class LoopInbox {
- public:
-  void Post(std::function<void()> task) {
-    std::lock_guard lock(mutex_);
-    tasks_.push_back(std::move(task));
-  }
-  std::deque<std::function<void()>> Take() {
-    std::lock_guard lock(mutex_);
-    return std::exchange(tasks_, {});
-  }
-
- private:
-  std::mutex mutex_;
-  std::deque<std::function<void()>> tasks_;
-};
 
 int Serve(const config::Config& cfg) {
   lifecycle::TerminationSignals termination;  // before any thread starts
@@ -83,7 +66,7 @@ int Serve(const config::Config& cfg) {
   auto& pass_seconds = registry.GetHistogram("skiff_scheduler_pass_seconds", "Time to place one batch of group events.");
   auto& event_failures = registry.GetCounter("skiff_scheduler_batch_failures_total", "Batches that failed and came again.");
 
-  LoopInbox inbox;
+  lifecycle::LoopInbox inbox;
   auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
     node::v1::NodeHeartbeat heartbeat;
     if (!heartbeat.ParseFromString(data)) return;
