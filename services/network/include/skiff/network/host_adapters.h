@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string>
+
+#include "skiff/network/host_network.h"
+
+namespace skiff::network {
+
+// CniRunner over the plugin binaries in `plugin_dir` (containernetworking-plugins).
+class ExecCniRunner : public CniRunner {
+ public:
+  explicit ExecCniRunner(std::string plugin_dir) : plugin_dir_(std::move(plugin_dir)) {}
+  Outcome Add(const std::string& conflist, const std::string& container_id, const std::string& netns,
+              const std::string& ifname) override;
+  Outcome Del(const std::string& conflist, const std::string& prev_result, const std::string& container_id,
+              const std::string& netns, const std::string& ifname) override;
+
+ private:
+  Outcome Invoke(const std::string& command, const std::string& conflist, const std::string& prev_result,
+                 const std::string& container_id, const std::string& netns, const std::string& ifname);
+  std::string plugin_dir_;
+};
+
+// HostPlumbing with iptables (iptables-restore, atomically) and ip(8).
+class IptablesPlumbing : public HostPlumbing {
+ public:
+  std::optional<std::string> SyncIsolation(const std::vector<HostBridge>& bridges) override;
+  std::vector<std::string> ListBridges() override;
+  void DeleteBridge(const std::string& name) override;
+  bool NamespaceExists(const std::string& path) override;
+
+  // The iptables-restore input for these bridges (pure; tested on its own).
+  static std::string IsolationRules(const std::vector<HostBridge>& bridges);
+};
+
+}  // namespace skiff::network
