@@ -32,6 +32,8 @@ export class Gateway {
       SKIFF_GATEWAY_TLS_KEY: infra.env.TLS_KEY,
       SKIFF_GATEWAY_SECRET_KEY: infra.secretKey ??= randomBytes(32).toString('base64'),
       SKIFF_LOG_LEVEL: 'warn',
+      // Only the network tests run the network service; elsewhere groups need no addresses.
+      SKIFF_GATEWAY_NETWORK: 'false',
       ...extraEnv,
     };
   }

@@ -90,6 +90,10 @@ int Serve(const config::Config& cfg) {
   api.SetNodeLink(&node_link);
   gateway::NatsBillingLink billing_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.billing_timeout_ms", 10000)));
   api.SetBillingLink(&billing_link);
+  // Every group claims its addresses from the network service; a gateway without it (tests of
+  // the API alone) shows no addresses and answers 503 for virtual networks.
+  gateway::NatsNetworkLink network_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.network_timeout_ms", 10000)));
+  if (cfg.GetBool("gateway.network", true)) api.SetNetworkLink(&network_link);
   gateway::ContainerUsageHistory usage_history;
   auto usage_reports = bus.Subscribe("skiff.node.usage", [&usage_history](const std::string&, const std::string& data) {
     node::v1::NodeUsage usage;

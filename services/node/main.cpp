@@ -26,13 +26,30 @@ using namespace skiff;
 namespace icv1 = imagecache::v1;
 
 // The node's image cache, over NATS (skiff.imagecache.<node-id>.*).
+// A service beside the node (image cache, network) may be starting or restarting: a request
+// nobody answers at once is tried again for a while before the group fails.
+std::optional<std::string> RequestWhenUp(bus::NatsBus& bus, const std::string& subject, const std::string& payload,
+                                         std::chrono::milliseconds timeout) {
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  for (;;) {
+    const auto sent = std::chrono::steady_clock::now();
+    auto answer = bus.Request(subject, payload, timeout);
+    if (answer) return answer;
+    // A timeout after the full wait is a real failure; an instant refusal means nobody listens yet.
+    if (std::chrono::steady_clock::now() - sent >= timeout || std::chrono::steady_clock::now() > give_up) {
+      return std::nullopt;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
 class NatsImageProvider : public node::ImageProvider {
  public:
   NatsImageProvider(bus::NatsBus& bus, std::string node_id) : bus_(bus), prefix_("skiff.imagecache." + node_id + ".") {}
 
   icv1::EnsureImageReply Ensure(const icv1::EnsureImageRequest& request) override {
     icv1::EnsureImageReply reply;
-    auto answer = RequestWhenUp("ensure", request.SerializeAsString(), std::chrono::minutes(30));
+    auto answer = RequestWhenUp(bus_, prefix_ + "ensure", request.SerializeAsString(), std::chrono::minutes(30));
     if (!answer || !reply.ParseFromString(*answer)) {
       reply.set_ok(false);
       reply.set_error_code("ImageCacheUnavailable");
@@ -59,7 +76,7 @@ class NatsImageProvider : public node::ImageProvider {
     request.set_image(image);
     request.set_container_id(container_id);
     icv1::MountRootfsReply reply;
-    auto answer = RequestWhenUp(verb, request.SerializeAsString(), std::chrono::seconds(30));
+    auto answer = RequestWhenUp(bus_, prefix_ + verb, request.SerializeAsString(), std::chrono::seconds(30));
     if (!answer || !reply.ParseFromString(*answer)) {
       reply.set_ok(false);
       reply.set_error_code("ImageCacheUnavailable");
@@ -67,22 +84,35 @@ class NatsImageProvider : public node::ImageProvider {
     }
     return reply;
   }
-  // The image cache may be starting or restarting beside the node: a request nobody answers
-  // at once is tried again for a while before the group fails.
-  std::optional<std::string> RequestWhenUp(const std::string& verb, const std::string& payload,
-                                           std::chrono::milliseconds timeout) {
-    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-    for (;;) {
-      const auto sent = std::chrono::steady_clock::now();
-      auto answer = bus_.Request(prefix_ + verb, payload, timeout);
-      if (answer) return answer;
-      // A timeout after the full wait is a real failure; an instant refusal means nobody listens yet.
-      if (std::chrono::steady_clock::now() - sent >= timeout || std::chrono::steady_clock::now() > give_up) {
-        return std::nullopt;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  bus::NatsBus& bus_;
+  std::string prefix_;
+};
+
+// The host's network service: skiff.network.<agent>.attach|detach.
+class NatsNetworkProvider : public node::NetworkProvider {
+ public:
+  NatsNetworkProvider(bus::NatsBus& bus, const std::string& agent) : bus_(bus), prefix_("skiff.network." + agent + ".") {}
+  skiff::network::v1::AttachReply Attach(const skiff::network::v1::AttachRequest& request) override {
+    skiff::network::v1::AttachReply reply;
+    auto answer = RequestWhenUp(bus_, prefix_ + "attach", request.SerializeAsString(), std::chrono::seconds(30));
+    if (!answer || !reply.ParseFromString(*answer) || (!reply.ok() && reply.error_code().empty())) {
+      reply.set_ok(false);
+      reply.set_error_code("NetworkUnavailable");
+      reply.set_error_message("The host's network service did not answer.");
     }
+    return reply;
   }
+  skiff::network::v1::DetachReply Detach(const skiff::network::v1::DetachRequest& request) override {
+    skiff::network::v1::DetachReply reply;
+    auto answer = bus_.Request(prefix_ + "detach", request.SerializeAsString(), std::chrono::seconds(30));
+    if (!answer || !reply.ParseFromString(*answer)) {
+      reply.set_ok(false);
+      reply.set_error_message("The host's network service did not answer.");
+    }
+    return reply;
+  }
+
+ private:
   bus::NatsBus& bus_;
   std::string prefix_;
 };
@@ -207,6 +237,13 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   node::NodeService service(runtime, images, events, open_secret, options);
   streams.SetService(&service);
   service.SetStreamTransport(&streams);
+  std::unique_ptr<NatsNetworkProvider> network;
+  if (auto agent = cfg.GetString("network.agent", ""); !agent.empty()) {
+    network = std::make_unique<NatsNetworkProvider>(bus, agent);
+    service.SetNetwork(network.get());
+  } else {
+    spdlog::warn("network.agent is not set: groups get a namespace with loopback only");
+  }
 
   auto server = bus.Serve("skiff.node." + options.node_id + ".*", "node-" + options.node_id,
                           [&](const std::string& subject, const std::string& data) -> std::optional<std::string> {

@@ -59,6 +59,7 @@ constexpr std::array kErrorTable{
     ErrorRow{ErrorKind::kCoresQuotaExceeded, "QuotaExceeded", 409},
     ErrorRow{ErrorKind::kCreateRateLimited, "TooManyRequests", 429},
     ErrorRow{ErrorKind::kStoreUnavailable, "ServiceUnavailable", 503},
+    ErrorRow{ErrorKind::kNetworkUnavailable, "NetworkUnavailable", 503},
     ErrorRow{ErrorKind::kInternal, "InternalServerError", 500},
 };
 
@@ -74,13 +75,14 @@ const ErrorRow& RowFor(ErrorKind kind) {
 int HttpStatusFor(ErrorKind kind) { return RowFor(kind).http_status; }
 std::string_view ArmCodeFor(ErrorKind kind) { return RowFor(kind).arm_code; }
 
-HttpResponse ErrorResponse(const ApiError& error) {
+namespace {
+HttpResponse ErrorEnvelope(int status, const std::string& code, const ApiError& error) {
   containerinstance::v1::ErrorResponse body;
-  body.mutable_error()->set_code(std::string(ArmCodeFor(error.kind)));
+  body.mutable_error()->set_code(code);
   body.mutable_error()->set_message(error.message);
   if (!error.target.empty()) body.mutable_error()->set_target(error.target);
   HttpResponse response;
-  response.status = HttpStatusFor(error.kind);
+  response.status = status;
   (void)google::protobuf::util::MessageToJsonString(body, &response.body);
   response.headers.emplace_back("Content-Type", "application/json; charset=utf-8");
   response.headers.emplace_back("x-ms-failure-cause", "gateway");
@@ -88,6 +90,16 @@ HttpResponse ErrorResponse(const ApiError& error) {
     response.headers.emplace_back("WWW-Authenticate", "Bearer");
   }
   return response;
+}
+}  // namespace
+
+HttpResponse ErrorResponse(const ApiError& error) {
+  return ErrorEnvelope(HttpStatusFor(error.kind), std::string(ArmCodeFor(error.kind)), error);
+}
+
+HttpResponse RelayedErrorResponse(int status, const std::string& code, const std::string& message) {
+  if (status < 400 || status > 599) status = 400;
+  return ErrorEnvelope(status, code, {ErrorKind::kInternal, message, ""});
 }
 
 }  // namespace skiff::gateway

@@ -33,6 +33,15 @@ ApiError NotFoundError(const GroupKey& key) {
           ""};
 }
 
+// 2023-05-01 or 2023-05-01-preview.
+bool IsDatedApiVersion(const std::string& v) {
+  if (v.size() != 10 && !(v.size() == 18 && v.compare(10, 8, "-preview") == 0)) return false;
+  for (size_t i = 0; i < 10; ++i) {
+    if ((i == 4 || i == 7) ? v[i] != '-' : !std::isdigit(static_cast<unsigned char>(v[i]))) return false;
+  }
+  return true;
+}
+
 bool IsSafeHost(const std::string& host) {
   if (host.empty() || host.size() > 255) return false;
   for (unsigned char c : host) {
@@ -88,7 +97,10 @@ HttpResponse GroupApi::Handle(const HttpRequest& request) {
     const bool monitor_version = route.kind == RouteKind::kGroupMetrics &&
                                  (version->second == "2018-01-01" || version->second == "2019-07-01" ||
                                   version->second == "2023-10-01");
-    if (!monitor_version && options_.api_versions.count(version->second) == 0) {
+    // Virtual networks take Microsoft.Network's dated versions; the part Skiff serves is the
+    // same in all of them.
+    const bool network_version = route.kind == RouteKind::kVirtualNetworks && IsDatedApiVersion(version->second);
+    if (!monitor_version && !network_version && options_.api_versions.count(version->second) == 0) {
       std::string list;
       for (const auto& v : options_.api_versions) list += (list.empty() ? "" : ", ") + v;
       return ErrorResponse({ErrorKind::kUnsupportedApiVersion,
@@ -177,6 +189,8 @@ HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) 
       return GroupMetrics(route);
     case RouteKind::kGroupCommand:
       return GroupCommand(request, route);
+    case RouteKind::kVirtualNetworks:
+      return VirtualNetworks(request, route);
   }
   return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
 }
@@ -329,6 +343,7 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
 
   GroupKey key{route.subscription_id, route.resource_group, route.name};
   std::string request_id = request.Header("x-ms-client-request-id");
+  std::string new_group_id;  // chosen once: the network claim is made for it
   for (int attempt = 0; attempt < kWriteAttempts; ++attempt) {
     auto existing = store_.Find(key);
     // Counted before the write, so two creates racing at the limit may both pass: quotas are a
@@ -336,6 +351,8 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
     if (attempt == 0) {
       if (auto refusal = CheckQuotas(route.subscription_id, existing, group)) return *refusal;
     }
+    if (!existing && new_group_id.empty()) new_group_id = new_id_();
+    if (auto refusal = ClaimNetwork(route, existing ? existing->group_id : new_group_id, group)) return *refusal;
     GroupRecord record;
     record.spec = group;
     OperationRecord operation;
@@ -346,7 +363,7 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
     bool written = false;
     if (!existing) {
       record.key = key;
-      record.group_id = new_id_();
+      record.group_id = new_group_id;
       record.generation = 1;
       operation.kind = "create";
       operation.resource_id = ResourceId(record.key);

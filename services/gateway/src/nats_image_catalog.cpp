@@ -15,11 +15,36 @@ std::optional<std::vector<ImageCatalog::Entry>> NatsImageCatalog::CachedImages()
   return entries;
 }
 
+namespace {
+
+// One request and its parsed answer; nullopt when nobody answered or the answer is not a Reply.
+template <typename Reply>
+std::optional<Reply> Ask(bus::NatsBus& bus, const std::string& subject, const google::protobuf::Message& request,
+                         std::chrono::milliseconds timeout) {
+  auto answer = bus.Request(subject, request.SerializeAsString(), timeout);
+  Reply reply;
+  if (!answer || answer->empty() || !reply.ParseFromString(*answer)) return std::nullopt;
+  return reply;
+}
+
+}  // namespace
+
 std::optional<billing::v1::CostReply> NatsBillingLink::Costs(const billing::v1::CostRequest& request) {
-  auto reply = bus_.Request("skiff.billing.costs", request.SerializeAsString(), timeout_);
-  billing::v1::CostReply costs;
-  if (!reply || !costs.ParseFromString(*reply)) return std::nullopt;
-  return costs;
+  return Ask<billing::v1::CostReply>(bus_, "skiff.billing.costs", request, timeout_);
+}
+
+std::optional<network::v1::ClaimReply> NatsNetworkLink::Claim(const network::v1::ClaimRequest& request) {
+  return Ask<network::v1::ClaimReply>(bus_, "skiff.network.claim", request, timeout_);
+}
+
+std::optional<network::v1::VnetApiReply> NatsNetworkLink::Vnets(const network::v1::VnetApiRequest& request) {
+  return Ask<network::v1::VnetApiReply>(bus_, "skiff.network.vnets", request, timeout_);
+}
+
+std::optional<network::v1::ResolveReply> NatsNetworkLink::Resolve(const std::string& fqdn) {
+  network::v1::ResolveRequest request;
+  request.set_fqdn(fqdn);
+  return Ask<network::v1::ResolveReply>(bus_, "skiff.network.resolve", request, timeout_);
 }
 
 }  // namespace skiff::gateway

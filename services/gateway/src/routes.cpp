@@ -114,6 +114,33 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
   if (n < 2 || !Is(segments[0], "subscriptions")) return NotFound(path);
   route.subscription_id = segments[1];
 
+  // /subscriptions/{s}[/resourceGroups/{rg}]/providers/Microsoft.Network/virtualNetworks[/{name}[/subnets/{subnet}]]
+  {
+    const bool in_rg = n >= 4 && Is(segments[2], "resourceGroups");
+    const size_t at = in_rg ? 4 : 2;
+    if (n >= at + 3 && Is(segments[at], "providers") && Is(segments[at + 1], "Microsoft.Network") &&
+        Is(segments[at + 2], "virtualNetworks")) {
+      route.kind = RouteKind::kVirtualNetworks;
+      if (in_rg) route.resource_group = segments[3];
+      const size_t rest = n - (at + 3);
+      if (rest == 0) {
+        if (method != "GET") return NotAllowed(method, "GET");
+        return route;
+      }
+      if (!in_rg) return NotFound(path);
+      route.name = segments[at + 3];
+      if (rest == 1) {
+        if (method != "GET" && method != "PUT" && method != "DELETE") return NotAllowed(method, "GET, PUT, DELETE");
+        return route;
+      }
+      if (rest == 3 && Is(segments[at + 4], "subnets")) {
+        route.subnet = segments[at + 5];
+        if (method != "GET") return NotAllowed(method, "GET");
+        return route;
+      }
+      return NotFound(path);
+    }
+  }
   // /subscriptions/{s}/resourceGroups/{rg}/providers/Microsoft.ContainerInstance/containerGroups[/{name}]
   if (n >= 7 && Is(segments[2], "resourceGroups") && Is(segments[4], "providers") && Is(segments[5], kProvider) &&
       Is(segments[6], "containerGroups")) {

@@ -140,6 +140,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   if (!group.from_standby) {
     if (auto error = runtime_.CreateSandbox(plan->sandbox)) return "SandboxFailed: " + *error;
   }
+  if (auto error = AttachNetwork(group, &plan->sandbox)) return error;
 
   // Volumes, prepared once per group and shared by its containers.
   std::map<std::string, std::string> volume_paths;
@@ -280,6 +281,32 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
     if (p.has_readiness_probe()) plan->readiness[container.name()] = ProbeFromModel(p.readiness_probe());
     plan->containers.push_back(std::move(launch));
   }
+  return std::nullopt;
+}
+
+std::optional<std::string> NodeService::AttachNetwork(Group& group, SandboxSpec* sandbox) {
+  if (!network_) return std::nullopt;
+  const auto& props = group.spec.properties();
+  network::v1::AttachRequest request;
+  *request.mutable_group() = group.ref;
+  request.set_node_id(options_.node_id);
+  request.set_netns_path(runtime_.NetworkNamespace(group.ref.group_id()));
+  *request.mutable_dns_config() = props.dns_config();
+  request.set_placement_generation(group.placement_generation);
+  auto reply = network_->Attach(request);
+  if (!reply.ok()) {
+    Publish(group, "", "NetworkFailed", reply.error_code() + ": " + reply.error_message(), "Warning", "Pending");
+    return "NetworkFailed: " + reply.error_message();
+  }
+  std::string assigned = reply.ip() + "/" + std::to_string(reply.prefix_length());
+  if (!reply.public_ip().empty()) assigned += ", public " + reply.public_ip();
+  Publish(group, "", "IPAssigned", assigned, "Normal", "Pending");
+  Publish(group, "", "NetworkAttached", "Joined " + reply.network() + " on bridge " + reply.bridge(), "Normal", "Pending");
+  sandbox->nameservers.assign(reply.name_servers().begin(), reply.name_servers().end());
+  sandbox->search_domains.assign(reply.search_domains().begin(), reply.search_domains().end());
+  sandbox->dns_options.assign(reply.options().begin(), reply.options().end());
+  sandbox->address = reply.ip();
+  if (auto error = runtime_.CreateSandbox(*sandbox)) return "SandboxFailed: " + *error;  // rewrites resolv.conf
   return std::nullopt;
 }
 
@@ -511,6 +538,20 @@ void NodeService::Cleanup(Group& group) {
     images_.Release(image, group.ref.group_id() + "/" + container_id.substr(container_id.find('_') + 1));
   }
   group.mounts.clear();
+  if (network_) {
+    // Only this copy's namespace: a newer copy on another node of this host keeps its address.
+    network::v1::DetachRequest detach;
+    detach.set_group_id(group.ref.group_id());
+    detach.set_netns_path(runtime_.NetworkNamespace(group.ref.group_id()));
+    detach.set_node_id(options_.node_id);
+    auto reply = network_->Detach(detach);
+    if (reply.ok()) {
+      Publish(group, "", "NetworkDetached", "Left the network", "Normal", "");  // "": the state stays
+    } else {
+      // The network service's reconcile removes what is left once the namespace is gone.
+      Publish(group, "", "NetworkDetached", "Detach failed (reconciled later): " + reply.error_message(), "Warning", "");
+    }
+  }
   runtime_.DeleteSandbox(group.ref.group_id());
 }
 

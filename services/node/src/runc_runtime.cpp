@@ -130,10 +130,20 @@ std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
   if (!fs::exists(NetworkNamespace(spec.id))) {
     if (auto error = CreateNetworkNamespace(NetworkNamespace(spec.id))) return error;
   }
-  std::ofstream(dir + "/hosts") << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t"
-                                << spec.hostname << "\n";
+  std::ofstream(dir + "/hosts") << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                << (spec.address.empty() ? "127.0.1.1" : spec.address) << "\t" << spec.hostname << "\n";
   std::ofstream resolv(dir + "/resolv.conf");
   for (const auto& ns : spec.nameservers) resolv << "nameserver " << ns << "\n";
+  if (!spec.search_domains.empty()) {
+    resolv << "search";
+    for (const auto& domain : spec.search_domains) resolv << " " << domain;
+    resolv << "\n";
+  }
+  if (!spec.dns_options.empty()) {
+    resolv << "options";
+    for (const auto& option : spec.dns_options) resolv << " " << option;
+    resolv << "\n";
+  }
   return std::nullopt;
 }
 

@@ -52,6 +52,7 @@ enum class ErrorKind {
   kCoresQuotaExceeded,
   kCreateRateLimited,
   kStoreUnavailable,
+  kNetworkUnavailable,
   kInternal,
 };
 
@@ -65,5 +66,7 @@ int HttpStatusFor(ErrorKind kind);
 std::string_view ArmCodeFor(ErrorKind kind);
 // {"error":{"code":...,"message":...}} with the right status.
 HttpResponse ErrorResponse(const ApiError& error);
+// Another service's ARM error (the network service's refusals), passed on as it was decided.
+HttpResponse RelayedErrorResponse(int status, const std::string& code, const std::string& message);
 
 }  // namespace skiff::gateway

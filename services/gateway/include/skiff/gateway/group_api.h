@@ -14,6 +14,7 @@
 #include "skiff/gateway/container_streams.h"
 #include "skiff/gateway/group_store.h"
 #include "skiff/gateway/http_types.h"
+#include "skiff/gateway/network_link.h"
 #include "skiff/gateway/routes.h"
 #include "skiff/gateway/usage_sources.h"
 #include "skiff/gateway/validation.h"
@@ -67,6 +68,9 @@ class GroupApi {
   // Cost views ask billing; container metrics read the nodes' usage reports.
   void SetBillingLink(BillingLink* billing) { billing_ = billing; }
   void SetUsageHistory(const ContainerUsageHistory* history) { usage_history_ = history; }
+  // Addresses, DNS name labels and virtual networks come from the network service; without
+  // it groups get no address in their view and the virtual-network API answers 503.
+  void SetNetworkLink(NetworkLink* network) { network_ = network; }
 
   // A WebSocket upgrade to /skiff/streams/<token> (from exec or attach): the session, or a refusal.
   WebSocketDecision OpenStream(const HttpRequest& request);
@@ -90,6 +94,11 @@ class GroupApi {
   HttpResponse ContainerStream(const HttpRequest& request, const Route& route);
   // group_commands.cpp
   HttpResponse GroupCommand(const HttpRequest& request, const Route& route);
+  // network_api.cpp
+  HttpResponse VirtualNetworks(const HttpRequest& request, const Route& route);
+  // Claims the group's address and label before it is stored, and writes them into the spec.
+  std::optional<HttpResponse> ClaimNetwork(const Route& route, const std::string& group_id,
+                                           containerinstance::v1::ContainerGroup& group);
   // usage_api.cpp
   HttpResponse ListUsages(const Route& route);
   HttpResponse Costs(const Route& route);
@@ -113,6 +122,7 @@ class GroupApi {
   ImageCatalog* image_catalog_ = nullptr;
   NodeLink* nodes_ = nullptr;
   BillingLink* billing_ = nullptr;
+  NetworkLink* network_ = nullptr;
   const ContainerUsageHistory* usage_history_ = nullptr;
   StreamTickets tickets_;
 

@@ -22,6 +22,8 @@ enum class RouteKind {
   kCosts,                  // {subscription | resource group | group}/providers/Skiff.Billing/costs
   kGroupMetrics,           // {group}/providers/microsoft.Insights/metrics
   kGroupCommand,           // {group}/stop | start | restart (POST); the verb is in `command`
+  kVirtualNetworks,        // {subscription | resource group}/providers/Microsoft.Network/virtualNetworks[/{name}]
+                           // (a list when `name` is empty), and .../{name}/subnets/{subnet} (GET)
 };
 
 struct Route {
@@ -34,6 +36,7 @@ struct Route {
   std::string location;
   std::string operation_id;
   std::string command;
+  std::string subnet;
   std::map<std::string, std::string> query;  // decoded
 
   std::string Query(const std::string& key) const {

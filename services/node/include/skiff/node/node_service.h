@@ -8,6 +8,7 @@
 #include <string>
 
 #include "skiff/imagecache/v1/imagecache.pb.h"
+#include "skiff/network/v1/network.pb.h"
 #include "skiff/node/group_supervisor.h"
 #include "skiff/node/observe.h"
 #include "skiff/node/v1/node.pb.h"
@@ -22,6 +23,15 @@ class ImageProvider {
   virtual imagecache::v1::MountRootfsReply Mount(const std::string& image, const std::string& container_id) = 0;
   virtual void Unmount(const std::string& image, const std::string& container_id) = 0;
   virtual void Release(const std::string& image, const std::string& holder) = 0;
+};
+
+// The host's network service (NATS requests to skiff.network.<agent>.* in the service): joins
+// a group's namespace to its network and takes it out again.
+class NetworkProvider {
+ public:
+  virtual ~NetworkProvider() = default;
+  virtual network::v1::AttachReply Attach(const network::v1::AttachRequest& request) = 0;
+  virtual network::v1::DetachReply Detach(const network::v1::DetachRequest& request) = 0;
 };
 
 class NodeEventPublisher {
@@ -89,6 +99,8 @@ class NodeService : public SupervisorSink {
   // Exec and attach sessions (nullopt: the group is not on this node). Output goes to the
   // transport; Input() feeds a session; Tick() ends finished and abandoned sessions.
   void SetStreamTransport(StreamTransport* transport) { transport_ = transport; }
+  // Without a network provider a group's namespace has loopback only.
+  void SetNetwork(NetworkProvider* network) { network_ = network; }
   std::optional<v1::StreamReply> Exec(const v1::ExecRequest& request);
   std::optional<v1::StreamReply> Attach(const v1::AttachRequest& request);
   void Input(const std::string& session_id, const v1::StreamInput& input);
@@ -122,6 +134,7 @@ class NodeService : public SupervisorSink {
                               const std::string& name, const std::string& message, const std::string& type,
                               const std::string& state);
   std::optional<std::string> Prepare(Group& group, GroupPlan* plan);
+  std::optional<std::string> AttachNetwork(Group& group, SandboxSpec* sandbox);
   void Cleanup(Group& group);
   std::optional<std::string> Launch(Group& group, bool adopt_existing);
   void Persist(const Group& group);
@@ -148,6 +161,7 @@ class NodeService : public SupervisorSink {
   std::mutex mutex_;
   std::map<std::string, Group> groups_;
   StreamTransport* transport_ = nullptr;
+  NetworkProvider* network_ = nullptr;
   std::mutex streams_mutex_;  // apart from mutex_: ending a session joins its reader thread
   std::map<std::string, StreamSession> streams_;
   std::mutex spares_mutex_;

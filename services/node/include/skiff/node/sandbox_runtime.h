@@ -18,6 +18,9 @@ struct SandboxSpec {
   std::string id;          // group id
   std::string hostname;    // the group's name
   std::vector<std::string> nameservers{"127.0.0.53"};
+  std::vector<std::string> search_domains;
+  std::vector<std::string> dns_options;
+  std::string address;     // the group's own address, for /etc/hosts (empty: loopback only)
 };
 
 struct ContainerExit {
@@ -58,6 +61,7 @@ class ExecProcess {
 class SandboxRuntime {
  public:
   virtual ~SandboxRuntime() = default;
+  // Idempotent: called again once the network is known, it rewrites hosts and resolv.conf.
   virtual std::optional<std::string> CreateSandbox(const SandboxSpec& spec) = 0;
   // Starts the container and returns at once; it runs on after this process exits.
   virtual std::optional<std::string> StartContainer(const std::string& sandbox_id, const ContainerLaunch& launch) = 0;
