@@ -137,7 +137,7 @@ export function gatewayStack({ gatewayEnv = {} } = {}) {
 export async function until(what, check, ms = 20000) {
   const deadline = Date.now() + ms;
   for (;;) {
-    const value = check();
+    const value = await check();  // a check may be async
     if (value) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(200);

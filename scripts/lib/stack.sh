@@ -77,7 +77,7 @@ seed_registry() {  # workdir registry-port
   local root=$work/bundle/rootfs
   mkdir -p "$root/bin" "$root/www" "$root/tmp" "$root/etc"
   cp /bin/busybox "$root/bin/busybox"
-  for applet in sh echo cat ls sleep httpd env hostname id ps true false wget nc date stty; do
+  for applet in sh echo cat ls sleep httpd env hostname id ps true false wget nc date stty nslookup ip; do
     ln -sf busybox "$root/bin/$applet"
   done
   echo '<h1>Hello from Skiff</h1>' >"$root/www/index.html"

@@ -13,6 +13,7 @@
 #include "skiff/gateway/cached_group_store.h"
 #include "skiff/gateway/group_api.h"
 #include "skiff/gateway/https_server.h"
+#include "skiff/gateway/ingress.h"
 #include "skiff/gateway/nats_image_catalog.h"
 #include "skiff/gateway/nats_node_link.h"
 #include "skiff/gateway/pg_group_store.h"
@@ -132,6 +133,22 @@ int Serve(const config::Config& cfg) {
   spdlog::info("gateway listening on https://{}:{}", server_options.address, server.BoundPort());
   if (auto port_file = cfg.Find("gateway.port_file")) {
     std::ofstream(*port_file) << server.BoundPort() << "\n";
+  }
+
+  // The HTTP ingress: requests for a group's DNS name go to its published port.
+  std::unique_ptr<gateway::IngressRouter> ingress_router;
+  std::unique_ptr<gateway::IngressServer> ingress;
+  if (auto ingress_listen = cfg.GetString("ingress.listen", ""); !ingress_listen.empty() && cfg.GetBool("gateway.network", true)) {
+    auto at = ingress_listen.rfind(':');
+    if (at == std::string::npos) throw std::runtime_error("ingress.listen must be address:port");
+    gateway::IngressOptions ingress_options;
+    ingress_options.address = ingress_listen.substr(0, at);
+    ingress_options.port = static_cast<uint16_t>(std::stoi(ingress_listen.substr(at + 1)));
+    ingress_router = std::make_unique<gateway::IngressRouter>(network_link);
+    ingress = std::make_unique<gateway::IngressServer>(ingress_options, *ingress_router);
+    ingress->Start();
+    spdlog::info("ingress listening on http://{}:{}", ingress_options.address, ingress->BoundPort());
+    if (auto port_file = cfg.Find("ingress.port_file")) std::ofstream(*port_file) << ingress->BoundPort() << "\n";
   }
 
   // The read model: follows what the scheduler and the nodes report, so GET shows instanceView

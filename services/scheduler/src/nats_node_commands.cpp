@@ -37,6 +37,11 @@ void NatsNodeCommands::Stop() {
   }
 }
 
+bool NatsNodeCommands::Stopping() {
+  std::lock_guard lock(mutex_);
+  return stopping_;
+}
+
 void NatsNodeCommands::Enqueue(std::function<void()> job) {
   {
     std::lock_guard lock(mutex_);
@@ -52,7 +57,19 @@ void NatsNodeCommands::Run(const std::string& node_id, const GroupRecord& group)
   request.set_causation_id(group.causation_id);
   request.set_placement_generation(group.placement_generation);
   Enqueue([this, node_id, payload = request.SerializeAsString(), id = group.ref.group_id()] {
-    auto answer = bus_.Request("skiff.node." + node_id + ".run", payload, std::chrono::minutes(10));
+    // Asked again every few seconds rather than waited on for minutes, so a shutdown is not
+    // held by a node that died mid-run. Run is idempotent per placement generation: a node that
+    // already has this placement answers at once.
+    std::optional<std::string> answer;
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+    while (!answer && std::chrono::steady_clock::now() < give_up && !Stopping()) {
+      const auto sent = std::chrono::steady_clock::now();
+      answer = bus_.Request("skiff.node." + node_id + ".run", payload, std::chrono::seconds(5));
+      // Nobody subscribed (the node is gone) answers at once: do not spin.
+      if (!answer && std::chrono::steady_clock::now() - sent < std::chrono::seconds(1)) {
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+    }
     node::v1::NodeCommandReply reply;
     if (!answer || !reply.ParseFromString(*answer)) {
       // A lost node is noticed by its missing heartbeats and its groups placed again.

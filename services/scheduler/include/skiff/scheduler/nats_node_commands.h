@@ -28,6 +28,7 @@ class NatsNodeCommands : public NodeCommands {
 
  private:
   void Enqueue(std::function<void()> job);
+  bool Stopping();
   bus::NatsBus& bus_;
   std::mutex mutex_;
   std::condition_variable ready_;
