@@ -185,12 +185,22 @@ std::vector<HostBridge> HostNetwork::Bridges() {
   return list;
 }
 
+// Bridges of this installation's subnets (another installation on the host keeps its own).
+std::set<std::string> HostNetwork::KnownBridges() {
+  std::set<std::string> names;
+  store_.InTransaction([&](NetworkTx& tx) {
+    for (const auto& subnet : tx.AllSubnets()) names.insert(subnet.bridge);
+  });
+  return names;
+}
+
 std::optional<std::string> HostNetwork::SyncLocked() {
   auto bridges = Bridges();
   std::set<std::string> used;
   for (const auto& b : bridges) used.insert(b.name);
+  auto known = KnownBridges();
   for (const auto& name : plumbing_.ListBridges()) {
-    if (!used.count(name)) plumbing_.DeleteBridge(name);  // its last group left this host
+    if (!used.count(name) && known.count(name)) plumbing_.DeleteBridge(name);  // its last group left this host
   }
   return plumbing_.SyncIsolation(bridges);
 }
@@ -204,8 +214,9 @@ HostNetwork::ReconcileStats HostNetwork::Reconcile() {
   }
   std::set<std::string> used;
   for (const auto& b : Bridges()) used.insert(b.name);
+  auto known = KnownBridges();
   for (const auto& name : plumbing_.ListBridges()) {
-    if (!used.count(name)) {
+    if (!used.count(name) && known.count(name)) {
       plumbing_.DeleteBridge(name);
       ++stats.bridges_removed;
     }

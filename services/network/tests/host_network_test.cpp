@@ -166,12 +166,15 @@ TEST_F(HostNetworkTest, ReconcileRemovesWhatACrashLeft) {
   half.container_id = "skiff-g3";
   store_.SaveAttachment(half);
   plumbing_.namespaces.erase("/var/run/netns/skiff-g2");
-  plumbing_.bridges.insert("skb000000000000");  // a bridge nobody uses
+  ClaimGroup("g9", "s9");  // a subnet of this installation whose bridge nobody uses any more
+  plumbing_.bridges.insert(Registry::BridgeName("default/s9"));
+  plumbing_.bridges.insert("skb000000000000");  // another installation's: not ours to remove
   auto stats = host_.Reconcile();
   EXPECT_EQ(stats.attachments_removed, 2);
   EXPECT_EQ(stats.bridges_removed, 1);
   EXPECT_EQ(store_.attachments(), 1u);
-  EXPECT_EQ(plumbing_.bridges.size(), 1u);
+  EXPECT_EQ(plumbing_.bridges.size(), 2u);
+  EXPECT_EQ(plumbing_.bridges.count("skb000000000000"), 1u);
 }
 
 TEST(ConfList, BridgeStaticPortmapFirewall) {

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -75,6 +76,7 @@ class HostNetwork {
  private:
   std::optional<std::string> Undo(const Attachment& attachment);
   std::optional<std::string> SyncLocked();
+  std::set<std::string> KnownBridges();
 
   NetworkStore& store_;
   CniRunner& cni_;
