@@ -1,5 +1,6 @@
 #include "skiff/network/host_network.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 #include <sstream>
@@ -75,12 +76,12 @@ v1::AttachReply HostNetwork::Attach(const v1::AttachRequest& request) {
   }
   const std::string conflist = ConfList(*subnet, *claim, options_.masquerade);
   std::lock_guard lock(mutex_);
+  LoadBridgesLocked();
   if (!plumbing_.NamespaceExists(request.netns_path())) {
     return AttachError("NamespaceNotFound", "The namespace " + request.netns_path() + " does not exist on this host.");
   }
   bool attached = false;
-  for (const auto& existing : store_.Attachments(options_.agent)) {
-    if (existing.group_id != group_id) continue;
+  for (const auto& existing : store_.GroupAttachments(options_.agent, group_id)) {
     if (existing.netns_path == request.netns_path()) {
       if (existing.complete && existing.conflist == conflist) {
         attached = true;  // a node asking again (after its restart): nothing to do
@@ -117,6 +118,7 @@ v1::AttachReply HostNetwork::Attach(const v1::AttachRequest& request) {
     attachment.complete = true;
     attachment.result = outcome.result;
     store_.SaveAttachment(attachment);
+    AddUserLocked(attachment, {subnet->bridge, subnet->Domain(), GatewayOf(subnet->prefix)});
   }
   if (auto error = SyncLocked()) return AttachError("NetworkFailed", "isolation rules: " + *error);
 
@@ -146,14 +148,48 @@ std::optional<std::string> HostNetwork::Undo(const Attachment& attachment) {
   // A namespace that is gone took its interface with it; what remains (rules) DEL removed.
   if (!outcome.ok && plumbing_.NamespaceExists(attachment.netns_path)) return "CNI DEL failed: " + outcome.error;
   store_.DeleteAttachment(attachment.group_id, attachment.netns_path);
+  if (attachment.complete) DropUserLocked(attachment);
   return std::nullopt;
+}
+
+void HostNetwork::LoadBridgesLocked() {
+  if (loaded_) return;
+  bridges_.clear();
+  bridge_users_.clear();
+  auto attachments = store_.Attachments(options_.agent);
+  store_.InTransaction([&](NetworkTx& tx) {
+    std::map<std::string, std::optional<SubnetRow>> subnets;
+    for (const auto& a : attachments) {
+      if (!a.complete) continue;
+      auto& subnet = subnets[a.subnet_id];
+      if (!subnet) subnet = tx.FindSubnet(a.subnet_id);
+      HostBridge bridge{a.bridge, subnet ? subnet->Domain() : a.subnet_id, subnet ? GatewayOf(subnet->prefix) : 0};
+      bridges_[a.bridge] = bridge;
+      ++bridge_users_[a.bridge];
+    }
+  });
+  loaded_ = true;
+}
+
+void HostNetwork::AddUserLocked(const Attachment& attachment, const HostBridge& bridge) {
+  bridges_[attachment.bridge] = bridge;
+  ++bridge_users_[attachment.bridge];
+}
+
+void HostNetwork::DropUserLocked(const Attachment& attachment) {
+  auto it = bridge_users_.find(attachment.bridge);
+  if (it == bridge_users_.end()) return;
+  if (--it->second > 0) return;
+  bridge_users_.erase(it);
+  bridges_.erase(attachment.bridge);
+  plumbing_.DeleteBridge(attachment.bridge);  // its last group on this host left
 }
 
 v1::DetachReply HostNetwork::Detach(const v1::DetachRequest& request) {
   v1::DetachReply reply;
   std::lock_guard lock(mutex_);
-  for (const auto& existing : store_.Attachments(options_.agent)) {
-    if (existing.group_id != request.group_id()) continue;
+  LoadBridgesLocked();
+  for (const auto& existing : store_.GroupAttachments(options_.agent, request.group_id())) {
     if (!request.netns_path().empty() && existing.netns_path != request.netns_path()) continue;
     if (auto error = Undo(existing)) {
       reply.set_error_message(*error);
@@ -169,19 +205,10 @@ v1::DetachReply HostNetwork::Detach(const v1::DetachRequest& request) {
 }
 
 std::vector<HostBridge> HostNetwork::Bridges() {
-  std::map<std::string, HostBridge> bridges;
-  auto attachments = store_.Attachments(options_.agent);
-  std::set<std::string> subnet_ids;
-  for (const auto& a : attachments) subnet_ids.insert(a.subnet_id);
-  store_.InTransaction([&](NetworkTx& tx) {
-    for (const auto& id : subnet_ids) {
-      if (auto subnet = tx.FindSubnet(id)) {
-        bridges[subnet->bridge] = {subnet->bridge, subnet->Domain(), GatewayOf(subnet->prefix)};
-      }
-    }
-  });
+  std::lock_guard lock(mutex_);
+  LoadBridgesLocked();
   std::vector<HostBridge> list;
-  for (auto& [name, bridge] : bridges) list.push_back(bridge);
+  for (const auto& [name, bridge] : bridges_) list.push_back(bridge);
   return list;
 }
 
@@ -194,34 +221,37 @@ std::set<std::string> HostNetwork::KnownBridges() {
   return names;
 }
 
-std::optional<std::string> HostNetwork::SyncLocked() {
-  auto bridges = Bridges();
-  std::set<std::string> used;
-  for (const auto& b : bridges) used.insert(b.name);
-  auto known = KnownBridges();
-  for (const auto& name : plumbing_.ListBridges()) {
-    if (!used.count(name) && known.count(name)) plumbing_.DeleteBridge(name);  // its last group left this host
-  }
-  return plumbing_.SyncIsolation(bridges);
+std::optional<std::string> HostNetwork::SyncLocked(bool force) {
+  std::vector<HostBridge> current;
+  for (const auto& [name, bridge] : bridges_) current.push_back(bridge);
+  const bool same = synced_once_ && current.size() == synced_.size() &&
+                    std::equal(current.begin(), current.end(), synced_.begin(), [](const HostBridge& a, const HostBridge& b) {
+                      return a.name == b.name && a.domain == b.domain;
+                    });
+  if (same && !force) return std::nullopt;  // the rules already say exactly this
+  if (auto error = plumbing_.SyncIsolation(current)) return error;
+  synced_ = current;
+  synced_once_ = true;
+  return std::nullopt;
 }
 
 HostNetwork::ReconcileStats HostNetwork::Reconcile() {
   ReconcileStats stats;
   std::lock_guard lock(mutex_);
+  loaded_ = false;
+  LoadBridgesLocked();
   for (const auto& attachment : store_.Attachments(options_.agent)) {
     if (attachment.complete && plumbing_.NamespaceExists(attachment.netns_path)) continue;
     if (!Undo(attachment)) ++stats.attachments_removed;
   }
-  std::set<std::string> used;
-  for (const auto& b : Bridges()) used.insert(b.name);
   auto known = KnownBridges();
   for (const auto& name : plumbing_.ListBridges()) {
-    if (!used.count(name) && known.count(name)) {
+    if (!bridges_.count(name) && known.count(name)) {
       plumbing_.DeleteBridge(name);
       ++stats.bridges_removed;
     }
   }
-  plumbing_.SyncIsolation(Bridges());
+  SyncLocked(true);
   return stats;
 }
 

@@ -61,6 +61,7 @@ CREATE TABLE attachments (
   PRIMARY KEY (group_id, netns_path)
 );
 CREATE INDEX attachments_by_agent ON attachments (agent);
+CREATE INDEX attachments_by_group ON attachments (group_id);
 )sql"},
   };
 }
@@ -282,13 +283,15 @@ std::vector<std::pair<GroupClaim, SubnetRow>> PgNetworkStore::AllClaims() {
   });
 }
 
-std::vector<Attachment> PgNetworkStore::Attachments(const std::string& agent) {
-  return store::ReadOnly(pool_, [&](pqxx::nontransaction& tx) {
+namespace {
+std::vector<Attachment> QueryAttachments(store::ConnectionPool& pool, const std::string& agent, const std::string& group_id) {
+  return store::ReadOnly(pool, [&](pqxx::nontransaction& tx) {
     std::vector<Attachment> all;
     for (const auto& row : tx.exec_params(
              "SELECT group_id, netns_path, agent, node_id, container_id, subnet_id, bridge, conflist, "
-             "placement_generation, complete, result FROM network.attachments WHERE agent = $1",
-             agent)) {
+             "placement_generation, complete, result FROM network.attachments WHERE agent = $1 "
+             "AND ($2 = '' OR group_id = $2)",
+             agent, group_id)) {
       Attachment a;
       a.group_id = row[0].as<std::string>();
       a.netns_path = row[1].as<std::string>();
@@ -305,6 +308,16 @@ std::vector<Attachment> PgNetworkStore::Attachments(const std::string& agent) {
     }
     return all;
   });
+}
+}  // namespace
+
+std::vector<Attachment> PgNetworkStore::Attachments(const std::string& agent) {
+  return QueryAttachments(pool_, agent, "");
+}
+
+std::vector<Attachment> PgNetworkStore::GroupAttachments(const std::string& agent, const std::string& group_id) {
+  if (group_id.empty()) return {};
+  return QueryAttachments(pool_, agent, group_id);
 }
 
 void PgNetworkStore::SaveAttachment(const Attachment& a) {

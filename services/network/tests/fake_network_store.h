@@ -31,6 +31,13 @@ class FakeNetworkStore : public NetworkStore, private NetworkTx {
     }
     return list;
   }
+  std::vector<Attachment> GroupAttachments(const std::string& agent, const std::string& group_id) override {
+    std::vector<Attachment> list;
+    for (const auto& a : Attachments(agent)) {
+      if (a.group_id == group_id) list.push_back(a);
+    }
+    return list;
+  }
   void SaveAttachment(const Attachment& a) override { attachments_[{a.group_id, a.netns_path}] = a; }
   void DeleteAttachment(const std::string& group_id, const std::string& netns_path) override {
     attachments_.erase({group_id, netns_path});

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -75,7 +76,12 @@ class HostNetwork {
 
  private:
   std::optional<std::string> Undo(const Attachment& attachment);
-  std::optional<std::string> SyncLocked();
+  // The bridges in use and their user counts, from the records (once, and at every reconcile).
+  void LoadBridgesLocked();
+  void AddUserLocked(const Attachment& attachment, const HostBridge& bridge);
+  void DropUserLocked(const Attachment& attachment);
+  // Rewrites the isolation rules when the set of bridges changed since the last time (or always).
+  std::optional<std::string> SyncLocked(bool force = false);
   std::set<std::string> KnownBridges();
 
   NetworkStore& store_;
@@ -83,6 +89,11 @@ class HostNetwork {
   HostPlumbing& plumbing_;
   HostNetworkOptions options_;
   std::mutex mutex_;  // one host change at a time: CNI plugins and the rules are host-global
+  bool loaded_ = false;
+  std::map<std::string, HostBridge> bridges_;  // in use on this host
+  std::map<std::string, int> bridge_users_;
+  std::vector<HostBridge> synced_;             // what the rules were last written for
+  bool synced_once_ = false;
 };
 
 }  // namespace skiff::network

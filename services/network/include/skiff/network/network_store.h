@@ -99,6 +99,7 @@ class NetworkStore {
   virtual std::vector<std::pair<GroupClaim, SubnetRow>> AllClaims() = 0;
   // The host's attachments (one network service per host owns them).
   virtual std::vector<Attachment> Attachments(const std::string& agent) = 0;
+  virtual std::vector<Attachment> GroupAttachments(const std::string& agent, const std::string& group_id) = 0;
   virtual void SaveAttachment(const Attachment& attachment) = 0;
   virtual void DeleteAttachment(const std::string& group_id, const std::string& netns_path) = 0;
 };

@@ -22,6 +22,7 @@ class PgNetworkStore : public NetworkStore {
   void InTransaction(const std::function<void(NetworkTx&)>& body) override;
   std::vector<std::pair<GroupClaim, SubnetRow>> AllClaims() override;
   std::vector<Attachment> Attachments(const std::string& agent) override;
+  std::vector<Attachment> GroupAttachments(const std::string& agent, const std::string& group_id) override;
   void SaveAttachment(const Attachment& attachment) override;
   void DeleteAttachment(const std::string& group_id, const std::string& netns_path) override;
 

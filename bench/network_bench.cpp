@@ -1,0 +1,145 @@
+// Network set-up and tear-down per group: Skiff's path (the node's `ip netns add`, then
+// HostNetwork::Attach: claim lookup in Postgres, attachment records, CNI ADD, isolation rules;
+// Detach and `ip netns del` back) against the reference of the same run: a bare `ip netns add`
+// plus CNI ADD/DEL of the very same configuration list. Groups stay attached while more are
+// added, so the numbers show how set-up grows from 10 to N groups on one host.
+// Usage: network_bench <store url> [counts, e.g. 10,100,500]   (root; CNI plugins in /usr/lib/cni)
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "skiff/crypto/crypto.h"
+#include "skiff/network/host_adapters.h"
+#include "skiff/network/host_network.h"
+#include "skiff/network/pg_network_store.h"
+#include "skiff/network/registry.h"
+#include "skiff/process/process.h"
+#include "skiff/store/migrations.h"
+#include "skiff/store/pool.h"
+
+using namespace skiff;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+void Must(bool ok, const std::string& what) {
+  if (!ok) {
+    std::fprintf(stderr, "network_bench: %s\n", what.c_str());
+    std::exit(1);
+  }
+}
+
+struct Phase {
+  double setup_ms = 0, teardown_ms = 0;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: network_bench <store url> [counts]\n");
+    return 2;
+  }
+  std::vector<int> counts;
+  std::stringstream list(argc > 2 ? argv[2] : "10,100,500");
+  for (std::string item; std::getline(list, item, ',');) counts.push_back(std::stoi(item));
+
+  store::ConnectionPool pool(argv[1], 2);
+  {
+    auto conn = pool.Acquire();
+    store::ApplyMigrations(*conn, network::kNetworkSchema, network::NetworkMigrations());
+  }
+  network::PgNetworkStore store(pool);
+  network::RegistryOptions registry_options;
+  registry_options.default_pool = *network::Ipv4Prefix::Parse("10.253.0.0/16");
+  registry_options.default_length = 22;
+  network::Registry registry(store, registry_options, [] { return network::Millis{0}; });
+  network::ExecCniRunner cni("/usr/lib/cni");
+  network::IptablesPlumbing plumbing;
+  network::HostNetworkOptions host_options;
+  host_options.agent = "bench-" + crypto::NewUuid().substr(0, 8);
+  host_options.masquerade = false;
+  network::HostNetwork host(store, cni, plumbing, host_options);
+
+  const std::string subscription = crypto::NewUuid();
+  std::printf("network set-up + tear-down per group (ms), same CNI configuration list in both paths\n");
+  std::printf("%6s %14s %14s %14s %14s %8s\n", "groups", "ref setup", "skiff setup", "ref teardown", "skiff teardown",
+              "ratio");
+  int made = 0;
+  for (int n : counts) {
+    // Claims (not timed: the gateway makes them at PUT, before any node is involved).
+    std::vector<std::string> ids;
+    for (int i = 0; i < n; ++i) {
+      network::v1::ClaimRequest claim;
+      claim.mutable_group()->set_group_id(crypto::NewUuid());
+      claim.mutable_group()->set_subscription_id(subscription);
+      claim.mutable_group()->set_resource_group("bench");
+      claim.mutable_group()->set_name("g" + std::to_string(made + i));
+      claim.set_location("local");
+      auto reply = registry.Claim(claim);
+      Must(reply.ok(), "claim: " + reply.error_message());
+      ids.push_back(claim.group().group_id());
+    }
+    made += n;
+    std::vector<std::string> conflists;
+    store.InTransaction([&](network::NetworkTx& tx) {
+      for (const auto& id : ids) {
+        auto claim = tx.FindClaim(id);
+        conflists.push_back(network::HostNetwork::ConfList(*tx.FindSubnet(claim->subnet_id), *claim, false));
+      }
+    });
+
+    Phase reference, skiff;
+    // Reference: bare namespace + CNI ADD, all n kept up, then DEL + namespace removal.
+    auto started = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      const std::string ns = "skb-ref-" + std::to_string(i);
+      Must(process::RunProcess({"ip", "netns", "add", ns}).exit_code == 0, "ip netns add");
+      auto added = cni.Add(conflists[i], ns, "/var/run/netns/" + ns, "eth0");
+      Must(added.ok, "reference CNI ADD: " + added.error);
+    }
+    reference.setup_ms = Ms(Clock::now() - started) / n;
+    started = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      const std::string ns = "skb-ref-" + std::to_string(i);
+      cni.Del(conflists[i], "", ns, "/var/run/netns/" + ns, "eth0");
+      process::RunProcess({"ip", "netns", "del", ns});
+    }
+    reference.teardown_ms = Ms(Clock::now() - started) / n;
+
+    // Skiff: the same namespaces through HostNetwork.
+    started = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      const std::string ns = "skb-sk-" + std::to_string(i);
+      Must(process::RunProcess({"ip", "netns", "add", ns}).exit_code == 0, "ip netns add");
+      network::v1::AttachRequest attach;
+      attach.mutable_group()->set_group_id(ids[i]);
+      attach.set_netns_path("/var/run/netns/" + ns);
+      attach.set_placement_generation(1);
+      auto reply = host.Attach(attach);
+      Must(reply.ok(), "attach: " + reply.error_message());
+    }
+    skiff.setup_ms = Ms(Clock::now() - started) / n;
+    started = Clock::now();
+    for (int i = 0; i < n; ++i) {
+      const std::string ns = "skb-sk-" + std::to_string(i);
+      network::v1::DetachRequest detach;
+      detach.set_group_id(ids[i]);
+      detach.set_netns_path("/var/run/netns/" + ns);
+      Must(host.Detach(detach).ok(), "detach");
+      process::RunProcess({"ip", "netns", "del", ns});
+    }
+    skiff.teardown_ms = Ms(Clock::now() - started) / n;
+    for (const auto& id : ids) registry.Release(id);
+    const double ratio = (skiff.setup_ms + skiff.teardown_ms) / (reference.setup_ms + reference.teardown_ms);
+    std::printf("%6d %14.2f %14.2f %14.2f %14.2f %8.2f\n", n, reference.setup_ms, skiff.setup_ms, reference.teardown_ms,
+                skiff.teardown_ms, ratio);
+    std::fflush(stdout);
+  }
+  host.Reconcile();
+  return 0;
+}
