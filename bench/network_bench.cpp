@@ -59,9 +59,9 @@ int main(int argc, char** argv) {
   registry_options.default_length = 22;
   network::Registry registry(store, registry_options, [] { return network::Millis{0}; });
   network::ExecCniRunner cni("/usr/lib/cni");
-  network::IptablesPlumbing plumbing;
   network::HostNetworkOptions host_options;
   host_options.agent = "bench-" + crypto::NewUuid().substr(0, 8);
+  network::IptablesPlumbing plumbing(host_options.agent);
   host_options.masquerade = false;
   network::HostNetwork host(store, cni, plumbing, host_options);
 

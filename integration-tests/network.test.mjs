@@ -31,6 +31,10 @@ const netns = (id) => `/var/run/netns/skiff-n1-${id}`;
 const inNetns = (id, cmd) => sh(`ip netns exec skiff-n1-${id} ${cmd}`);
 const fetchIn = (id, url) => inNetns(id, `curl -s -m 3 ${url}`);
 
+const networkEnv = () => ({
+  SKIFF_NETWORK_AGENT: 'it-host', SKIFF_NETWORK_DEFAULT_POOL: '10.252.0.0/16', SKIFF_NETWORK_DEFAULT_PREFIX_LENGTH: '24',
+  SKIFF_NETWORK_PUBLIC_POOL: '127.101.0.0/24', SKIFF_DNS_LISTEN: `127.0.0.1:${dnsPort}`, SKIFF_NETWORK_MASQUERADE: 'false' });
+
 function httpGet(host, port, headers = {}) {
   return new Promise((resolve) => {
     const req = http.get({ host, port, path: '/', headers, timeout: 3000 }, (res) => {
@@ -70,10 +74,7 @@ async function create(name, body) {
 before(async () => {
   infra = startInfra({ registry: true });
   kit = serviceKit(infra);
-  kit.spawn('network', 'services/network/skiff-network', {
-    SKIFF_NETWORK_AGENT: 'it-host', SKIFF_NETWORK_DEFAULT_POOL: '10.252.0.0/16', SKIFF_NETWORK_DEFAULT_PREFIX_LENGTH: '24',
-    SKIFF_NETWORK_PUBLIC_POOL: '127.101.0.0/24', SKIFF_DNS_LISTEN: `127.0.0.1:${dnsPort}`, SKIFF_NETWORK_MASQUERADE: 'false',
-    SKIFF_NETWORK_RECONCILE_SECONDS: '2' });
+  kit.spawn('network', 'services/network/skiff-network', { ...networkEnv(), SKIFF_NETWORK_RECONCILE_SECONDS: '2' });
   kit.startScheduler('sched');
   kit.startNode('n1', 4, { SKIFF_NETWORK_AGENT: 'it-host' });
   gw = await new Gateway(infra, { SKIFF_GATEWAY_NETWORK: 'true', SKIFF_INGRESS_LISTEN: '127.0.0.1:0',
@@ -86,8 +87,14 @@ before(async () => {
 after(async () => {
   await gw?.stop();
   await kit?.stopAll();
-  console.log('services stopped');
-  kit?.cleanNodes(['n1']);
+  kit?.cleanNodes(['n1', 'n2']);
+  // The network service reconciles once more, so the test leaves no bridges or rules behind.
+  if (kit) {
+    kit.spawn('network-cleanup', 'services/network/skiff-network', networkEnv());
+    await until('test networks removed', () => kit.sql(`SELECT count(*) FROM network.attachments`) === '0', 20000)
+      .catch(() => {});
+    await kit.stop('network-cleanup');
+  }
   infra?.stop();
 });
 
@@ -237,9 +244,7 @@ test('a crash of node and network service leaves no namespaces, veths, bridges o
   // The host goes down with them: containers and namespaces are gone, the records are not.
   kit.cleanNodes(['n1']);
   assert.notEqual(kit.sql(`SELECT count(*) FROM network.attachments WHERE agent = 'it-host'`), '0');
-  kit.spawn('network', 'services/network/skiff-network', {
-    SKIFF_NETWORK_AGENT: 'it-host', SKIFF_NETWORK_DEFAULT_POOL: '10.252.0.0/16', SKIFF_NETWORK_DEFAULT_PREFIX_LENGTH: '24',
-    SKIFF_NETWORK_PUBLIC_POOL: '127.101.0.0/24', SKIFF_DNS_LISTEN: `127.0.0.1:${dnsPort}`, SKIFF_NETWORK_MASQUERADE: 'false' });
+  kit.spawn('network', 'services/network/skiff-network', networkEnv());
   await until('attachments reconciled', () => kit.sql(`SELECT count(*) FROM network.attachments WHERE agent = 'it-host'`) === '0', 30000);
   await until('bridges removed', () => sh('ip -o link show type bridge').stdout.split('\n').every((l) => !/: skb[0-9a-f]{12}:/.test(l)), 10000);
   const rules = sh('iptables-save').stdout;
@@ -248,4 +253,16 @@ test('a crash of node and network service leaves no namespaces, veths, bridges o
   assert.doesNotMatch(sh('ip -o link show type veth').stdout, /master skb/);
   // The groups still exist, so they keep their addresses for when they run again.
   assert.equal(kit.sql(`SELECT count(*) FROM network.claims WHERE group_id = '${ids['web-a']}'`), '1');
+});
+
+test('a group placed again on another node after its node is lost keeps its address', async () => {
+  kit.startNode('n2', 4, { SKIFF_NETWORK_AGENT: 'it-host' });
+  await until('web-a and client-a running on n2', () =>
+    kit.running('n2').includes(ids['web-a']) && kit.running('n2').includes(ids['client-a']), 60000);
+  const page = await until('web-a answering at its old address from n2', () => {
+    const r = sh(`ip netns exec skiff-n2-${ids['client-a']} curl -s -m 3 http://10.61.1.4/`);
+    return /Hello/.test(r.stdout) && r.stdout;
+  }, 30000);
+  assert.match(page, /Hello from Skiff/);
+  assert.equal((await request(gw, 'GET', groupPath(sub, rg, 'web-a'), { token })).json.properties.ipAddress.ip, '10.61.1.4');
 });

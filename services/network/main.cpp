@@ -92,7 +92,7 @@ int Serve(const config::Config& cfg) {
   host_options.in_network_dns = cfg.GetBool("dns.in_network", true);
   host_options.internal_domain = cfg.GetString("dns.internal_domain", host_options.internal_domain);
   network::ExecCniRunner cni(cfg.GetString("network.cni_path", "/usr/lib/cni"));
-  network::IptablesPlumbing plumbing;
+  network::IptablesPlumbing plumbing(host_options.agent);
   network::HostNetwork host(store, cni, plumbing, host_options);
   auto reconciled = host.Reconcile();
   spdlog::info("reconciled host {}: {} attachments and {} bridges left from before removed", host_options.agent,

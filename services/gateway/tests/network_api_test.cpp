@@ -84,7 +84,7 @@ TEST_F(NetworkApiTest, PutClaimsAndShowsTheAddressAndName) {
   EXPECT_NE(created.body.find(R"("ip":"127.100.0.1")"), std::string::npos) << created.body;
   EXPECT_NE(created.body.find(R"("fqdn":"shop.local.skiff.test")"), std::string::npos);
   ASSERT_EQ(network_.claims.size(), 1u);
-  const auto& claim = network_.claims[0];
+  const network::v1::ClaimRequest claim = network_.claims[0];  // a copy: the vector grows below
   EXPECT_EQ(claim.group().name(), "web");
   EXPECT_EQ(claim.ip_address().dns_name_label(), "shop");
   EXPECT_FALSE(claim.group().group_id().empty());

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include "skiff/process/process.h"
@@ -119,23 +120,34 @@ CniRunner::Outcome ExecCniRunner::Del(const std::string& conflist, const std::st
   return Invoke("DEL", conflist, prev_result, container_id, netns, ifname);
 }
 
-std::string IptablesPlumbing::IsolationRules(const std::vector<HostBridge>& bridges) {
+IptablesPlumbing::IptablesPlumbing(const std::string& tag) {
+  std::string clean;
+  for (char c : tag) {
+    if (std::isalnum(static_cast<unsigned char>(c))) clean += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  clean = clean.substr(0, 12);  // chain names stay within iptables' 28 characters
+  isolation_chain_ = "SKIFF-ISO-" + clean;
+  host_chain_ = "SKIFF-HOST-" + clean;
+}
+
+std::string IptablesPlumbing::IsolationRules(const std::vector<HostBridge>& bridges) const {
+  const std::string& iso = isolation_chain_;
   std::ostringstream rules;
-  rules << "*filter\n:SKIFF-ISOLATION - [0:0]\n:SKIFF-HOST - [0:0]\n";
+  rules << "*filter\n:" << iso << " - [0:0]\n:" << host_chain_ << " - [0:0]\n";
   // Replies, and traffic a published port forwarded (DNAT), pass; so does traffic between the
-  // bridges of one virtual network. Every other bridge-to-bridge packet is dropped.
-  rules << "-A SKIFF-ISOLATION -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j RETURN\n";
+  // bridges of one virtual network. Every other packet from our bridges to a bridge is dropped.
+  rules << "-A " << iso << " -m conntrack --ctstate RELATED,ESTABLISHED,DNAT -j RETURN\n";
   for (const auto& from : bridges) {
     for (const auto& to : bridges) {
-      if (from.domain == to.domain) rules << "-A SKIFF-ISOLATION -i " << from.name << " -o " << to.name << " -j RETURN\n";
+      if (from.domain == to.domain) rules << "-A " << iso << " -i " << from.name << " -o " << to.name << " -j RETURN\n";
     }
   }
-  rules << "-A SKIFF-ISOLATION -i skb+ -o skb+ -j DROP\n";
+  for (const auto& from : bridges) rules << "-A " << iso << " -i " << from.name << " -o skb+ -j DROP\n";
   // Groups may ask the host's DNS responder and get replies; nothing else on the host is theirs.
-  rules << "-A SKIFF-HOST -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n"
-        << "-A SKIFF-HOST -p udp --dport 53 -j RETURN\n"
-        << "-A SKIFF-HOST -p tcp --dport 53 -j RETURN\n"
-        << "-A SKIFF-HOST -j DROP\n"
+  rules << "-A " << host_chain_ << " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n"
+        << "-A " << host_chain_ << " -p udp --dport 53 -j RETURN\n"
+        << "-A " << host_chain_ << " -p tcp --dport 53 -j RETURN\n"
+        << "-A " << host_chain_ << " -j DROP\n"
         << "COMMIT\n";
   return rules.str();
 }
@@ -144,24 +156,31 @@ std::optional<std::string> IptablesPlumbing::SyncIsolation(const std::vector<Hos
   // One restore replaces both chains at once: there is no moment without isolation.
   auto restore = process::RunProcess({"iptables-restore", "--noflush"}, {IsolationRules(bridges), {}});
   if (restore.exit_code != 0) return "iptables-restore: " + restore.err;
-  // The jump to isolation must come before CNI's own FORWARD rules (they accept by address).
+  // The jump to isolation must come before CNI's own FORWARD rules (they accept by address):
+  // ahead of CNI-FORWARD, wherever another installation's jump sits.
   auto forward = process::RunProcess({"iptables", "-S", "FORWARD"});
   std::istringstream lines(forward.out);
   std::string line;
-  std::vector<std::string> rules;
+  const std::string jump = "-A FORWARD -j " + isolation_chain_;
+  int ours = 0;
+  bool before_cni = true, ok = false;
   while (std::getline(lines, line)) {
-    if (line.rfind("-A FORWARD", 0) == 0) rules.push_back(line);
-  }
-  const std::string jump = "-A FORWARD -j SKIFF-ISOLATION";
-  if (rules.empty() || rules.front() != jump ||
-      std::count(rules.begin(), rules.end(), jump) != 1) {
-    while (process::RunProcess({"iptables", "-D", "FORWARD", "-j", "SKIFF-ISOLATION"}).exit_code == 0) {
+    if (line.rfind("-A FORWARD", 0) != 0) continue;
+    if (line == jump) {
+      ++ours;
+      ok = before_cni;
+    } else if (line.find("SKIFF-ISO-") == std::string::npos) {
+      before_cni = false;  // anything not an isolation jump: ours must come before it
     }
-    auto insert = process::RunProcess({"iptables", "-I", "FORWARD", "1", "-j", "SKIFF-ISOLATION"});
+  }
+  if (ours != 1 || !ok) {
+    while (process::RunProcess({"iptables", "-D", "FORWARD", "-j", isolation_chain_}).exit_code == 0) {
+    }
+    auto insert = process::RunProcess({"iptables", "-I", "FORWARD", "1", "-j", isolation_chain_});
     if (insert.exit_code != 0) return "iptables -I FORWARD: " + insert.err;
   }
-  if (process::RunProcess({"iptables", "-C", "INPUT", "-i", "skb+", "-j", "SKIFF-HOST"}).exit_code != 0) {
-    auto insert = process::RunProcess({"iptables", "-I", "INPUT", "1", "-i", "skb+", "-j", "SKIFF-HOST"});
+  if (process::RunProcess({"iptables", "-C", "INPUT", "-i", "skb+", "-j", host_chain_}).exit_code != 0) {
+    auto insert = process::RunProcess({"iptables", "-I", "INPUT", "1", "-i", "skb+", "-j", host_chain_});
     if (insert.exit_code != 0) return "iptables -I INPUT: " + insert.err;
   }
   return std::nullopt;

@@ -200,12 +200,17 @@ TEST(ConfList, BridgeStaticPortmapFirewall) {
 }
 
 TEST(IsolationRules, OnlyBridgesOfOneNetworkReachEachOther) {
-  std::string rules = IptablesPlumbing::IsolationRules({{"skbA", "vnet1", 0}, {"skbB", "vnet1", 0}, {"skbC", "vnet2", 0}});
-  EXPECT_NE(rules.find("-A SKIFF-ISOLATION -i skbA -o skbB -j RETURN"), std::string::npos);
-  EXPECT_NE(rules.find("-A SKIFF-ISOLATION -i skbB -o skbA -j RETURN"), std::string::npos);
-  EXPECT_EQ(rules.find("-i skbA -o skbC"), std::string::npos);
-  EXPECT_EQ(rules.find("-i skbC -o skbB"), std::string::npos);
-  EXPECT_LT(rules.find("-i skbC -o skbC -j RETURN"), rules.find("-i skb+ -o skb+ -j DROP"));
+  IptablesPlumbing plumbing("it-host");
+  EXPECT_EQ(plumbing.isolation_chain(), "SKIFF-ISO-ITHOST");
+  std::string rules = plumbing.IsolationRules({{"skbA", "vnet1", 0}, {"skbB", "vnet1", 0}, {"skbC", "vnet2", 0}});
+  EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbA -o skbB -j RETURN"), std::string::npos);
+  EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbB -o skbA -j RETURN"), std::string::npos);
+  EXPECT_EQ(rules.find("-i skbA -o skbC -j RETURN"), std::string::npos);
+  EXPECT_EQ(rules.find("-i skbC -o skbB -j RETURN"), std::string::npos);
+  // Drops only what comes from its own bridges, after every allowed pair.
+  EXPECT_LT(rules.find("-i skbC -o skbC -j RETURN"), rules.find("-i skbA -o skb+ -j DROP"));
+  EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbC -o skb+ -j DROP"), std::string::npos);
+  EXPECT_EQ(rules.find("-i skb+ -o skb+"), std::string::npos);
   EXPECT_NE(rules.find("COMMIT"), std::string::npos);
 }
 

@@ -21,16 +21,24 @@ class ExecCniRunner : public CniRunner {
   std::string plugin_dir_;
 };
 
-// HostPlumbing with iptables (iptables-restore, atomically) and ip(8).
+// HostPlumbing with iptables (iptables-restore, atomically) and ip(8). The chains are named
+// per installation (`tag`, e.g. from the agent name: SKIFF-ISO-<tag>, SKIFF-HOST-<tag>) and
+// drop only traffic coming from its own bridges, so a second installation on the host (a test
+// beside the local stack) neither erases nor blocks the first one's rules.
 class IptablesPlumbing : public HostPlumbing {
  public:
+  explicit IptablesPlumbing(const std::string& tag);
   std::optional<std::string> SyncIsolation(const std::vector<HostBridge>& bridges) override;
   std::vector<std::string> ListBridges() override;
   void DeleteBridge(const std::string& name) override;
   bool NamespaceExists(const std::string& path) override;
 
   // The iptables-restore input for these bridges (pure; tested on its own).
-  static std::string IsolationRules(const std::vector<HostBridge>& bridges);
+  std::string IsolationRules(const std::vector<HostBridge>& bridges) const;
+  const std::string& isolation_chain() const { return isolation_chain_; }
+
+ private:
+  std::string isolation_chain_, host_chain_;
 };
 
 }  // namespace skiff::network
