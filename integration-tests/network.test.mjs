@@ -208,6 +208,26 @@ test('a Public group answers on its public address, by its DNS name, and the lab
   assert.equal(tooMany.status, 400);
 });
 
+test("groups without a subnet share their subscription's default network; another subscription cannot reach it", async () => {
+  await create('neighbor', group({ image: 'sleeper' }));
+  const privateIp = (n) => {
+    const value = Number(kit.sql(`SELECT private_ip FROM network.claims WHERE group_id = '${ids[n]}'`));
+    return [value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255].join('.');
+  };
+  const target = `http://${privateIp('web-pub')}/`;
+  assert.match(fetchIn(ids.neighbor, target).stdout, /Hello from Skiff/);
+  const sub2 = randomUUID();
+  const token2 = gw.createToken(sub2);
+  const res = await request(gw, 'PUT', groupPath(sub2, rg, 'stranger'), { token: token2, body: group({ image: 'sleeper' }) });
+  assert.equal(res.status, 201, res.body);
+  ids.stranger = kit.sql(`SELECT group_id FROM gateway.container_groups WHERE name = 'stranger'`);
+  await until('stranger running', () => kit.running('n1').includes(ids.stranger), 60000);
+  assert.notEqual(privateIp('stranger').split('.').slice(0, 3).join('.'), privateIp('web-pub').split('.').slice(0, 3).join('.'));
+  const blocked = fetchIn(ids.stranger, target);
+  assert.doesNotMatch(blocked.stdout, /Hello/);
+  assert.equal((await request(gw, 'DELETE', groupPath(sub2, rg, 'stranger'), { token: token2 })).status, 202);
+});
+
 test('restart and stop/start keep the address', async () => {
   const id = ids['web-a'];
   const command = (verb) => request(gw, 'POST',
