@@ -33,7 +33,8 @@ const fetchIn = (id, url) => inNetns(id, `curl -s -m 3 ${url}`);
 
 const networkEnv = () => ({
   SKIFF_NETWORK_AGENT: 'it-host', SKIFF_NETWORK_DEFAULT_POOL: '10.252.0.0/16', SKIFF_NETWORK_DEFAULT_PREFIX_LENGTH: '24',
-  SKIFF_NETWORK_PUBLIC_POOL: '127.101.0.0/24', SKIFF_DNS_LISTEN: `127.0.0.1:${dnsPort}`, SKIFF_NETWORK_MASQUERADE: 'false' });
+  SKIFF_NETWORK_PUBLIC_POOL: '127.101.0.0/24', SKIFF_DNS_LISTEN: `127.0.0.1:${dnsPort}`, SKIFF_NETWORK_MASQUERADE: 'false',
+  SKIFF_DNS_UPSTREAMS: 'none' });  // tests send nothing off this host
 
 function httpGet(host, port, headers = {}) {
   return new Promise((resolve) => {

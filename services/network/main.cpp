@@ -115,6 +115,11 @@ int Serve(const config::Config& cfg) {
     else spdlog::info("DNS for {} on {}:{}/udp", registry_options.dns_zone, listen.substr(0, colon), public_dns->port());
   }
   const int bridge_dns_port = static_cast<int>(cfg.GetInt("dns.bridge_port", 53));
+  // Names outside Skiff's go to the host's resolvers (dns.upstreams overrides; "none" refuses them).
+  const std::string upstream_setting = cfg.GetString("dns.upstreams", "");
+  const auto upstreams = upstream_setting == "none"   ? std::vector<network::DnsUpstream>{}
+                         : upstream_setting.empty() ? network::UpstreamsFromResolvConf()
+                                                    : network::ParseUpstreams(upstream_setting);
   std::map<std::string, std::unique_ptr<network::DnsResponder>> bridge_dns;
   auto refresh = [&] {
     auto claims = store.AllClaims();
@@ -127,7 +132,7 @@ int Serve(const config::Config& cfg) {
       if (bridge_dns.count(bridge.name)) continue;
       std::string error;
       auto responder = network::DnsResponder::Start(network::FormatIpv4(bridge.gateway), bridge_dns_port, table,
-                                                    bridge.domain, &error);
+                                                    bridge.domain, &error, upstreams);
       if (!responder) {
         spdlog::warn("no DNS on bridge {}: {}", bridge.name, error);
         continue;

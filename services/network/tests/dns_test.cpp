@@ -2,6 +2,9 @@
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 #include <ldns/ldns.h>  // last: it is a C header that redefines bool
 
@@ -120,3 +123,87 @@ TEST(DnsResponderSocket, AnswersOverUdp) {
 }
 
 }  // namespace
+
+namespace {
+
+int UdpSocket(int* port) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  ::inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  *port = ntohs(address.sin_port);
+  timeval timeout{3, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  return fd;
+}
+
+}  // namespace
+
+TEST(DnsResponderSocket, ForwardsOutsideNamesFromInsideANetworkToItsUpstream) {
+  auto owned = MakeTable();
+  // A fake upstream on loopback: answers whatever it is asked with one fixed A record.
+  int upstream_port = 0;
+  int upstream = UdpSocket(&upstream_port);
+  std::string error;
+  auto responder = DnsResponder::Start("127.0.0.1", 0, *owned, "vnet1", &error,
+                                       ParseUpstreams("127.0.0.1:" + std::to_string(upstream_port)));
+  ASSERT_TRUE(responder) << error;
+  int client_port = 0;
+  int client = UdpSocket(&client_port);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(responder->port()));
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  std::string q = Query("example.org.", LDNS_RR_TYPE_A);
+  ::sendto(client, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+
+  char buffer[512];
+  sockaddr_in from{};
+  socklen_t from_length = sizeof from;
+  ssize_t n = ::recvfrom(upstream, buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&from), &from_length);
+  ASSERT_GT(n, 12);  // the query reached the upstream
+  ldns_pkt* asked = nullptr;
+  ASSERT_EQ(ldns_wire2pkt(&asked, reinterpret_cast<uint8_t*>(buffer), static_cast<size_t>(n)), LDNS_STATUS_OK);
+  ldns_pkt_set_qr(asked, true);
+  ldns_rr* rr = nullptr;
+  ASSERT_EQ(ldns_rr_new_frm_str(&rr, "example.org. 60 IN A 192.0.2.7", 0, nullptr, nullptr), LDNS_STATUS_OK);
+  ldns_pkt_push_rr(asked, LDNS_SECTION_ANSWER, rr);
+  uint8_t* wire = nullptr;
+  size_t size = 0;
+  ldns_pkt2wire(&wire, asked, &size);
+  ::sendto(upstream, wire, size, 0, reinterpret_cast<sockaddr*>(&from), from_length);
+  free(wire);
+  ldns_pkt_free(asked);
+
+  n = ::recv(client, buffer, sizeof buffer, 0);
+  ASSERT_GT(n, 12);
+  ldns_pkt* answer = nullptr;
+  ASSERT_EQ(ldns_wire2pkt(&answer, reinterpret_cast<uint8_t*>(buffer), static_cast<size_t>(n)), LDNS_STATUS_OK);
+  EXPECT_EQ(ldns_pkt_id(answer), 4242);
+  ASSERT_EQ(ldns_pkt_ancount(answer), 1);
+  char* text = ldns_rdf2str(ldns_rr_rdf(ldns_rr_list_rr(ldns_pkt_answer(answer), 0), 0));
+  EXPECT_STREQ(text, "192.0.2.7");
+  free(text);
+  ldns_pkt_free(answer);
+  ::close(client);
+  ::close(upstream);
+}
+
+TEST(DnsUpstreams, ParsesListsAndResolvConf) {
+  auto list = ParseUpstreams(" 10.0.0.2, 127.0.0.53:5353 ,bogus, 1.2.3.4:0");
+  ASSERT_EQ(list.size(), 2u);
+  EXPECT_EQ(list[1].address, "127.0.0.53");
+  EXPECT_EQ(list[1].port, 5353);
+  char path[] = "/tmp/skiff-resolv-XXXXXX";
+  int fd = ::mkstemp(path);
+  std::string text = "# comment\nnameserver 10.9.8.7\nsearch example\nnameserver fe80::1\n";
+  ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  ::close(fd);
+  auto from_file = UpstreamsFromResolvConf(path);
+  ::unlink(path);
+  ASSERT_EQ(from_file.size(), 1u);
+  EXPECT_EQ(from_file[0].address, "10.9.8.7");
+}

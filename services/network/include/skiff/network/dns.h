@@ -1,5 +1,7 @@
 #pragma once
 
+#include <netinet/in.h>
+
 #include <atomic>
 #include <map>
 #include <memory>
@@ -39,28 +41,47 @@ class DnsTable {
   std::map<std::string, std::map<std::string, std::vector<uint32_t>>> internal_;  // domain -> name -> addresses
 };
 
+// Where a responder inside a network sends the names it does not serve (the host's resolvers,
+// so groups resolve the Internet as in ACI). Empty: such names are refused.
+struct DnsUpstream {
+  std::string address;  // IPv4
+  int port = 53;
+};
+// "1.1.1.1, 10.0.0.2:5353" -> upstreams; invalid entries are skipped.
+std::vector<DnsUpstream> ParseUpstreams(const std::string& text);
+// The nameservers of a resolv.conf (IPv4 only).
+std::vector<DnsUpstream> UpstreamsFromResolvConf(const std::string& path = "/etc/resolv.conf");
+
 // A UDP DNS responder (ldns for the wire format) on one address, answering from the table for
-// one domain ("" = the public zone). Runs its own thread until destroyed.
+// one domain ("" = the public zone). Runs its own thread until destroyed; queries it forwards
+// run on their own short-lived threads (at most 64 at once, each waiting 2 s per upstream).
 class DnsResponder {
  public:
   // nullptr and `error` set when the address cannot be bound.
   static std::unique_ptr<DnsResponder> Start(const std::string& host, int port, const DnsTable& table,
-                                             std::string domain, std::string* error);
+                                             std::string domain, std::string* error,
+                                             std::vector<DnsUpstream> upstreams = {});
   ~DnsResponder();
   int port() const { return port_; }
 
  private:
-  DnsResponder(int fd, int port, const DnsTable& table, std::string domain);
+  DnsResponder(int fd, int port, const DnsTable& table, std::string domain, std::vector<DnsUpstream> upstreams);
   void Serve();
+  void Forward(std::string query, sockaddr_in from);
   int fd_;
   int port_;
   const DnsTable& table_;
   std::string domain_;
+  std::vector<DnsUpstream> upstreams_;
   std::atomic<bool> stopping_{false};
+  std::atomic<int> forwarding_{0};
   std::thread thread_;
 };
 
-// Pure: the answer packet for a query packet (nullopt: not a query worth answering).
-std::optional<std::string> AnswerDnsQuery(const std::string& query, const DnsTable& table, const std::string& domain);
+// Pure: the answer packet for a query packet (nullopt: not a query worth answering). With
+// `outside` set, a name this table does not serve is reported there instead of refused (the
+// caller forwards it).
+std::optional<std::string> AnswerDnsQuery(const std::string& query, const DnsTable& table, const std::string& domain,
+                                          bool* outside = nullptr);
 
 }  // namespace skiff::network
