@@ -1,6 +1,5 @@
 // skiff-billing: meters container groups by the second from the lifecycle events on JetStream,
 // publishes a usage record for every billed interval, and answers cost queries.
-#include <CLI/CLI.hpp>
 
 #include <atomic>
 #include <fstream>
@@ -15,6 +14,7 @@
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/lifecycle/loop_inbox.h"
+#include "skiff/lifecycle/service_main.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
@@ -197,18 +197,5 @@ int Serve(const config::Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"skiff-billing: per-second metering of Skiff container groups"};
-  std::string config_file;
-  app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
-  app.require_subcommand(0, 1);
-  app.add_subcommand("serve", "Meter groups and answer cost queries (the default)");
-  CLI11_PARSE(app, argc, argv);
-  try {
-    config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
-    log::Init("billing", cfg.GetString("log.level", "info"));
-    return Serve(cfg);
-  } catch (const std::exception& e) {
-    std::cerr << "skiff-billing: " << e.what() << "\n";
-    return 1;
-  }
+  return skiff::lifecycle::ServiceMain(argc, argv, "skiff-billing", "per-second metering of Skiff container groups", "billing", Serve);
 }

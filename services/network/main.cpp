@@ -1,7 +1,6 @@
 // skiff-network: virtual networks, addresses and DNS name labels for the installation (any
 // instance answers), and the group network namespaces of this host (CNI), with a DNS responder
 // for the public zone and one on each bridge for names inside a virtual network.
-#include <CLI/CLI.hpp>
 #include <unistd.h>
 
 #include <atomic>
@@ -12,6 +11,7 @@
 #include "skiff/config/config.h"
 #include "skiff/events/v1/group_events.pb.h"
 #include "skiff/lifecycle/loop_inbox.h"
+#include "skiff/lifecycle/service_main.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
@@ -255,18 +255,5 @@ int Serve(const config::Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"skiff-network: virtual networks, addresses, DNS and group namespaces (CNI)"};
-  std::string config_file;
-  app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
-  app.require_subcommand(0, 1);
-  app.add_subcommand("serve", "Serve the network (the default)");
-  CLI11_PARSE(app, argc, argv);
-  try {
-    config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
-    log::Init("network", cfg.GetString("log.level", "info"));
-    return Serve(cfg);
-  } catch (const std::exception& e) {
-    std::cerr << "skiff-network: " << e.what() << "\n";
-    return 1;
-  }
+  return skiff::lifecycle::ServiceMain(argc, argv, "skiff-network", "virtual networks, addresses, DNS and group namespaces (CNI)", "network", Serve);
 }

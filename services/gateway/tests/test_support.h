@@ -28,6 +28,18 @@ inline std::string ErrorCode(const HttpResponse& response) {
   return response.body.substr(start, response.body.find('"', start) - start);
 }
 
+// A request as a client holding `token` sends it to the API.
+inline HttpRequest AuthorizedRequest(const std::string& token, const std::string& method, const std::string& path,
+                                     const std::string& body = "") {
+  HttpRequest request;
+  request.method = method;
+  request.target = path;
+  request.headers["authorization"] = "Bearer " + token;
+  request.headers["host"] = "localhost";
+  request.body = body;
+  return request;
+}
+
 // A clock tests move by hand.
 class TestClock : public Clock {
  public:

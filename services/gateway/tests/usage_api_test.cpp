@@ -36,13 +36,7 @@ class UsageApiTest : public ::testing::Test {
     api_->SetUsageHistory(&history_);
   }
   HttpResponse Call(const std::string& method, const std::string& path, const std::string& body = "") {
-    HttpRequest request;
-    request.method = method;
-    request.target = path;
-    request.headers["authorization"] = "Bearer " + kToken;
-    request.headers["host"] = "localhost";
-    request.body = body;
-    return api_->Handle(request);
+    return api_->Handle(AuthorizedRequest(kToken, method, path, body));
   }
   std::string GroupPath(const std::string& name) {
     return "/subscriptions/" + kSub + "/resourceGroups/rg/providers/Microsoft.ContainerInstance/containerGroups/" + name;
