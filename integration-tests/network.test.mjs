@@ -7,7 +7,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import http from 'node:http';
 import { existsSync, readFileSync } from 'node:fs';
@@ -175,8 +176,11 @@ test('groups in one virtual network exchange HTTP and resolve each other by name
   assert.doesNotMatch(host.stdout, /INFO/);
 });
 
-test('a Public group answers on its public address, by its DNS name, and the label is unique', async () => {
-  const res = await create('web-pub', group({ ip: { type: 'Public', dnsNameLabel: label } }));
+test('a Public group answers on its public address (TCP and UDP), by its DNS name, and the label is unique', async () => {
+  const body = group({ ip: { type: 'Public', dnsNameLabel: label } });
+  body.properties.containers[0].properties.ports.push({ port: 5353, protocol: 'UDP' });
+  body.properties.ipAddress.ports.push({ port: 5353, protocol: 'UDP' });
+  const res = await create('web-pub', body);
   const { ip, fqdn } = res.properties.ipAddress;
   assert.match(ip, /^127\.101\.0\.\d+$/);
   assert.equal(fqdn, `${label}.local.skiff.test`);
@@ -189,6 +193,26 @@ test('a Public group answers on its public address, by its DNS name, and the lab
   resolver.setServers([`127.0.0.1:${dnsPort}`]);
   assert.deepEqual(await resolver.resolve4(fqdn), [ip]);
   await assert.rejects(resolver.resolve4(`nobody.local.skiff.test`), /ENOTFOUND/);
+
+  // UDP is published too: an echo server in the group's namespace answers on the public address.
+  const echo = spawn('ip', ['netns', 'exec', `skiff-n1-${ids['web-pub']}`, 'python3', '-c',
+    "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.bind(('0.0.0.0',5353))\n" +
+    "d,a=s.recvfrom(100)\ns.sendto(b'echo:'+d,a)"], { stdio: 'ignore' });
+  try {
+    const reply = await until('UDP echo through the public address', async () => {
+      const socket = dgram.createSocket('udp4');
+      const answer = await new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(null), 500);
+        socket.on('message', (m) => { clearTimeout(timer); resolve(m.toString()); });
+        socket.send('ping', 5353, ip);
+      });
+      socket.close();
+      return answer;
+    }, 10000);
+    assert.equal(reply, 'echo:ping');
+  } finally {
+    echo.kill();
+  }
 
   // The gateway's ingress routes by Host header (curl -H 'Host: <fqdn>').
   const routed = await httpGet('127.0.0.1', ingressPort, { host: fqdn });
