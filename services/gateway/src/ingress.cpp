@@ -38,9 +38,9 @@ std::optional<IngressTarget> IngressRouter::Route(const std::string& host_header
   {
     std::lock_guard lock(mutex_);
     auto it = cache_.find(host);
-    if (it != cache_.end() && now - it->second.at < cache_for_) reply = it->second.reply;
-    else it = cache_.end();
-    if (it == cache_.end()) {
+    if (it != cache_.end() && now - it->second.at < cache_for_) {
+      reply = it->second.reply;
+    } else {
       reply = network_.Resolve(host);
       if (cache_.size() > 10000) cache_.clear();  // bounded under a scan of random names
       cache_[host] = {reply, now};

@@ -264,6 +264,7 @@ v1::VnetApiReply Registry::PutVnet(const v1::VnetApiRequest& request) {
     auto existing = tx.FindVnet(id);
     // Every node routes every subnet it hosts, so subnets may not overlap anywhere in the
     // installation (not even across subscriptions), nor the default networks' pool.
+    const auto installed = tx.AllSubnets();
     for (const auto& s : row.subnets) {
       if (s.prefix.Overlaps(options_.default_pool)) {
         reply = ErrorReply(400, "NetcfgSubnetRangesOverlap",
@@ -271,7 +272,7 @@ v1::VnetApiReply Registry::PutVnet(const v1::VnetApiRequest& request) {
                                ", which this installation keeps for default networks.");
         return;
       }
-      for (const auto& other : tx.AllSubnets()) {
+      for (const auto& other : installed) {
         if (other.vnet_id == id) continue;
         if (other.prefix.Overlaps(s.prefix)) {
           reply = ErrorReply(409, "NetcfgSubnetRangesOverlap",
