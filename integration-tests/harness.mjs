@@ -63,6 +63,11 @@ export class Gateway {
     return execFileSync(gatewayBin, ['create-token', '--subscription', subscription], { env: this.env })
       .toString().trim();
   }
+  // { appId, password, tenant }: a service principal of `subscription` (az login, ClientSecretCredential).
+  createServicePrincipal(subscription) {
+    return JSON.parse(execFileSync(gatewayBin, ['create-service-principal', '--subscription', subscription],
+      { env: this.env }).toString());
+  }
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

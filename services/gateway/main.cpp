@@ -58,6 +58,7 @@ gateway::GroupApiOptions ApiOptions(const config::Config& cfg) {
   options.quotas.cores = cfg.GetDouble("gateway.quota_cores", 100);
   options.quotas.creates_per_5_minutes = cfg.GetInt("gateway.creates_per_5_minutes", 100);
   options.quotas.creates_per_hour = cfg.GetInt("gateway.creates_per_hour", 300);
+  options.tenant_id = cfg.GetString("gateway.tenant_id", "adfs");
   return options;
 }
 
@@ -85,6 +86,10 @@ int Serve(const config::Config& cfg) {
   gateway::SystemClock clock;
   gateway::GroupApi api(group_store, clock, secrets, ApiOptions(cfg), [] { return crypto::NewUuid(); });
   api.OnEventWritten([&relay] { relay.Notify(); });
+  gateway::IdentityApi identity(pg_store, clock,
+                                {std::chrono::seconds(cfg.GetInt("gateway.token_lifetime_seconds", 3600)),
+                                 cfg.GetString("gateway.tenant_id", "adfs")});
+  api.SetIdentityApi(&identity);
   gateway::NatsImageCatalog image_catalog(bus, std::chrono::milliseconds(cfg.GetInt("gateway.image_catalog_timeout_ms", 2000)));
   api.SetImageCatalog(&image_catalog);
   gateway::NatsNodeLink node_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.node_timeout_ms", 5000)));
@@ -208,6 +213,12 @@ int main(int argc, char** argv) {
   std::string subscription, token_name;
   token->add_option("--subscription", subscription, "Subscription id (a UUID)")->required();
   token->add_option("--name", token_name, "A label for the token");
+  auto* principal = app.add_subcommand(
+      "create-service-principal",
+      "Create a service principal (client id + secret for az login / ClientSecretCredential) bound to a "
+      "subscription; prints the secret once");
+  principal->add_option("--subscription", subscription, "Subscription id (a UUID)")->required();
+  principal->add_option("--name", token_name, "A display name");
   CLI11_PARSE(app, argc, argv);
   (void)serve;
 
@@ -227,6 +238,18 @@ int main(int argc, char** argv) {
       std::string value = crypto::NewApiToken();
       store.AddToken(crypto::HashApiToken(value), subscription, token_name);
       std::cout << value << "\n";
+      return 0;
+    }
+    if (principal->parsed()) {
+      if (!crypto::IsUuid(subscription)) throw std::runtime_error("--subscription must be a UUID");
+      store::ConnectionPool pool(cfg.Require("store.url"), 1);
+      Migrate(pool);
+      gateway::PgGroupStore store(pool);
+      auto [record, secret] = gateway::IdentityApi::NewServicePrincipal(subscription, token_name);
+      store.AddServicePrincipal(record);
+      // The shape of `az ad sp create-for-rbac`'s answer.
+      std::cout << "{\"appId\": \"" << record.client_id << "\", \"password\": \"" << secret
+                << "\", \"tenant\": \"" << cfg.GetString("gateway.tenant_id", "adfs") << "\"}\n";
       return 0;
     }
     return Serve(cfg);

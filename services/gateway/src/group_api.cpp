@@ -81,6 +81,7 @@ GroupApi::GroupApi(GroupStore& store, const Clock& clock, const crypto::SecretBo
 
 HttpResponse GroupApi::Handle(const HttpRequest& request) {
   try {
+    if (identity_ && IdentityApi::Serves(request.target)) return identity_->Handle(request, BaseUrl(request));
     ApiError auth_error{};
     auto subscription = Authenticate(request, &auth_error);
     if (!subscription) return ErrorResponse(auth_error);
@@ -100,7 +101,17 @@ HttpResponse GroupApi::Handle(const HttpRequest& request) {
     // Virtual networks take Microsoft.Network's dated versions; the part Skiff serves is the
     // same in all of them.
     const bool network_version = route.kind == RouteKind::kVirtualNetworks && IsDatedApiVersion(version->second);
-    if (!monitor_version && !network_version && options_.api_versions.count(version->second) == 0) {
+    // Likewise Microsoft.Resources' (subscriptions, tenants, resource groups).
+    const bool account_route = route.kind == RouteKind::kSubscriptions || route.kind == RouteKind::kTenants ||
+                               route.kind == RouteKind::kSubscription || route.kind == RouteKind::kResourceGroup;
+    if (account_route && !IsDatedApiVersion(version->second)) {
+      return ErrorResponse({ErrorKind::kUnsupportedApiVersion,
+                            "The api-version '" + version->second + "' is not a dated version (YYYY-MM-DD).", ""});
+    }
+    if (route.kind == RouteKind::kSubscriptions || route.kind == RouteKind::kTenants) {
+      return AccountResource(route, *subscription);
+    }
+    if (!account_route && !monitor_version && !network_version && options_.api_versions.count(version->second) == 0) {
       std::string list;
       for (const auto& v : options_.api_versions) list += (list.empty() ? "" : ", ") + v;
       return ErrorResponse({ErrorKind::kUnsupportedApiVersion,
@@ -191,6 +202,11 @@ HttpResponse GroupApi::Dispatch(const HttpRequest& request, const Route& route) 
       return GroupCommand(request, route);
     case RouteKind::kVirtualNetworks:
       return VirtualNetworks(request, route);
+    case RouteKind::kSubscriptions:
+    case RouteKind::kSubscription:
+    case RouteKind::kTenants:
+    case RouteKind::kResourceGroup:
+      return AccountResource(route, route.subscription_id);
   }
   return ErrorResponse({ErrorKind::kRouteNotFound, "No such route.", ""});
 }
@@ -382,7 +398,8 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
     HttpResponse response = GroupView(record, existing ? 200 : 201);
     response.headers.emplace_back("Azure-AsyncOperation",
                                   OperationUrl(request, route, group.location(), "operations", operation.id));
-    response.headers.emplace_back("Retry-After", "5");
+    // Groups here start within seconds: pollers (azure-core waits 30 s without it) ask again soon.
+    response.headers.emplace_back("Retry-After", "1");
     return response;
   }
   return ErrorResponse({ErrorKind::kConcurrentUpdate,
@@ -461,19 +478,22 @@ HttpResponse GroupApi::ContainerStream(const HttpRequest& request, const Route& 
                             "command"});
     }
     const auto& size = body.terminal_size();
-    for (const auto& [value, name] : {std::pair{size.has_rows() ? size.rows() : 24, "rows"},
-                                      std::pair{size.has_cols() ? size.cols() : 80, "cols"}}) {
+    // 0 (or absent) is a terminal of unknown size: the Azure CLI sends 0x0 when its own pty
+    // reports none. It gets 24x80.
+    const int rows = size.has_rows() && size.rows() != 0 ? size.rows() : 24;
+    const int cols = size.has_cols() && size.cols() != 0 ? size.cols() : 80;
+    for (const auto& [value, name] : {std::pair{rows, "rows"}, std::pair{cols, "cols"}}) {
       if (value < 1 || value > 1000) {
         return ErrorResponse({ErrorKind::kInvalidExecRequest,
-                              std::string("terminalSize.") + name + " must be from 1 to 1000.",
+                              std::string("terminalSize.") + name + " must be from 0 (unknown) to 1000.",
                               std::string("terminalSize.") + name});
       }
     }
     node::v1::ExecRequest exec;
     for (const auto& word : command) exec.add_command(word);
     exec.set_tty(body.has_terminal_size());
-    exec.set_rows(static_cast<uint32_t>(size.has_rows() ? size.rows() : 24));
-    exec.set_cols(static_cast<uint32_t>(size.has_cols() ? size.cols() : 80));
+    exec.set_rows(static_cast<uint32_t>(rows));
+    exec.set_cols(static_cast<uint32_t>(cols));
     exec.set_session_id(session_id);
     exec.set_container(route.container);
     ticket.exec = exec;
@@ -663,7 +683,9 @@ HttpResponse GroupApi::GetOperation(const HttpRequest& request, const Route& rou
     status.mutable_error()->set_code(operation->error_code);
     status.mutable_error()->set_message(operation->error_message);
   }
-  return Json(200, ToJson(status));
+  HttpResponse response = Json(200, ToJson(status));
+  if (operation->status == "InProgress") response.headers.emplace_back("Retry-After", "1");
+  return response;
 }
 
 }  // namespace skiff::gateway

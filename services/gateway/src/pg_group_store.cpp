@@ -169,6 +169,17 @@ std::vector<store::Migration> GatewayMigrations() {
           updated_at           timestamptz NOT NULL DEFAULT now()
         );
       )sql"},
+      {6, "service principals (OAuth2 client credentials)",
+       R"sql(
+        CREATE TABLE service_principals (
+          client_id        uuid PRIMARY KEY,
+          secret_hash      text NOT NULL,     -- sha256 of a 256-bit random secret; the secret is never stored
+          subscription_id  text NOT NULL,
+          name             text NOT NULL DEFAULT '',
+          created_at       timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX api_tokens_expiry ON api_tokens (expires_at) WHERE expires_at IS NOT NULL;
+      )sql"},
   };
 }
 
@@ -323,6 +334,43 @@ void PgGroupStore::AddToken(const std::string& token_hash, const std::string& su
   Guarded(pool_, [&](pqxx::work& tx) {
     tx.exec_params("INSERT INTO gateway.api_tokens (token_hash, subscription_id, name) VALUES ($1, $2, $3)", token_hash,
                    subscription_id, name);
+  });
+}
+
+std::optional<ServicePrincipal> PgGroupStore::FindServicePrincipal(const std::string& client_id) {
+  if (!crypto::IsUuid(client_id)) return std::nullopt;
+  return GuardedRead(pool_, [&](pqxx::nontransaction& tx) -> std::optional<ServicePrincipal> {
+    auto rows = tx.exec_params(
+        "SELECT client_id::text, secret_hash, subscription_id, name FROM gateway.service_principals "
+        "WHERE client_id = $1::uuid",
+        client_id);
+    if (rows.empty()) return std::nullopt;
+    return ServicePrincipal{rows[0][0].as<std::string>(), rows[0][1].as<std::string>(), rows[0][2].as<std::string>(),
+                            rows[0][3].as<std::string>()};
+  });
+}
+
+void PgGroupStore::AddServicePrincipal(const ServicePrincipal& principal) {
+  Guarded(pool_, [&](pqxx::work& tx) {
+    tx.exec_params(
+        "INSERT INTO gateway.service_principals (client_id, secret_hash, subscription_id, name) "
+        "VALUES ($1::uuid, $2, $3, $4)",
+        principal.client_id, principal.secret_hash, principal.subscription_id, principal.name);
+  });
+}
+
+void PgGroupStore::AddExpiringToken(const std::string& token_hash, const std::string& subscription_id,
+                                    const std::string& name, std::chrono::system_clock::time_point expires_at) {
+  const int64_t expires_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(expires_at.time_since_epoch()).count();
+  Guarded(pool_, [&](pqxx::work& tx) {
+    // Issued tokens expire; their rows go a day later (a bounded sweep on the index).
+    tx.exec("DELETE FROM gateway.api_tokens WHERE token_hash IN (SELECT token_hash FROM gateway.api_tokens "
+            "WHERE expires_at < now() - interval '1 day' LIMIT 100)");
+    tx.exec_params(
+        "INSERT INTO gateway.api_tokens (token_hash, subscription_id, name, expires_at) "
+        "VALUES ($1, $2, $3, to_timestamp($4 / 1000.0))",
+        token_hash, subscription_id, name, expires_ms);
   });
 }
 

@@ -101,6 +101,10 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
     start = slash + 1;
     if (raw.empty()) {
       if (slash == path.size()) break;  // trailing slash
+      // ARM's generic resource paths put an empty parent path between the provider namespace
+      // and the type (`providers/Microsoft.ContainerInstance//containerGroups/x`, as
+      // `az container export` sends them): the same resource.
+      if (segments.size() >= 2 && Is(segments[segments.size() - 2], "providers")) continue;
       return NotFound(path);
     }
     std::string decoded;
@@ -111,8 +115,20 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
   }
 
   const size_t n = segments.size();
+  // Microsoft.Resources: the account around the groups, as the Azure CLI reads it.
+  if (n == 1 && (Is(segments[0], "subscriptions") || Is(segments[0], "tenants"))) {
+    route.kind = Is(segments[0], "tenants") ? RouteKind::kTenants : RouteKind::kSubscriptions;
+    if (method != "GET") return NotAllowed(method, "GET");
+    return route;
+  }
   if (n < 2 || !Is(segments[0], "subscriptions")) return NotFound(path);
   route.subscription_id = segments[1];
+  if (n == 2 || (n == 4 && Is(segments[2], "resourceGroups"))) {
+    route.kind = n == 2 ? RouteKind::kSubscription : RouteKind::kResourceGroup;
+    if (n == 4) route.resource_group = segments[3];
+    if (method != "GET" && !(n == 4 && method == "HEAD")) return NotAllowed(method, n == 2 ? "GET" : "GET, HEAD");
+    return route;
+  }
 
   // /subscriptions/{s}[/resourceGroups/{rg}]/providers/Microsoft.Network/virtualNetworks[/{name}[/subnets/{subnet}]]
   {

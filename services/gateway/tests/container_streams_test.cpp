@@ -141,7 +141,9 @@ TEST_F(ContainerStreamsTest, BadLogAndExecRequestsAreRejected) {
   auto no_command = Call("POST", Group() + "/containers/hello/exec", R"({"command":"  "})");
   EXPECT_EQ(no_command.status, 400);
   EXPECT_NE(no_command.body.find("InvalidExecRequest"), std::string::npos);
-  EXPECT_EQ(Call("POST", Group() + "/containers/hello/exec", R"({"command":"sh","terminalSize":{"rows":0,"cols":80}})").status,
+  EXPECT_EQ(Call("POST", Group() + "/containers/hello/exec", R"({"command":"sh","terminalSize":{"rows":-1,"cols":80}})").status,
+            400);
+  EXPECT_EQ(Call("POST", Group() + "/containers/hello/exec", R"({"command":"sh","terminalSize":{"rows":24,"cols":1001}})").status,
             400);
   EXPECT_EQ(Call("POST", Group() + "/containers/hello/exec", "not json").status, 400);
   EXPECT_EQ(Call("POST", Group() + "/containers/nope/exec", R"({"command":"sh"})").status, 404);

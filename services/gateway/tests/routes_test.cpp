@@ -50,6 +50,18 @@ TEST(RoutesTest, ListsAndOperations) {
             RouteKind::kOperationResult);
 }
 
+TEST(RoutesTest, AccountRoutesAndGenericResourcePaths) {
+  EXPECT_EQ(Ok("GET", "/subscriptions?api-version=2022-12-01").kind, RouteKind::kSubscriptions);
+  EXPECT_EQ(Ok("GET", "/tenants").kind, RouteKind::kTenants);
+  EXPECT_EQ(Ok("GET", "/subscriptions/s").kind, RouteKind::kSubscription);
+  Route rg = Ok("HEAD", "/subscriptions/s/resourcegroups/demo");
+  EXPECT_EQ(rg.kind, RouteKind::kResourceGroup);
+  EXPECT_EQ(rg.resource_group, "demo");
+  Route generic = Ok("GET", "/subscriptions/s/resourcegroups/rg/providers/Microsoft.ContainerInstance//containerGroups/web");
+  EXPECT_EQ(generic.kind, RouteKind::kGroup);
+  EXPECT_EQ(generic.name, "web");
+}
+
 TEST(RoutesTest, PercentDecodesNames) {
   Route r = Ok("GET", "/subscriptions/s/resourceGroups/rg%28a%29/providers/Microsoft.ContainerInstance/containerGroups/w");
   EXPECT_EQ(r.resource_group, "rg(a)");
@@ -57,11 +69,15 @@ TEST(RoutesTest, PercentDecodesNames) {
 
 TEST(RoutesTest, RejectsUnknownPathsMethodsAndBadEscapes) {
   EXPECT_EQ(Err("GET", "/"), ErrorKind::kRouteNotFound);
-  EXPECT_EQ(Err("GET", "/subscriptions"), ErrorKind::kRouteNotFound);
+  EXPECT_EQ(Err("POST", "/subscriptions"), ErrorKind::kMethodNotAllowed);
+  EXPECT_EQ(Err("GET", "/tenants/t"), ErrorKind::kRouteNotFound);
+  EXPECT_EQ(Err("DELETE", "/subscriptions/s/resourceGroups/rg"), ErrorKind::kMethodNotAllowed);
+  EXPECT_EQ(Err("GET", "/subscriptions/s/resourceGroups"), ErrorKind::kRouteNotFound);
   EXPECT_EQ(Err("GET", "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Compute/virtualMachines/x"),
             ErrorKind::kRouteNotFound);
   EXPECT_EQ(Err("GET", kGroupPath + "/extra/segments"), ErrorKind::kRouteNotFound);
   EXPECT_EQ(Err("GET", "/subscriptions//resourceGroups"), ErrorKind::kRouteNotFound);
+  EXPECT_EQ(Err("GET", "/subscriptions/s/resourceGroups//providers"), ErrorKind::kRouteNotFound);
   EXPECT_EQ(Err("POST", kGroupPath), ErrorKind::kMethodNotAllowed);
   EXPECT_EQ(Err("DELETE", "/subscriptions/s/providers/Microsoft.ContainerInstance/containerGroups"),
             ErrorKind::kMethodNotAllowed);

@@ -14,6 +14,7 @@
 #include "skiff/gateway/container_streams.h"
 #include "skiff/gateway/group_store.h"
 #include "skiff/gateway/http_types.h"
+#include "skiff/gateway/identity_api.h"
 #include "skiff/gateway/network_link.h"
 #include "skiff/gateway/routes.h"
 #include "skiff/gateway/usage_sources.h"
@@ -44,6 +45,8 @@ struct GroupApiOptions {
   // Base for URLs the API hands out (nextLink, operation URLs); empty: from the Host header.
   std::string public_url;
   std::chrono::seconds token_cache_ttl{30};
+  // The tenant subscriptions and tokens belong to ("adfs", as Azure Stack's ADFS sign-in).
+  std::string tenant_id = "adfs";
   // Per subscription, as ACI's defaults: checked when a group is created (or grows). 0: no limit.
   struct Quotas {
     int64_t groups = 100;
@@ -71,6 +74,8 @@ class GroupApi {
   // Addresses, DNS name labels and virtual networks come from the network service; without
   // it groups get no address in their view and the virtual-network API answers 503.
   void SetNetworkLink(NetworkLink* network) { network_ = network; }
+  // Sign-in (OAuth2, OpenID discovery, cloud metadata) answered before authentication.
+  void SetIdentityApi(IdentityApi* identity) { identity_ = identity; }
 
   // A WebSocket upgrade to /skiff/streams/<token> (from exec or attach): the session, or a refusal.
   WebSocketDecision OpenStream(const HttpRequest& request);
@@ -99,6 +104,8 @@ class GroupApi {
   // Claims the group's address and label before it is stored, and writes them into the spec.
   std::optional<HttpResponse> ClaimNetwork(const Route& route, const std::string& group_id,
                                            containerinstance::v1::ContainerGroup& group);
+  // identity_api.cpp: subscriptions, tenants, resource groups.
+  HttpResponse AccountResource(const Route& route, const std::string& caller_subscription);
   // usage_api.cpp
   HttpResponse ListUsages(const Route& route);
   HttpResponse Costs(const Route& route);
@@ -123,6 +130,7 @@ class GroupApi {
   NodeLink* nodes_ = nullptr;
   BillingLink* billing_ = nullptr;
   NetworkLink* network_ = nullptr;
+  IdentityApi* identity_ = nullptr;
   const ContainerUsageHistory* usage_history_ = nullptr;
   StreamTickets tickets_;
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "skiff/gateway/group_store.h"
+#include "skiff/gateway/identity_api.h"
 #include "skiff/store/migrations.h"
 
 namespace skiff::store {
@@ -17,7 +18,7 @@ std::vector<store::Migration> GatewayMigrations();
 
 // GroupStore on PostgreSQL (libpqxx), schema "gateway". libpqxx exceptions stop here: they
 // become StoreUnavailable.
-class PgGroupStore : public GroupStore, public RuntimeStore {
+class PgGroupStore : public GroupStore, public RuntimeStore, public IdentityStore {
  public:
   explicit PgGroupStore(store::ConnectionPool& pool) : pool_(pool) {}
 
@@ -35,6 +36,10 @@ class PgGroupStore : public GroupStore, public RuntimeStore {
   std::optional<std::string> SubscriptionForToken(const std::string& token_hash) override;
   void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) override;
   void UpdateRuntimes(const std::vector<std::string>& group_ids, const Fold& fold) override;
+  std::optional<ServicePrincipal> FindServicePrincipal(const std::string& client_id) override;
+  void AddServicePrincipal(const ServicePrincipal& principal) override;
+  void AddExpiringToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name,
+                        std::chrono::system_clock::time_point expires_at) override;
 
  private:
   store::ConnectionPool& pool_;

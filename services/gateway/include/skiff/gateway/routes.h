@@ -24,6 +24,10 @@ enum class RouteKind {
   kGroupCommand,           // {group}/stop | start | restart (POST); the verb is in `command`
   kVirtualNetworks,        // {subscription | resource group}/providers/Microsoft.Network/virtualNetworks[/{name}]
                            // (a list when `name` is empty), and .../{name}/subnets/{subnet} (GET)
+  kSubscriptions,          // /subscriptions (GET): the caller's subscriptions
+  kSubscription,           // /subscriptions/{s} (GET)
+  kTenants,                // /tenants (GET)
+  kResourceGroup,          // /subscriptions/{s}/resourceGroups/{rg} (GET, HEAD)
 };
 
 struct Route {
