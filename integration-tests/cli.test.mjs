@@ -130,3 +130,77 @@ test('errors print a clear message and exit non-zero', async () => {
   assert.equal(noCredentials.status, 2);
   assert.match(noCredentials.stderr.toString(), /no credentials: set --url\/SKIFF_URL/);
 });
+
+test('create -f takes az YAML (name from the file), and exec in a terminal follows window resizes', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'skiff-cli-yaml-'));
+  const file = join(dir, 'group.yaml');
+  writeFileSync(file, `apiVersion: 2019-12-01
+location: local
+name: yaml-web
+properties:
+  containers:
+  - name: app
+    properties:
+      image: ${infra.env.REGISTRY}/skiff/sleeper:1
+      resources:
+        requests:
+          cpu: 0.5
+          memoryInGb: 0.5
+      environmentVariables:
+      - name: FROM
+        value: "yaml"
+  osType: Linux
+  restartPolicy: Always
+tags: {via: yaml}
+type: Microsoft.ContainerInstance/containerGroups
+`);
+  const created = skiff(['create', '-g', 'cli', '-f', file]);
+  assert.equal(created.code, 0, created.err);
+  assert.match(created.out, /yaml-web\s+cli\s+Succeeded\s+Running/);
+  const doc = JSON.parse(skiff(['show', '-g', 'cli', '-n', 'yaml-web', '-o', 'json']).out);
+  assert.equal(doc.properties.containers[0].properties.resources.requests.memoryInGB, 0.5);
+  assert.deepEqual(doc.tags, { via: 'yaml' });
+
+  const broken = join(dir, 'broken.yaml');
+  writeFileSync(broken, 'properties: [unclosed\n');
+  const refused = skiff(['create', '-g', 'cli', '-f', broken]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /neither JSON nor YAML/);
+  const unnamed = join(dir, 'unnamed.yaml');
+  writeFileSync(unnamed, 'location: local\n');
+  assert.match(skiff(['create', '-g', 'cli', '-f', unnamed]).err, /-n\/--name is required unless the file names the group/);
+
+  // A pty of 24x80 runs `skiff exec` (a remote terminal of that size); the window then grows to
+  // 40x100 with SIGWINCH, and `stty size` inside the container sees the new size.
+  const driver = `
+import os, pty, sys, time, fcntl, termios, struct, signal, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+def size(rows, cols):
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+def read_until(text, seconds):
+    out, end = b'', time.time() + seconds
+    while time.time() < end and text.encode() not in out:
+        if select.select([fd], [], [], 0.2)[0]:
+            try: out += os.read(fd, 4096)
+            except OSError: break
+    return out.decode(errors='replace')
+size(24, 80)
+time.sleep(1.5)
+os.write(fd, b'stty size\\n')
+first = read_until('24 80', 10)
+size(40, 100)
+os.kill(pid, signal.SIGWINCH)
+time.sleep(0.5)
+os.write(fd, b'stty size\\n')
+second = read_until('40 100', 10)
+os.write(fd, b'exit 7\\n')
+_, status = os.waitpid(pid, 0)
+print('FIRST' if '24 80' in first else 'NOFIRST', 'SECOND' if '40 100' in second else 'NOSECOND', os.waitstatus_to_exitcode(status))
+`;
+  const ran = spawnSync('python3', ['-c', driver, join(kit.build, 'services/cli/skiff'), 'exec', '-g', 'cli', '-n', 'yaml-web',
+    '--exec-command', '/bin/sh'], { env: { PATH: process.env.PATH, ...env }, timeout: 60000 });
+  assert.equal(ran.stdout.toString().trim(), 'FIRST SECOND 7', ran.stderr.toString());
+  assert.equal(skiff(['delete', '-g', 'cli', '-n', 'yaml-web']).out, 'deleted: yaml-web\n');
+});

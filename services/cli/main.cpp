@@ -83,7 +83,8 @@ int main(int argc, char** argv) {
   for (auto* cmd : {create_cmd, show_cmd, delete_cmd, logs_cmd, start_cmd, stop_cmd, restart_cmd, export_cmd, exec_cmd,
                     attach_cmd}) {
     cmd->add_option("-g,--resource-group", resource_group, "resource group")->required();
-    cmd->add_option("-n,--name", name, "container group name")->required();
+    auto* name_option = cmd->add_option("-n,--name", name, "container group name");
+    if (cmd != create_cmd) name_option->required();  // create: or the `name` of its -f file
   }
   list_cmd->add_option("-g,--resource-group", resource_group, "resource group (default: the whole subscription)");
   for (auto* cmd : {logs_cmd, exec_cmd, attach_cmd}) {
@@ -91,7 +92,8 @@ int main(int argc, char** argv) {
   }
   logs_cmd->add_option("--tail", tail, "the last N lines");
   create_cmd->add_option("--image", create.image, "container image");
-  create_cmd->add_option("-f,--file", create.file, "a container group document (JSON); flags override it");
+  create_cmd->add_option("-f,--file", create.file,
+                         "a container group document (JSON, or YAML as az container create -f takes); flags override it");
   create_cmd->add_option("--cpu", create.cpu, "cores requested")->check(CLI::PositiveNumber);
   create_cmd->add_option("--memory", create.memory_gb, "memory in GB")->check(CLI::PositiveNumber);
   create_cmd->add_option("--ports", create.ports, "ports to open")->check(CLI::Range(1, 65535));
@@ -123,7 +125,7 @@ int main(int argc, char** argv) {
   if (!credentials) return Fail("no credentials: set " + missing + " (scripts/up writes them to .skiff/env)", 2);
 
   try {
-    const std::string path = GroupPath(*credentials, resource_group, name);
+    std::string path = GroupPath(*credentials, resource_group, name);
     if (create_cmd->parsed()) {
       create.name = name;
       std::string file_text;
@@ -136,6 +138,14 @@ int main(int argc, char** argv) {
       }
       auto built = BuildGroup(create, file_text, credentials->location);
       if (auto* error = std::get_if<std::string>(&built)) return Fail(*error);
+      if (name.empty()) {
+        name = std::get<0>(built).name();
+        if (name.empty()) return Fail("-n/--name is required unless the file names the group");
+        path = GroupPath(*credentials, resource_group, name);
+      }
+      std::get<0>(built).clear_name();  // read-only properties of the resource, not of its spec
+      std::get<0>(built).clear_id();
+      std::get<0>(built).clear_type();
       std::string body;
       (void)google::protobuf::util::MessageToJsonString(std::get<0>(built), &body);
       auto put = Call(*credentials, "PUT", path + kApi, body);
@@ -262,7 +272,7 @@ int main(int argc, char** argv) {
       int code = 0;
       std::string error;
       try {
-        code = JoinStream(*credentials, stream.web_socket_uri(), stream.password(), exec);
+        code = JoinStream(*credentials, stream.web_socket_uri(), stream.password(), exec, raw);
       } catch (const std::exception& e) {
         error = e.what();
         code = 1;

@@ -1,5 +1,7 @@
 #include "skiff/cli/cli.h"
 
+#include "skiff/armjson/arm_json.h"
+
 #include <google/protobuf/util/json_util.h>
 
 #include <cstdio>
@@ -78,11 +80,14 @@ std::variant<ci::ContainerGroup, std::string> BuildGroup(const CreateOptions& op
                                                          const std::string& location) {
   ci::ContainerGroup group;
   if (!file_text.empty()) {
-    google::protobuf::util::JsonParseOptions parse;
-    parse.ignore_unknown_fields = true;
-    if (!google::protobuf::util::JsonStringToMessage(file_text, &group, parse).ok()) {
-      return std::string("the file is not a container group in JSON");
+    const size_t first = file_text.find_first_not_of(" \t\r\n");
+    std::string json = file_text, error;
+    if (first == std::string::npos || file_text[first] != '{') {
+      auto converted = YamlToJson(file_text, &error);
+      if (!converted) return "the file is neither JSON nor YAML: " + error;
+      json = *converted;
     }
+    if (!armjson::ParseArmJson(json, &group, &error)) return "the file is not a container group: " + error;
   } else if (options.image.empty()) {
     return std::string("--image is required (or give the whole group with -f FILE)");
   }
@@ -91,7 +96,7 @@ std::variant<ci::ContainerGroup, std::string> BuildGroup(const CreateOptions& op
   if (!options.image.empty()) {
     properties->clear_containers();
     auto* container = properties->add_containers();
-    container->set_name(options.name);
+    container->set_name(options.name.empty() ? group.name() : options.name);
     auto* props = container->mutable_properties();
     props->set_image(options.image);
     props->mutable_resources()->mutable_requests()->set_cpu(options.cpu);
@@ -215,6 +220,10 @@ std::string GroupDetails(const ci::ContainerGroup& group) {
     out += "  " + event.last_timestamp() + "  " + Pad(event.name(), 12) + event.message() + "\n";
   }
   return out;
+}
+
+std::string ResizeMessage(int rows, int cols) {
+  return "\x1b[8;" + std::to_string(rows) + ";" + std::to_string(cols) + "t";
 }
 
 }  // namespace skiff::cli

@@ -63,8 +63,12 @@ Answer Call(const Credentials& credentials, const std::string& method, const std
 // ---- container streams (exec, attach) -------------------------------------------------------
 
 #include <boost/beast/websocket.hpp>
+#include <boost/asio/signal_set.hpp>
 #include <boost/beast/websocket/ssl.hpp>
+#include <sys/ioctl.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <deque>
 #include <iostream>
@@ -76,7 +80,7 @@ namespace skiff::cli {
 namespace websocket = beast::websocket;
 
 int JoinStream(const Credentials& credentials, const std::string& web_socket_uri, const std::string& password,
-               bool send_input) {
+               bool send_input, bool forward_resize) {
   const std::string prefix = "wss://";
   if (web_socket_uri.rfind(prefix, 0) != 0) throw std::runtime_error("unexpected stream URI " + web_socket_uri);
   const std::string rest = web_socket_uri.substr(prefix.size());
@@ -120,10 +124,12 @@ int JoinStream(const Credentials& credentials, const std::string& web_socket_uri
   };
   beast::flat_buffer buffer;
   bool closed = false;
+  asio::signal_set window_changes(io);
   std::function<void()> read_next = [&] {
     ws.async_read(buffer, [&](beast::error_code error, size_t) {
       if (error) {
         closed = true;
+        window_changes.cancel();  // io.run() returns once nothing waits
         return;
       }
       const auto data = buffer.data();
@@ -134,6 +140,21 @@ int JoinStream(const Credentials& credentials, const std::string& web_socket_uri
     });
   };
   read_next();
+  std::function<void()> watch_window = [&] {
+    window_changes.async_wait([&](beast::error_code error, int) {
+      if (error || closed) return;
+      winsize size{};
+      if (::ioctl(STDIN_FILENO, TIOCGWINSZ, &size) == 0 && size.ws_row > 0 && size.ws_col > 0) {
+        outgoing.push_back(ResizeMessage(size.ws_row, size.ws_col));
+        write_next();
+      }
+      watch_window();
+    });
+  };
+  if (forward_resize) {
+    window_changes.add(SIGWINCH);
+    watch_window();
+  }
   std::thread input;
   if (send_input) {
     input = std::thread([&] {

@@ -68,6 +68,65 @@ TEST(CliTest, CreateBuildsTheGroupAsAzContainerDoes) {
   EXPECT_EQ(std::get<0>(from_file).properties().restart_policy(), "Always");
 }
 
+// The YAML of Azure's `az container create -f` documentation (note `memoryInGb`).
+TEST(CliTest, CreateReadsAzYamlFiles) {
+  const std::string yaml = R"(apiVersion: 2019-12-01
+location: local
+name: yaml-app
+properties:
+  containers:
+  - name: app
+    properties:
+      image: 127.0.0.1:5000/skiff/httpd:1
+      command: ["/bin/httpd", "-f", "-p", "8080"]
+      resources:
+        requests:
+          cpu: 1
+          memoryInGb: 1.5
+      ports:
+      - port: 8080
+      environmentVariables:
+      - name: VERSION
+        value: "1.0"     # quoted: stays a string
+      - name: SECRET
+        secureValue: 'yes'
+  osType: Linux
+  restartPolicy: OnFailure
+  ipAddress:
+    type: Public
+    ports:
+    - protocol: tcp
+      port: 8080
+tags: {exampleTag: tutorial}
+type: Microsoft.ContainerInstance/containerGroups
+)";
+  CreateOptions options;
+  auto built = BuildGroup(options, yaml, "elsewhere");
+  ASSERT_TRUE(std::holds_alternative<containerinstance::v1::ContainerGroup>(built)) << std::get<std::string>(built);
+  const auto& group = std::get<0>(built);
+  EXPECT_EQ(group.name(), "yaml-app");
+  EXPECT_EQ(group.location(), "local");
+  EXPECT_EQ(group.tags().at("exampleTag"), "tutorial");
+  EXPECT_EQ(group.properties().restart_policy(), "OnFailure");
+  const auto& props = group.properties().containers(0).properties();
+  EXPECT_DOUBLE_EQ(props.resources().requests().memory_in_gb(), 1.5);
+  EXPECT_EQ(props.command_size(), 4);
+  EXPECT_EQ(props.ports(0).port(), 8080);
+  EXPECT_EQ(props.environment_variables(0).value(), "1.0");
+  EXPECT_EQ(props.environment_variables(1).secure_value(), "yes");
+  EXPECT_EQ(group.properties().ip_address().ports(0).port(), 8080);
+
+  for (const std::string bad : {"- just\n- a list\n", "key: [unclosed\n", "properties:\n  containers: 5\n"}) {
+    auto refused = BuildGroup(options, bad, "local");
+    ASSERT_TRUE(std::holds_alternative<std::string>(refused)) << bad;
+    EXPECT_FALSE(std::get<std::string>(refused).empty());
+  }
+}
+
+TEST(CliTest, ResizeMessageIsXtermsWindowSizeSequence) {
+  EXPECT_EQ(ResizeMessage(40, 100), "\x1b[8;40;100t");
+}
+
 TEST(CliTest, ErrorsPrintTheArmCodeAndMessage) {
   EXPECT_EQ(ErrorText({404, R"({"error":{"code":"ResourceNotFound","message":"The group 'x' was not found."}})"}),
             "ResourceNotFound: The group 'x' was not found.");

@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "skiff/armjson/arm_json.h"
 #include "skiff/containerinstance/v1/container_group.pb.h"
 #include "skiff/crypto/crypto.h"
 
@@ -16,12 +17,10 @@ std::variant<Message, ApiError> Parse(const std::string& body, const char* what)
   if (first == std::string::npos || body[first] != '{') {
     return ApiError{ErrorKind::kMalformedJson, std::string("The request body must be a JSON object (") + what + ").", ""};
   }
-  google::protobuf::util::JsonParseOptions options;
-  options.ignore_unknown_fields = true;
-  auto status = google::protobuf::util::JsonStringToMessage(body, &message, options);
-  if (!status.ok()) {
-    return ApiError{ErrorKind::kMalformedJson,
-                    std::string("The request body is not a valid ") + what + ": " + std::string(status.message()), ""};
+  // ARM matches property names case-insensitively and ignores unknown ones.
+  std::string error;
+  if (!armjson::ParseArmJson(body, &message, &error)) {
+    return ApiError{ErrorKind::kMalformedJson, std::string("The request body is not a valid ") + what + ": " + error, ""};
   }
   return message;
 }

@@ -49,6 +49,17 @@ TEST(CodecTest, WireNamesAreAcis) {
   EXPECT_EQ(v.struct_value().fields().at("tags").struct_value().fields().at("env").string_value(), "demo");
 }
 
+// ARM reads property names case-insensitively: Azure's YAML examples (which `az container
+// create -f` sends as they are) write memoryInGb.
+TEST(CodecTest, PropertyNamesMatchIgnoringCase) {
+  auto parsed = ParseGroupJson(R"({"Location":"local","properties":{"osType":"Linux","containers":[{"name":"a",)"
+                               R"("properties":{"image":"x","resources":{"requests":{"cpu":1,"memoryInGb":1.5}}}}]}})");
+  ASSERT_TRUE(std::holds_alternative<containerinstance::v1::ContainerGroup>(parsed));
+  const auto& group = std::get<containerinstance::v1::ContainerGroup>(parsed);
+  EXPECT_EQ(group.location(), "local");
+  EXPECT_DOUBLE_EQ(group.properties().containers(0).properties().resources().requests().memory_in_gb(), 1.5);
+}
+
 TEST(CodecTest, RejectsMalformedJson) {
   for (const char* body : {"", "   ", "[]", "null", "42", "{", "{\"location\": }", "{\"properties\": []}",
 "{\"tags\": {\"a\": 1}}",

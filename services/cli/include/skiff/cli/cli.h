@@ -30,7 +30,7 @@ std::optional<Credentials> ResolveCredentials(const std::map<std::string, std::s
 
 struct CreateOptions {
   std::string name;
-  std::string file;                               // -f: a JSON group document (flags then override)
+  std::string file;                               // -f: a JSON or YAML group document (flags then override)
   std::string image;
   double cpu = 1;
   double memory_gb = 1.5;
@@ -48,7 +48,11 @@ struct CreateOptions {
   std::string registry_server, registry_username, registry_password;
 };
 
-// The group document for PUT, or an error message for the user.
+// The YAML of `az container create -f` as JSON; nullopt with `error` when it does not parse.
+std::optional<std::string> YamlToJson(const std::string& text, std::string* error);
+
+// The group document for PUT, or an error message for the user. `file_text` is JSON (starts
+// with '{') or YAML; property names match case-insensitively, as ARM's do.
 std::variant<containerinstance::v1::ContainerGroup, std::string> BuildGroup(const CreateOptions& options,
                                                                            const std::string& file_text,
                                                                            const std::string& location);
@@ -64,6 +68,10 @@ struct Answer {
 std::string ErrorText(const Answer& answer);
 
 std::optional<containerinstance::v1::ContainerGroup> ParseGroup(const std::string& json);
+
+// The exec stream's resize message: xterm's "set window size" sequence ESC [ 8 ; rows ; cols t,
+// which the gateway reads as a resize of the command's terminal.
+std::string ResizeMessage(int rows, int cols);
 std::string GroupTable(const std::vector<containerinstance::v1::ContainerGroup>& groups);
 std::string GroupDetails(const containerinstance::v1::ContainerGroup& group);
 

@@ -24,8 +24,9 @@ namespace skiff::cli {
 // Joins a container stream (exec or attach) at `web_socket_uri`: sends `password`, copies
 // standard input to it (unless `send_input` is false) and its output to standard output until it
 // closes. Returns the exit code from the close reason ("exit code <n>"), or throws Unreachable
-// / std::runtime_error with the server's reason.
+// / std::runtime_error with the server's reason. With `forward_resize`, each SIGWINCH sends the
+// terminal's new size (ResizeMessage) so the remote terminal follows the local window.
 int JoinStream(const Credentials& credentials, const std::string& web_socket_uri, const std::string& password,
-               bool send_input);
+               bool send_input, bool forward_resize = false);
 
 }  // namespace skiff::cli
