@@ -111,6 +111,9 @@ int main(int argc, char** argv) {
   create_cmd->add_option("--registry-login-server", create.registry_server, "private registry");
   create_cmd->add_option("--registry-username", create.registry_username, "registry user");
   create_cmd->add_option("--registry-password", create.registry_password, "registry password");
+  std::string vnet, subnet;
+  create_cmd->add_option("--vnet", vnet, "virtual network (of the resource group) to put the group in");
+  create_cmd->add_option("--subnet", subnet, "subnet name in --vnet, or a subnet resource id");
   create_cmd->add_flag("--no-wait", no_wait, "return once the API accepted the group");
   CLI11_PARSE(app, argc, argv);
 
@@ -128,6 +131,9 @@ int main(int argc, char** argv) {
     std::string path = GroupPath(*credentials, resource_group, name);
     if (create_cmd->parsed()) {
       create.name = name;
+      auto subnet_id = SubnetId(*credentials, resource_group, vnet, subnet);
+      if (subnet_id.index() == 1) return Fail(std::get<1>(subnet_id));
+      create.subnet_id = std::get<0>(subnet_id);
       std::string file_text;
       if (!create.file.empty()) {
         std::ifstream in(create.file);

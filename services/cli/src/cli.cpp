@@ -139,6 +139,12 @@ std::variant<ci::ContainerGroup, std::string> BuildGroup(const CreateOptions& op
       p->set_protocol(options.protocol);
     }
   }
+  if (!options.subnet_id.empty()) {
+    properties->clear_subnet_ids();
+    properties->add_subnet_ids()->set_id(options.subnet_id);
+    // In a virtual network a group's address is private unless asked otherwise (as az does).
+    if (options.ip_address.empty() && properties->has_ip_address()) properties->mutable_ip_address()->set_type("Private");
+  }
   if (!options.registry_server.empty()) {
     auto* credential = properties->add_image_registry_credentials();
     credential->set_server(options.registry_server);
@@ -220,6 +226,19 @@ std::string GroupDetails(const ci::ContainerGroup& group) {
     out += "  " + event.last_timestamp() + "  " + Pad(event.name(), 12) + event.message() + "\n";
   }
   return out;
+}
+
+std::variant<std::string, std::string> SubnetId(const Credentials& credentials, const std::string& resource_group,
+                                                const std::string& vnet, const std::string& subnet) {
+  using Result = std::variant<std::string, std::string>;
+  if (subnet.empty()) {
+    if (vnet.empty()) return Result(std::in_place_index<0>, "");
+    return Result(std::in_place_index<1>, "--vnet needs --subnet");
+  }
+  if (subnet.rfind("/subscriptions/", 0) == 0) return Result(std::in_place_index<0>, subnet);
+  if (vnet.empty()) return Result(std::in_place_index<1>, "--subnet NAME needs --vnet (or give the subnet's resource id)");
+  return Result(std::in_place_index<0>, "/subscriptions/" + credentials.subscription + "/resourceGroups/" + resource_group +
+                                            "/providers/Microsoft.Network/virtualNetworks/" + vnet + "/subnets/" + subnet);
 }
 
 std::string ResizeMessage(int rows, int cols) {

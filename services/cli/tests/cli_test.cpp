@@ -123,6 +123,28 @@ type: Microsoft.ContainerInstance/containerGroups
   }
 }
 
+TEST(CliTest, VnetAndSubnetNameTheSubnetAsAzDoes) {
+  Credentials credentials;
+  credentials.subscription = "sub";
+  EXPECT_EQ(std::get<0>(SubnetId(credentials, "rg", "net", "front")),
+            "/subscriptions/sub/resourceGroups/rg/providers/Microsoft.Network/virtualNetworks/net/subnets/front");
+  const std::string id = "/subscriptions/other/resourceGroups/x/providers/Microsoft.Network/virtualNetworks/n/subnets/s";
+  EXPECT_EQ(std::get<0>(SubnetId(credentials, "rg", "", id)), id);
+  EXPECT_EQ(std::get<0>(SubnetId(credentials, "rg", "", "")), "");
+  EXPECT_EQ(SubnetId(credentials, "rg", "", "front").index(), 1u);
+  EXPECT_EQ(SubnetId(credentials, "rg", "net", "").index(), 1u);
+
+  CreateOptions options;
+  options.name = "app";
+  options.image = "x";
+  options.ports = {80};
+  options.dns_name_label = "";
+  options.subnet_id = id;
+  auto group = std::get<0>(BuildGroup(options, "", "local"));
+  ASSERT_EQ(group.properties().subnet_ids_size(), 1);
+  EXPECT_EQ(group.properties().subnet_ids(0).id(), id);
+}
+
 TEST(CliTest, ResizeMessageIsXtermsWindowSizeSequence) {
   EXPECT_EQ(ResizeMessage(40, 100), "\x1b[8;40;100t");
 }

@@ -46,7 +46,13 @@ struct CreateOptions {
   std::string priority;                           // Regular | Spot
   std::string zone;
   std::string registry_server, registry_username, registry_password;
+  std::string subnet_id;                          // --vnet/--subnet: the subnet's full resource id
 };
+
+// --subnet as az takes it: a full resource id, or a subnet name with --vnet (a network of
+// `resource_group` in the subscription). An error message when neither works.
+std::variant<std::string, std::string> SubnetId(const Credentials& credentials, const std::string& resource_group,
+                                                const std::string& vnet, const std::string& subnet);
 
 // The YAML of `az container create -f` as JSON; nullopt with `error` when it does not parse.
 std::optional<std::string> YamlToJson(const std::string& text, std::string* error);
