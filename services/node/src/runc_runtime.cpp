@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <signal.h>
+#include <spawn.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -178,25 +179,36 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
                                 "--log-max-bytes", std::to_string(options_.log_max_bytes),
                                 "--log-files", std::to_string(options_.log_files),
                                 "--memory-cgroup", "/sys/fs/cgroup/memory" + CgroupPath(sandbox_id, launch.container_name, options_.host_tag)};
-  // Double fork + setsid: the shim is nobody's child here and survives this process.
-  pid_t pid = ::fork();
-  if (pid < 0) return std::string("fork: ") + std::strerror(errno);
-  if (pid == 0) {
-    ::setsid();
-    if (::fork() != 0) ::_exit(0);
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    int shim_log = ::open((dir + "/shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    ::dup2(shim_log, 1);
-    ::dup2(shim_log, 2);
-    for (int fd = 3; fd < 1024; ++fd) ::close(fd);
-    std::vector<char*> argv;
-    for (auto& arg : args) argv.push_back(arg.data());
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
+  args.insert(args.end(), {"--detach", "1"});
+  // posix_spawn (vfork-like: no copy of this process's page tables, which cost ~10 ms per start
+  // with fork) in a new session; the shim forks once itself and this one exits at once, so the
+  // shim is nobody's child here and survives this process.
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDWR, 0);
+  posix_spawn_file_actions_addopen(&files, 1, (dir + "/shim.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&files, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&files, 3);
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  const int spawned = ::posix_spawn(&pid, argv[0], &files, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&files);
+  posix_spawnattr_destroy(&attributes);
+  if (spawned != 0) return std::string("spawn ") + options_.shim_binary + ": " + std::strerror(spawned);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  ::waitpid(pid, nullptr, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return "the shim did not start (see " + dir + "/shim.log)";
   // The shim writes `started` once runc has started the container (or failed to): from then on
   // it can be signalled, and an exit is recorded.
   for (int i = 0; i < 1000 && !fs::exists(state + "/started"); ++i) ::usleep(2000);
