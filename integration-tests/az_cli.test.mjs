@@ -98,6 +98,12 @@ test('az signs in as a service principal and drives a group through its whole li
   assert.equal(job.code, 0, job.err);
   await until('the job wrote its log', () => az(['container', 'logs', '-g', 'azrg', '-n', 'job']).out.includes('hello from skiff'));
 
+  // attach: the ended job's state and events, then it returns (az polls every few seconds).
+  const attached = az(['container', 'attach', '-g', 'azrg', '-n', 'job']);
+  assert.equal(attached.code, 0, attached.err);
+  assert.match(attached.out, /Container 'job' is in state 'Terminated'/);
+  assert.match(attached.out, /Started container job/);
+
   const exec = az(['container', 'exec', '-g', 'azrg', '-n', 'web', '--exec-command', '/bin/echo exec-$MODE'], { tty: true });
   assert.equal(exec.code, 0, exec.err + exec.out);
   assert.match(exec.out, /exec-\$MODE/);  // ACI passes the command as is: no shell expands it
