@@ -73,7 +73,13 @@ async function create(name, body) {
   return res.json;
 }
 
+// Skiff bridges on the host (name skb + 12 hex digits).
+const skiffBridges = () => sh('ip -o link show type bridge').stdout.split('\n')
+  .map((l) => l.match(/: (skb[0-9a-f]{12})[:@]/)?.[1]).filter(Boolean);
+let bridgesBefore = [];  // another installation's on this host (a local stack): not ours to judge
+
 before(async () => {
+  bridgesBefore = skiffBridges();
   infra = startInfra({ registry: true });
   kit = serviceKit(infra);
   kit.spawn('network', 'services/network/skiff-network', { ...networkEnv(), SKIFF_NETWORK_RECONCILE_SECONDS: '2' });
@@ -291,11 +297,13 @@ test('a crash of node and network service leaves no namespaces, veths, bridges o
   assert.notEqual(kit.sql(`SELECT count(*) FROM network.attachments WHERE agent = 'it-host'`), '0');
   kit.spawn('network', 'services/network/skiff-network', networkEnv());
   await until('attachments reconciled', () => kit.sql(`SELECT count(*) FROM network.attachments WHERE agent = 'it-host'`) === '0', 30000);
-  await until('bridges removed', () => sh('ip -o link show type bridge').stdout.split('\n').every((l) => !/: skb[0-9a-f]{12}:/.test(l)), 10000);
+  await until('bridges removed', () => skiffBridges().every((b) => bridgesBefore.includes(b)), 10000);
   const rules = sh('iptables-save').stdout;
   for (const name of Object.keys(ids)) assert.doesNotMatch(rules, new RegExp(`skiff-n1-${ids[name]}`));
   assert.doesNotMatch(rules, /-A CNI-FORWARD -s 10\.61\./);
-  assert.doesNotMatch(sh('ip -o link show type veth').stdout, /master skb/);
+  const ourVeths = sh('ip -o link show type veth').stdout.split('\n')
+    .filter((l) => { const m = l.match(/master (skb[0-9a-f]{12})/); return m && !bridgesBefore.includes(m[1]); });
+  assert.deepEqual(ourVeths, []);
   // The groups still exist, so they keep their addresses for when they run again.
   assert.equal(kit.sql(`SELECT count(*) FROM network.claims WHERE group_id = '${ids['web-a']}'`), '1');
 });
