@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Packs the microVM guest's initramfs: the agent as /init, busybox, runc with the libraries it
+# links, and the kernel modules the guest needs (virtio-mmio, virtio-serial, virtio-fs) for the
+# kernel at KERNEL. Build time only; everything comes from this machine's Debian packages.
+# usage: build_initramfs.sh AGENT KERNEL OUT
+set -euo pipefail
+agent=$1 kernel=$2 out=$3
+release=$(basename "$kernel"); release=${release#vmlinuz-}
+modules=/lib/modules/$release
+[[ -d $modules ]] || { echo "no modules for $release in $modules" >&2; exit 1; }
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$stage"/{bin,proc,sys,dev,run,tmp,sandbox,etc,lib/modules/skiff}
+install -m 0755 "$agent" "$stage/init"
+cp /bin/busybox "$stage/bin/busybox"
+for applet in sh cat ls echo env id ps sleep true false uname mount hostname stty; do ln -s busybox "$stage/bin/$applet"; done
+runc=$(command -v runc)
+cp "$runc" "$stage/bin/runc"
+for lib in $(ldd "$runc" | grep -o '/[^ ]*'); do
+  mkdir -p "$stage$(dirname "$lib")"
+  cp -L "$lib" "$stage$lib"
+done
+echo 'root:x:0:0:root:/:/bin/sh' >"$stage/etc/passwd"
+# Modules with their dependencies first, from modules.dep.
+wanted=(virtio_mmio virtio_console fuse virtiofs virtio_net)
+declare -A added=()
+order=()
+add_module() {  # relative path in modules.dep
+  local path=$1 dep
+  [[ -n ${added[$path]:-} ]] && return
+  for dep in $(grep "^$path:" "$modules/modules.dep" | cut -d: -f2); do add_module "$dep"; done
+  added[$path]=1
+  order+=("$path")
+}
+for name in "${wanted[@]}"; do
+  path=$(grep -E "(^|/)$name\.ko:" "$modules/modules.dep" | cut -d: -f1 | head -1)
+  [[ -n $path ]] || { echo "module $name not found for $release" >&2; exit 1; }
+  add_module "$path"
+done
+: >"$stage/lib/modules/skiff/order"
+for path in "${order[@]}"; do
+  cp "$modules/$path" "$stage/lib/modules/skiff/"
+  basename "$path" >>"$stage/lib/modules/skiff/order"
+done
+(cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --owner 0:0 --quiet) | gzip -1 >"$out.tmp"
+mv "$out.tmp" "$out"
