@@ -1,0 +1,273 @@
+#include "skiff/node/microvm.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <vector>
+
+#include "skiff/node/v1/guest.pb.h"
+
+extern char** environ;
+
+namespace skiff::node {
+namespace fs = std::filesystem;
+
+namespace {
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log, std::string* error) {
+  posix_spawn_file_actions_t files;
+  posix_spawn_file_actions_init(&files);
+  posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&files, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&files, 1, 2);
+  posix_spawn_file_actions_addclosefrom_np(&files, 3);
+  std::vector<char*> argv;
+  for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid = -1;
+  int rc = ::posix_spawnp(&pid, argv[0], &files, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&files);
+  if (rc != 0) {
+    *error = "cannot start " + args[0] + ": " + std::strerror(rc);
+    return -1;
+  }
+  return pid;
+}
+
+bool Exited(pid_t pid) {
+  int status = 0;
+  return pid <= 0 || ::waitpid(pid, &status, WNOHANG) == pid;
+}
+
+void Stop(pid_t& pid, int signal) {
+  if (pid <= 0) return;
+  ::kill(pid, signal);
+  ::waitpid(pid, nullptr, 0);
+  pid = -1;
+}
+
+std::string Tail(const std::string& path, size_t bytes) {
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  std::string all = text.str();
+  return all.size() > bytes ? all.substr(all.size() - bytes) : all;
+}
+
+// The host's TSC rate: under TCG the guest cannot calibrate its clock reliably (it hangs now
+// and then), so it is told the rate.
+std::string HostTscKhz() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("cpu MHz", 0) == 0) {
+      double mhz = std::stod(line.substr(line.find(':') + 1));
+      return std::to_string(static_cast<long>(mhz * 1000));
+    }
+  }
+  return "2000000";
+}
+
+bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!fs::exists(path)) {
+    if (std::chrono::steady_clock::now() > deadline || ::kill(owner, 0) != 0) return false;
+    ::usleep(5000);
+  }
+  return true;
+}
+
+}  // namespace
+
+std::unique_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents events, std::string* error) {
+  std::unique_ptr<MicroVm> vm(new MicroVm(std::move(options), std::move(events)));
+  const auto& o = vm->options_;
+  fs::create_directories(o.state_dir);
+  const std::string fs_socket = o.state_dir + "/virtiofs.sock", agent_socket = o.state_dir + "/agent.sock";
+  const std::string console = o.state_dir + "/console.log";
+  fs::remove(fs_socket);
+  fs::remove(agent_socket);
+  if (o.kvm) {
+    vm->kvm_ = *o.kvm;
+  } else {
+    int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    vm->kvm_ = kvm >= 0;
+    if (kvm >= 0) ::close(kvm);
+  }
+
+  vm->virtiofsd_pid_ = Spawn({o.virtiofsd, "--socket-path=" + fs_socket, "-o", "source=" + o.share_dir, "-o",
+                              "sandbox=chroot", "-o", "cache=auto", "-o", "announce_submounts"},
+                             o.state_dir + "/virtiofsd.log", error);
+  if (vm->virtiofsd_pid_ < 0) return nullptr;
+  if (!WaitForPath(fs_socket, vm->virtiofsd_pid_, std::chrono::seconds(10))) {
+    *error = "virtiofsd did not start: " + Tail(o.state_dir + "/virtiofsd.log", 400);
+    return nullptr;
+  }
+
+  std::string cmdline = "console=ttyS0 quiet panic=-1 pci=off skiff.share=skiff skiff.port=skiff.agent";
+  if (!vm->kvm_) cmdline += " tsc_early_khz=" + HostTscKhz();
+  const std::string memory = std::to_string(o.memory_mb) + "M";
+  vm->qemu_pid_ = Spawn({o.qemu, "-M", "microvm", "-accel", vm->kvm_ ? "kvm" : "tcg", "-cpu", vm->kvm_ ? "host" : "max",
+                         "-smp", std::to_string(o.vcpus), "-m", memory, "-nodefaults", "-no-user-config",
+                         "-display", "none", "-no-reboot", "-serial", "file:" + console,
+                         "-global", "virtio-mmio.force-legacy=false",
+                         "-kernel", o.kernel, "-initrd", o.initramfs, "-append", cmdline,
+                         "-object", "memory-backend-memfd,id=mem,size=" + memory + ",share=on",
+                         "-numa", "node,memdev=mem",
+                         "-chardev", "socket,id=fs,path=" + fs_socket,
+                         "-device", "vhost-user-fs-device,chardev=fs,tag=skiff",
+                         "-chardev", "socket,id=agent,path=" + agent_socket + ",server=on,wait=off",
+                         "-device", "virtio-serial-device", "-device", "virtserialport,chardev=agent,name=skiff.agent"},
+                        o.state_dir + "/qemu.log", error);
+  if (vm->qemu_pid_ < 0) return nullptr;
+  if (!WaitForPath(agent_socket, vm->qemu_pid_, std::chrono::seconds(10))) {
+    *error = "the VMM did not start: " + Tail(o.state_dir + "/qemu.log", 400);
+    return nullptr;
+  }
+  vm->channel_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, agent_socket.c_str(), sizeof address.sun_path - 1);
+  if (::connect(vm->channel_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    *error = std::string("cannot reach the VMM's agent socket: ") + std::strerror(errno);
+    return nullptr;
+  }
+  vm->reader_ = std::thread([raw = vm.get()] { raw->ReadLoop(); });
+  std::unique_lock lock(vm->mutex_);
+  if (!vm->changed_.wait_for(lock, o.boot_timeout, [&] { return vm->ready_ || vm->gone_; }) || !vm->ready_) {
+    lock.unlock();
+    *error = "the guest did not come up (console: " + Tail(console, 600) + ")";
+    return nullptr;
+  }
+  return vm;
+}
+
+void MicroVm::ReadLoop() {
+  GuestFrameReader reader;
+  char buffer[65536];
+  for (;;) {
+    ssize_t n = ::read(channel_, buffer, sizeof buffer);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    reader.Append(buffer, static_cast<size_t>(n));
+    while (auto frame = reader.Next()) {
+      v1::GuestMessage message;
+      if (!message.ParseFromString(*frame)) continue;
+      switch (message.message_case()) {
+        case v1::GuestMessage::kReady: {
+          std::lock_guard lock(mutex_);
+          kernel_release_ = message.ready().kernel_release();
+          ready_ = true;
+          changed_.notify_all();
+          break;
+        }
+        case v1::GuestMessage::kReply: {
+          std::lock_guard lock(mutex_);
+          replies_[message.reply().request_id()] = message.reply().error();
+          changed_.notify_all();
+          break;
+        }
+        case v1::GuestMessage::kOutput:
+          if (events_.on_output) {
+            events_.on_output(message.output().name(), message.output().stream(), message.output().data());
+          }
+          break;
+        case v1::GuestMessage::kExited:
+          if (events_.on_exit) {
+            events_.on_exit(message.exited().name(), message.exited().exit_code(), message.exited().finished_at_ms());
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (reader.Broken()) break;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    gone_ = true;
+    changed_.notify_all();
+  }
+  if (events_.on_vm_exit) events_.on_vm_exit("the microVM's VMM exited");
+}
+
+std::optional<std::string> MicroVm::Call(const std::string& frame, uint64_t id) {
+  {
+    std::lock_guard lock(write_mutex_);
+    size_t written = 0;
+    while (written < frame.size()) {
+      ssize_t n = ::send(channel_, frame.data() + written, frame.size() - written, MSG_NOSIGNAL);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return std::string("the microVM is gone");
+      written += static_cast<size_t>(n);
+    }
+  }
+  std::unique_lock lock(mutex_);
+  if (!changed_.wait_for(lock, std::chrono::seconds(120), [&] { return replies_.count(id) || gone_; })) {
+    return std::string("the guest agent did not answer");
+  }
+  auto it = replies_.find(id);
+  if (it == replies_.end()) return std::string("the microVM is gone");
+  std::string error = it->second;
+  replies_.erase(it);
+  if (!error.empty()) return error;
+  return std::nullopt;
+}
+
+std::optional<std::string> MicroVm::StartContainer(const std::string& name, const std::string& bundle) {
+  v1::GuestRequest request;
+  uint64_t id;
+  {
+    std::lock_guard lock(mutex_);
+    id = next_id_++;
+  }
+  request.set_request_id(id);
+  request.mutable_start()->set_name(name);
+  request.mutable_start()->set_bundle(bundle);
+  return Call(EncodeGuestFrame(request), id);
+}
+
+std::optional<std::string> MicroVm::Signal(const std::string& name, int signal) {
+  v1::GuestRequest request;
+  uint64_t id;
+  {
+    std::lock_guard lock(mutex_);
+    id = next_id_++;
+  }
+  request.set_request_id(id);
+  request.mutable_signal()->set_name(name);
+  request.mutable_signal()->set_signal(signal);
+  return Call(EncodeGuestFrame(request), id);
+}
+
+MicroVm::~MicroVm() {
+  bool gone;
+  {
+    std::lock_guard lock(mutex_);
+    gone = gone_;
+  }
+  if (!gone && channel_ >= 0) {
+    v1::GuestRequest request;
+    request.set_request_id(0);
+    request.set_shutdown(true);
+    const std::string frame = EncodeGuestFrame(request);
+    (void)::send(channel_, frame.data(), frame.size(), MSG_NOSIGNAL);
+    // The guest powers off; QEMU exits on its own (-no-reboot) within a moment.
+    for (int i = 0; i < 200 && !Exited(qemu_pid_); ++i) ::usleep(10000);
+  }
+  if (qemu_pid_ > 0 && ::kill(qemu_pid_, 0) == 0) Stop(qemu_pid_, SIGKILL);
+  if (channel_ >= 0) ::shutdown(channel_, SHUT_RDWR);
+  if (reader_.joinable()) reader_.join();
+  if (channel_ >= 0) ::close(channel_);
+  Stop(virtiofsd_pid_, SIGTERM);
+}
+
+}  // namespace skiff::node

@@ -1,0 +1,170 @@
+// A microVM sandbox for real (root; QEMU microvm with KVM, or TCG where there is none): the
+// guest boots Debian's cloud kernel with Skiff's initramfs, the agent starts containers from
+// bundles in the shared sandbox directory with runc, and their output and exit come back.
+// Checks: the guest's kernel is not the host's; output and exit codes; the host's processes
+// and files are invisible; two containers share the VM's localhost; killing the VMM is noticed.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/utsname.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include "skiff/node/microvm.h"
+
+namespace skiff::node {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Collected {
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::map<std::string, std::string> output;
+  std::map<std::string, int> exits;
+  std::string vm_exit;
+
+  bool WaitExit(const std::string& name, std::chrono::seconds limit) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(lock, limit, [&] { return exits.count(name) > 0; });
+  }
+};
+
+std::string Shell(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = ::popen(command.c_str(), "r")) {
+    char buffer[4096];
+    for (size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) out.append(buffer, n);
+    ::pclose(pipe);
+  }
+  return out;
+}
+
+class MicroVmTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root";
+    dir_ = fs::temp_directory_path() / ("skiff-microvm-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "share/containers");
+    fs::create_directories(dir_ / "state");
+  }
+  void TearDown() override {
+    vm_.reset();
+    if (!dir_.empty()) fs::remove_all(dir_);
+  }
+
+  // A busybox bundle in the share whose container runs `script` with sh.
+  void AddContainer(const std::string& name, const std::string& script) {
+    const fs::path bundle = dir_ / "share/containers" / name;
+    fs::create_directories(bundle / "rootfs/bin");
+    fs::copy_file("/bin/busybox", bundle / "rootfs/bin/busybox");
+    for (const char* applet : {"sh", "echo", "uname", "cat", "ls", "ps", "nc", "sleep", "test"}) {
+      fs::create_symlink("busybox", bundle / "rootfs/bin" / applet);
+    }
+    fs::create_directories(bundle / "rootfs/proc");
+    Shell("runc spec --bundle " + bundle.string());
+    std::ifstream in(bundle / "config.json");
+    std::stringstream text;
+    text << in.rdbuf();
+    std::string config = text.str();
+    auto replace = [&](const std::string& from, const std::string& to) {
+      auto at = config.find(from);
+      ASSERT_NE(at, std::string::npos) << from;
+      config.replace(at, from.size(), to);
+    };
+    replace("\"terminal\": true", "\"terminal\": false");
+    replace("\"sh\"\n\t\t]", "\"sh\", \"-c\", \"" + script + "\"\n\t\t]");
+    // The VM's network namespace is the group's: containers share it (and its localhost).
+    replace("{\n\t\t\t\t\"type\": \"network\"\n\t\t\t},", "");
+    std::ofstream(bundle / "config.json") << config;
+  }
+
+  void Boot() {
+    MicroVmOptions options;
+    options.kernel = SKIFF_GUEST_KERNEL;
+    options.initramfs = SKIFF_GUEST_INITRAMFS;
+    options.share_dir = (dir_ / "share").string();
+    options.state_dir = (dir_ / "state").string();
+    options.memory_mb = 256;
+    MicroVmEvents events;
+    events.on_output = [this](const std::string& c, int, const std::string& data) {
+      std::lock_guard lock(seen_.mutex);
+      seen_.output[c] += data;
+    };
+    events.on_exit = [this](const std::string& c, int code, int64_t) {
+      std::lock_guard lock(seen_.mutex);
+      seen_.exits[c] = code;
+      seen_.changed.notify_all();
+    };
+    events.on_vm_exit = [this](const std::string& reason) {
+      std::lock_guard lock(seen_.mutex);
+      seen_.vm_exit = reason;
+      seen_.changed.notify_all();
+    };
+    std::string error;
+    vm_ = MicroVm::Boot(options, events, &error);
+    ASSERT_TRUE(vm_) << error;
+  }
+
+  fs::path dir_;
+  Collected seen_;
+  std::unique_ptr<MicroVm> vm_;
+};
+
+TEST_F(MicroVmTest, ContainersRunInTheGuestKernelIsolatedFromTheHost) {
+  AddContainer("app", "echo kernel $(uname -r); echo to-stderr >&2; "
+                      "if test -e /work || test -e /proc/1/root/work; then echo host-visible; fi; "
+                      "ps -o comm | grep -c -e qemu -e skiff-node -e microvm_integration; exit 3");
+  Boot();
+  utsname host{};
+  ::uname(&host);
+  const std::string guest_kernel = fs::path(SKIFF_GUEST_KERNEL).filename().string().substr(std::string("vmlinuz-").size());
+  EXPECT_EQ(vm_->kernel_release(), guest_kernel);
+  EXPECT_NE(vm_->kernel_release(), std::string(host.release));
+
+  ASSERT_EQ(vm_->StartContainer("app", "/sandbox/containers/app"), std::nullopt);
+  ASSERT_TRUE(seen_.WaitExit("app", std::chrono::seconds(60)));
+  std::lock_guard lock(seen_.mutex);
+  EXPECT_EQ(seen_.exits["app"], 3);
+  EXPECT_NE(seen_.output["app"].find("kernel " + guest_kernel), std::string::npos) << seen_.output["app"];
+  EXPECT_NE(seen_.output["app"].find("to-stderr"), std::string::npos);
+  EXPECT_EQ(seen_.output["app"].find("host-visible"), std::string::npos) << seen_.output["app"];
+  EXPECT_NE(seen_.output["app"].find("\n0\n"), std::string::npos) << "host processes seen: " << seen_.output["app"];
+}
+
+TEST_F(MicroVmTest, TwoContainersShareTheVmsLocalhostAndSignalsReachThem) {
+  AddContainer("server", "echo from-server | nc -l -p 8080; sleep 1000");
+  AddContainer("client", "sleep 2; nc 127.0.0.1 8080 </dev/null");
+  Boot();
+  ASSERT_EQ(vm_->StartContainer("server", "/sandbox/containers/server"), std::nullopt);
+  ASSERT_EQ(vm_->StartContainer("client", "/sandbox/containers/client"), std::nullopt);
+  ASSERT_TRUE(seen_.WaitExit("client", std::chrono::seconds(60)));
+  {
+    std::lock_guard lock(seen_.mutex);
+    EXPECT_NE(seen_.output["client"].find("from-server"), std::string::npos) << seen_.output["client"];
+  }
+  ASSERT_EQ(vm_->Signal("server", SIGKILL), std::nullopt);
+  ASSERT_TRUE(seen_.WaitExit("server", std::chrono::seconds(60)));
+  std::lock_guard lock(seen_.mutex);
+  EXPECT_EQ(seen_.exits["server"], 128 + SIGKILL);
+  EXPECT_NE(vm_->Signal("nobody", SIGTERM), std::nullopt);
+}
+
+TEST_F(MicroVmTest, AKilledVmmIsNoticed) {
+  AddContainer("app", "sleep 1000");
+  Boot();
+  ASSERT_EQ(vm_->StartContainer("app", "/sandbox/containers/app"), std::nullopt);
+  ::kill(vm_->vmm_pid(), SIGKILL);
+  std::unique_lock lock(seen_.mutex);
+  ASSERT_TRUE(seen_.changed.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.vm_exit.empty(); }));
+  lock.unlock();
+  EXPECT_NE(vm_->StartContainer("again", "/sandbox/containers/app"), std::nullopt);  // a clear error, no hang
+}
+
+}  // namespace
+}  // namespace skiff::node
