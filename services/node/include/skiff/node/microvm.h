@@ -21,7 +21,7 @@ struct MicroVmOptions {
   std::string qemu = "qemu-system-x86_64";
   std::string virtiofsd = "/usr/lib/qemu/virtiofsd";
   std::string kernel;      // e.g. /boot/vmlinuz-6.1.0-56-cloud-amd64
-  std::string initramfs;   // build/…/guest-initramfs.cpio.gz (the agent and runc)
+  std::string initramfs;   // build/…/guest-initramfs.cpio (the agent and runc)
   std::string share_dir;   // the sandbox's directory, /sandbox in the guest (virtio-fs)
   std::string state_dir;   // sockets, console log, pids
   int vcpus = 1;
