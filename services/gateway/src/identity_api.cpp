@@ -51,25 +51,11 @@ std::string PathOf(const std::string& target) {
   return path.substr(extra);
 }
 
-// application/x-www-form-urlencoded; nullopt on a malformed escape or a repeated parameter
-// (RFC 6749 3.2: parameters must not be repeated).
+// The form body; nullopt on a malformed escape or a repeated parameter (RFC 6749 3.2:
+// parameters must not be repeated).
 std::optional<std::map<std::string, std::string>> ParseForm(const std::string& body) {
   std::map<std::string, std::string> form;
-  size_t start = 0;
-  while (start < body.size()) {
-    size_t amp = body.find('&', start);
-    if (amp == std::string::npos) amp = body.size();
-    std::string pair = body.substr(start, amp - start);
-    start = amp + 1;
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    std::string key, value;
-    if (!PercentDecode(pair.substr(0, eq), key) ||
-        !PercentDecode(eq == std::string::npos ? "" : pair.substr(eq + 1), value)) {
-      return std::nullopt;
-    }
-    if (!form.emplace(key, value).second) return std::nullopt;
-  }
+  if (ParseUrlEncoded(body, &form, /*repeats_allowed=*/false) != UrlEncodedResult::kOk) return std::nullopt;
   return form;
 }
 

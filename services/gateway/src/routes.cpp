@@ -49,6 +49,27 @@ bool PercentDecode(const std::string& in, std::string& out) {
   return true;
 }
 
+UrlEncodedResult ParseUrlEncoded(const std::string& text, std::map<std::string, std::string>* out,
+                                 bool repeats_allowed) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t amp = text.find('&', start);
+    if (amp == std::string::npos) amp = text.size();
+    std::string pair = text.substr(start, amp - start);
+    start = amp + 1;
+    if (pair.empty()) continue;
+    size_t eq = pair.find('=');
+    std::string key, value;
+    if (!PercentDecode(pair.substr(0, eq), key) ||
+        !PercentDecode(eq == std::string::npos ? "" : pair.substr(eq + 1), value)) {
+      return UrlEncodedResult::kMalformed;
+    }
+    if (!repeats_allowed && out->count(key)) return UrlEncodedResult::kRepeated;
+    (*out)[key] = value;
+  }
+  return UrlEncodedResult::kOk;
+}
+
 std::string PercentEncode(const std::string& in) {
   static constexpr char kHex[] = "0123456789ABCDEF";
   std::string out;
@@ -76,24 +97,12 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
   Route route{};
   route.method = method;
   // Query: a=b&c=d, decoded; a malformed escape is a bad request.
-  size_t start = 0;
-  while (start < query_string.size()) {
-    size_t amp = query_string.find('&', start);
-    if (amp == std::string::npos) amp = query_string.size();
-    std::string pair = query_string.substr(start, amp - start);
-    start = amp + 1;
-    if (pair.empty()) continue;
-    size_t eq = pair.find('=');
-    std::string key, value;
-    if (!PercentDecode(pair.substr(0, eq), key) ||
-        !PercentDecode(eq == std::string::npos ? "" : pair.substr(eq + 1), value)) {
-      return ApiError{ErrorKind::kBadHttpRequest, "The query string has a malformed percent-escape.", ""};
-    }
-    route.query[key] = value;
+  if (ParseUrlEncoded(query_string, &route.query, /*repeats_allowed=*/true) != UrlEncodedResult::kOk) {
+    return ApiError{ErrorKind::kBadHttpRequest, "The query string has a malformed percent-escape.", ""};
   }
 
   std::vector<std::string> segments;
-  start = 1;
+  size_t start = 1;
   while (start <= path.size()) {
     size_t slash = path.find('/', start);
     if (slash == std::string::npos) slash = path.size();

@@ -58,4 +58,10 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
 bool PercentDecode(const std::string& in, std::string& out);
 std::string PercentEncode(const std::string& in);
 
+// application/x-www-form-urlencoded (query strings, OAuth2 form bodies) into `out`; with
+// repeats allowed the last value of a name wins.
+enum class UrlEncodedResult { kOk, kMalformed, kRepeated };
+UrlEncodedResult ParseUrlEncoded(const std::string& text, std::map<std::string, std::string>* out,
+                                 bool repeats_allowed);
+
 }  // namespace skiff::gateway
