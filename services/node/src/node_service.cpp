@@ -483,20 +483,34 @@ v1::NodeCommandReply NodeService::Restart(const std::string& group_id) {
 v1::NodeCommandReply NodeService::Start(const std::string& group_id, bool even_if_ended) {
   v1::NodeCommandReply reply;
   Group* group = nullptr;
-  {
-    std::lock_guard lock(mutex_);
+  // A start right after a stop finds the containers still ending (their grace period): it waits
+  // for the stop to finish rather than answering "already started" and doing nothing.
+  const auto deadline = GroupSupervisor::Clock::now() + options_.stop_grace + std::chrono::seconds(10);
+  for (;;) {
+    std::unique_lock lock(mutex_);
     auto it = groups_.find(group_id);
     if (it == groups_.end() || !it->second.supervisor) {
       reply.set_error_code("GroupNotFound");
       reply.set_error_message("The group " + group_id + " is not on this node.");
       return reply;
     }
-    if (it->second.supervisor->State() != "Stopped" && !(even_if_ended && it->second.supervisor->Quiet())) {
+    auto& supervisor = *it->second.supervisor;
+    if (supervisor.State() == "Stopped" || (even_if_ended && supervisor.Quiet())) {
+      group = &it->second;
+      group->supervisor.reset();
+      break;
+    }
+    if (!supervisor.StopRequested()) {
       reply.set_ok(true);  // already started
       return reply;
     }
-    group = &it->second;
-    group->supervisor.reset();
+    lock.unlock();
+    if (GroupSupervisor::Clock::now() > deadline) {
+      reply.set_error_code("NodeBusy");
+      reply.set_error_message("The group's containers did not stop in time to start again.");
+      return reply;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   if (auto error = Launch(*group, false)) {
     reply.set_error_code(error->substr(0, error->find(':')));

@@ -311,6 +311,26 @@ TEST_F(NodeServiceTest, StartAfterStop) {
   EXPECT_TRUE(WaitFor("Deleted"));
 }
 
+// A start that arrives while the stop still waits for the container (it ignores SIGTERM, so the
+// grace period runs out) waits for the stop to finish and then starts: it is not dropped as
+// "already started".
+TEST_F(NodeServiceTest, StartDuringAStopWaitsAndStarts) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Always","containers":[{"name":"stubborn",
+    "properties":{"image":")" + Image("sleeper") + R"(","command":["/bin/sh","-c","trap '' TERM; while true; do sleep 1; done"],
+    "resources":{"requests":{"cpu":0.25,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  ASSERT_TRUE(Command("stop").ok());
+  ASSERT_TRUE(WaitFor("Killing"));
+  seen.clear();
+  auto started = Command("start");  // the container is still in its grace period
+  ASSERT_TRUE(started.ok()) << started.error_message();
+  EXPECT_TRUE(WaitFor("Started"));
+  EXPECT_TRUE(WaitFor("StateChanged", "Running"));
+  Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
 TEST_F(NodeServiceTest, OnFailureRestartsWithGrowingBackOff) {
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"OnFailure","containers":[{"name":"crash",
     "properties":{"image":")" + Image("sleeper") + R"(","command":["/bin/sh","-c","exit 3"],

@@ -80,6 +80,8 @@ class GroupSupervisor {
   void Delete(Clock::time_point now);
 
   std::string State() const { return state_; }
+  // A stop was asked for (it may still be waiting for the containers to end).
+  bool StopRequested() const { return stopped_by_user_; }
   // Nothing runs and nothing will start by itself (stopped, or ended for good).
   bool Quiet() const;
   const std::map<std::string, ContainerStatus>& Containers() const { return status_; }
