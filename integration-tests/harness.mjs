@@ -164,7 +164,9 @@ export function serviceKit(infra) {
       return procs[name];
     },
     startScheduler(name, env = {}) {
-      return kit.spawn(name, 'services/scheduler/skiff-scheduler', { SKIFF_SCHEDULER_NODE_LOST_AFTER_MS: '3000',
+      // Lost after 5 s of silence (10 missed heartbeats): under CI load (ASan, two cores) 3 s
+      // marked busy nodes lost now and then and moved their groups.
+      return kit.spawn(name, 'services/scheduler/skiff-scheduler', { SKIFF_SCHEDULER_NODE_LOST_AFTER_MS: '5000',
         SKIFF_SCHEDULER_TICK_MS: '200', SKIFF_SCHEDULER_REFRESH_MS: '1000', ...env });
     },
     startNode(id, cpu, env = {}) {
