@@ -7,12 +7,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startInfra, Gateway, until, serviceKit } from './harness.mjs';
 
 let infra, gw, kit, env, principal;
+const scratch = [];  // temporary directories, removed after
+const tempDir = (prefix) => { const d = mkdtempSync(join(tmpdir(), prefix)); scratch.push(d); return d; };
 const sub = randomUUID();
 
 // One az command; { code, out, err }. `tty`: run it inside a pseudo-terminal (exec needs one).
@@ -33,8 +35,8 @@ before(async () => {
   principal = gw.createServicePrincipal(sub);
   env = {
     PATH: process.env.PATH,
-    HOME: mkdtempSync(join(tmpdir(), 'skiff-az-home-')),
-    AZURE_CONFIG_DIR: mkdtempSync(join(tmpdir(), 'skiff-az-')),
+    HOME: tempDir('skiff-az-home-'),
+    AZURE_CONFIG_DIR: tempDir('skiff-az-'),
     AZURE_CORE_COLLECT_TELEMETRY: 'false',
     AZURE_CORE_NO_COLOR: 'true',
     REQUESTS_CA_BUNDLE: infra.env.CA,
@@ -52,6 +54,7 @@ after(async () => {
   await gw?.stop();
   kit?.cleanNodes(['az-a']);
   infra?.stop();
+  for (const d of scratch) rmSync(d, { recursive: true, force: true });
 });
 
 test('az signs in as a service principal and drives a group through its whole life', async () => {
@@ -121,7 +124,7 @@ test('az signs in as a service principal and drives a group through its whole li
   assert.equal(restarted.code, 0, restarted.err);
   await until('restart shows', () => az(['container', 'show', '-g', 'azrg', '-n', 'web', '-o', 'json']).out.includes('Restarting'));
 
-  const file = join(mkdtempSync(join(tmpdir(), 'skiff-az-export-')), 'web.yaml');
+  const file = join(tempDir('skiff-az-export-'), 'web.yaml');
   const exported = az(['container', 'export', '-g', 'azrg', '-n', 'web', '-f', file]);
   assert.equal(exported.code, 0, exported.err);
   const yaml = readFileSync(file, 'utf8');

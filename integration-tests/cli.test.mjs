@@ -5,7 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startInfra, Gateway, until, serviceKit } from './harness.mjs';
@@ -203,4 +203,5 @@ print('FIRST' if '24 80' in first else 'NOFIRST', 'SECOND' if '40 100' in second
     '--exec-command', '/bin/sh'], { env: { PATH: process.env.PATH, ...env }, timeout: 60000 });
   assert.equal(ran.stdout.toString().trim(), 'FIRST SECOND 7', ran.stderr.toString());
   assert.equal(skiff(['delete', '-g', 'cli', '-n', 'yaml-web']).out, 'deleted: yaml-web\n');
+  rmSync(dir, { recursive: true, force: true });
 });
