@@ -44,9 +44,7 @@ before(async () => {
   };
   kit.startScheduler('scheduler');
   kit.startNode('az-a', 2);
-  await until('node registered', () => {
-    try { return kit.sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'az-a'") === '1'; } catch { return false; }
-  }, 30000);
+  await kit.nodeRegistered('az-a');
 });
 
 after(async () => {

@@ -43,9 +43,7 @@ before(async () => {
   });
   kit.startScheduler('scheduler');
   kit.startNode('sdk-a', 2);
-  await until('node registered', () => {
-    try { return kit.sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'sdk-a'") === '1'; } catch { return false; }
-  }, 30000);
+  await kit.nodeRegistered('sdk-a');
 });
 
 after(async () => {

@@ -62,9 +62,7 @@ before(async () => {
   kit.startScheduler('scheduler');
   kit.startNode('bl-a', 2, { SKIFF_NODE_USAGE_MS: '1000' });
   startBilling();
-  await until('node registered', () => {
-    try { return kit.sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'bl-a'") === '1'; } catch { return false; }
-  }, 30000);
+  await kit.nodeRegistered('bl-a');
 });
 
 after(async () => {

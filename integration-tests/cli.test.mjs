@@ -27,9 +27,7 @@ before(async () => {
   kit.startScheduler('scheduler');
   kit.startNode('cli-a', 2);
   kit.spawn('billing', 'services/billing/skiff-billing');
-  await until('node registered', () => {
-    try { return kit.sql("SELECT count(*) FROM scheduler.nodes WHERE node_id = 'cli-a'") === '1'; } catch { return false; }
-  }, 30000);
+  await kit.nodeRegistered('cli-a');
 });
 
 after(async () => {

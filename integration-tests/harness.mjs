@@ -191,6 +191,10 @@ export function serviceKit(infra) {
       for (const name of Object.keys(procs)) await kit.stop(name);
     },
     sql: (query) => execFileSync('psql', [infra.env.STORE_URL, '-Atc', query]).toString().trim(),
+    // Resolves once the scheduler knows node `id` (it has heartbeated and been recorded).
+    nodeRegistered: (id) => until(`node ${id} registered`, () => {
+      try { return kit.sql(`SELECT count(*) FROM scheduler.nodes WHERE node_id = '${id}'`) === '1'; } catch { return false; }
+    }, 30000),
     // Group ids of the containers running under a node's runc root (they outlive a killed node).
     running(id) {
       const out = spawnSync('runc', ['--root', join(nodeRoot(id), 'runc'), 'list', '--format', 'json']);
