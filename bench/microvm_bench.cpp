@@ -35,16 +35,8 @@ long PssKib(pid_t pid) {
   return 0;
 }
 
-std::string TscKhz() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("cpu MHz", 0) == 0) return std::to_string(static_cast<long>(std::stod(line.substr(line.find(':') + 1)) * 1000));
-  }
-  return "2000000";
-}
-
 double BareBoot(const std::string& kernel, const std::string& initramfs, bool kvm) {
-  const std::string cmdline = "console=ttyS0 quiet panic=-1 pci=off" + std::string(kvm ? "" : " tsc_early_khz=" + TscKhz());
+  const std::string cmdline = "console=ttyS0 quiet panic=-1 pci=off" + std::string(kvm ? "" : " tsc_early_khz=" + skiff::node::HostTscKhz());
   const std::string command = "qemu-system-x86_64 -M microvm -accel " + std::string(kvm ? "kvm -cpu host" : "tcg -cpu max") +
                               " -smp 1 -m 256M -nodefaults -no-user-config -display none -no-reboot -serial null"
                               " -kernel " + kernel + " -initrd " + initramfs + " -append '" + cmdline + "'";
@@ -101,7 +93,6 @@ int main(int argc, char** argv) {
     if (measure_memory) {
       ::sleep(2);  // settled: the group idles
       vmm_pss = PssKib(vm->vmm_pid());
-      std::ifstream pid_list("/proc/" + std::to_string(vm->vmm_pid()) + "/status");
       virtiofsd_pss = 0;
       // virtiofsd is the VM's sibling: find it by its socket path.
       std::FILE* pipe = ::popen(("pgrep -f 'virtiofsd --socket-path=" + options.state_dir + "'").c_str(), "r");

@@ -63,19 +63,6 @@ std::string Tail(const std::string& path, size_t bytes) {
   return all.size() > bytes ? all.substr(all.size() - bytes) : all;
 }
 
-// The host's TSC rate: under TCG the guest cannot calibrate its clock reliably (it hangs now
-// and then), so it is told the rate.
-std::string HostTscKhz() {
-  std::ifstream cpuinfo("/proc/cpuinfo");
-  for (std::string line; std::getline(cpuinfo, line);) {
-    if (line.rfind("cpu MHz", 0) == 0) {
-      double mhz = std::stod(line.substr(line.find(':') + 1));
-      return std::to_string(static_cast<long>(mhz * 1000));
-    }
-  }
-  return "2000000";
-}
-
 bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds limit) {
   const auto deadline = std::chrono::steady_clock::now() + limit;
   while (!fs::exists(path)) {
@@ -86,6 +73,17 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
 }
 
 }  // namespace
+
+std::string HostTscKhz() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("cpu MHz", 0) == 0) {
+      double mhz = std::stod(line.substr(line.find(':') + 1));
+      return std::to_string(static_cast<long>(mhz * 1000));
+    }
+  }
+  return "2000000";
+}
 
 std::unique_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents events, std::string* error) {
   std::unique_ptr<MicroVm> vm(new MicroVm(std::move(options), std::move(events)));

@@ -38,6 +38,10 @@ struct MicroVmEvents {
   std::function<void(const std::string& reason)> on_vm_exit;
 };
 
+// The host's TSC rate in kHz, for a TCG guest's `tsc_early_khz=`: under TCG the guest cannot
+// calibrate its clock reliably (its boot hangs now and then), so it is told the rate.
+std::string HostTscKhz();
+
 // One microVM: QEMU `-M microvm` with the Debian cloud kernel and Skiff's initramfs, the
 // sandbox directory shared by virtiofsd, and the guest agent on a virtio-serial port. Requests
 // are synchronous (one at a time); output and exits arrive on the reader thread.
