@@ -9,6 +9,7 @@
 //      billing loop runs; the lag of each batch (commit time - the newest event's stream time).
 // Prints events/s for 2 and 3, their ratio, and lag p50/p99.
 // Usage: billing_bench STORE_URL NATS_URL [events=200000] [groups=1000] [batch=1000] [rate=2000] [seconds=10]
+//        [commit shards=2]
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -135,8 +136,9 @@ int main(int argc, char** argv) {
   const int batch = argc > 5 ? std::stoi(argv[5]) : 1000;
   const int rate = argc > 6 ? std::stoi(argv[6]) : 2000;
   const int seconds = argc > 7 ? std::stoi(argv[7]) : 10;
+  const int shards = argc > 8 ? std::stoi(argv[8]) : 2;
 
-  store::ConnectionPool pool(argv[1], 2);
+  store::ConnectionPool pool(argv[1], static_cast<size_t>(std::max(2, shards)));
   {
     auto conn = pool.Acquire();
     store::ApplyMigrations(*conn, billing::kBillingSchema, billing::BillingMigrations());
@@ -158,8 +160,10 @@ int main(int argc, char** argv) {
   const double reference_rate = Drain(*reference, workload.size(), batch, [](auto&) {});
 
   billing::PgBillingStore store(pool, nullptr);
+  billing::BillingOptions options;
+  options.commit_shards = shards;  // billing's default
   billing::BillingService service(store, billing::PriceSheet("USD", {{0, {0.0000135, 0.0000015, 0}, {}}}),
-                                  billing::Meter(), billing::BillingOptions{}, NowMs);
+                                  billing::Meter(), options, NowMs);
   service.Start();
   auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "bench-billing");
   size_t closed = 0;

@@ -74,6 +74,7 @@ int Serve(const config::Config& cfg) {
   options.heartbeat_grace = cfg.GetInt("billing.heartbeat_grace_ms", 2000);
   options.missing_for = cfg.GetInt("billing.missing_for_ms", 30000);
   options.node_lost_after = cfg.GetInt("billing.node_lost_after_ms", 30000);
+  options.commit_shards = static_cast<int>(cfg.GetInt("billing.commit_shards", 2));
   billing::BillingService service(store, LoadPrices(cfg), billing::Meter(meter_options), options, NowMillis);
   service.Start();
   relay.Start();

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <strings.h>
 
+#include <thread>
+
 #include "skiff/crypto/crypto.h"
 #include "skiff/events/v1/group_events.pb.h"
 #include "skiff/scheduler/v1/scheduler.pb.h"
@@ -205,6 +207,47 @@ void BillingService::Book(Interval interval, BatchChanges& changes) const {
   changes.closed.push_back(std::move(interval));
 }
 
+BatchStats BillingService::CommitShard(const std::vector<DecodedSignal>& signals, const std::vector<size_t>& indices,
+                                       Millis now, std::vector<GroupMeter>& changed) const {
+  std::vector<std::string> event_ids;
+  std::vector<std::string> group_ids;
+  event_ids.reserve(indices.size());
+  for (size_t i : indices) {
+    event_ids.push_back(signals[i].signal.event_id);
+    group_ids.push_back(signals[i].group_id);
+  }
+  std::sort(group_ids.begin(), group_ids.end());
+  group_ids.erase(std::unique(group_ids.begin(), group_ids.end()), group_ids.end());
+
+  BatchStats stats;
+  store_.Commit(event_ids, group_ids, [&](const std::vector<bool>& fresh, std::map<std::string, GroupMeter>& meters) {
+    // May run again if the transaction is retried: start from nothing each time.
+    stats = {};
+    AddUnsavedEvidence(meters);
+    BatchChanges changes;
+    std::set<std::string> touched;
+    for (size_t k = 0; k < indices.size(); ++k) {
+      const DecodedSignal& decoded = signals[indices[k]];
+      if (!fresh[k]) {
+        ++stats.duplicates;
+        continue;
+      }
+      ++stats.applied;
+      GroupMeter& meter = meters[decoded.group_id];
+      meter.group_id = decoded.group_id;
+      for (auto& interval : meter_.Apply(meter, decoded.signal, now)) {
+        Book(std::move(interval), changes);
+        ++stats.closed;
+      }
+      touched.insert(meter.group_id);
+    }
+    for (const auto& id : touched) changes.meters.push_back(meters[id]);
+    changed = changes.meters;
+    return changes;
+  });
+  return stats;
+}
+
 BatchStats BillingService::HandleBatch(const std::vector<InboundEvent>& events) {
   std::vector<DecodedSignal> signals;
   signals.reserve(events.size());
@@ -215,43 +258,45 @@ BatchStats BillingService::HandleBatch(const std::vector<InboundEvent>& events) 
   stats.events = static_cast<int>(events.size());
   if (signals.empty()) return stats;
 
-  std::vector<std::string> event_ids;
-  std::vector<std::string> group_ids;
-  event_ids.reserve(signals.size());
-  for (const auto& decoded : signals) {
-    event_ids.push_back(decoded.signal.event_id);
-    group_ids.push_back(decoded.group_id);
+  const size_t shard_count = static_cast<size_t>(std::max(1, options_.commit_shards));
+  std::vector<std::vector<size_t>> shards(shard_count);
+  for (size_t i = 0; i < signals.size(); ++i) {
+    shards[std::hash<std::string>{}(signals[i].group_id) % shard_count].push_back(i);
   }
-  std::sort(group_ids.begin(), group_ids.end());
-  group_ids.erase(std::unique(group_ids.begin(), group_ids.end()), group_ids.end());
+  shards.erase(std::remove_if(shards.begin(), shards.end(), [](const auto& s) { return s.empty(); }), shards.end());
 
+  struct ShardOutcome {
+    BatchStats stats;
+    std::vector<GroupMeter> changed;
+    std::exception_ptr error;
+  };
+  std::vector<ShardOutcome> outcomes(shards.size());
   const Millis now = clock_();
-  std::vector<GroupMeter> changed;
-  store_.Commit(event_ids, group_ids, [&](const std::vector<bool>& fresh, std::map<std::string, GroupMeter>& meters) {
-    // May run again if the transaction is retried: start from nothing each time.
-    stats.applied = stats.duplicates = stats.closed = 0;
-    AddUnsavedEvidence(meters);
-    BatchChanges changes;
-    std::set<std::string> touched;
-    for (size_t i = 0; i < signals.size(); ++i) {
-      if (!fresh[i]) {
-        ++stats.duplicates;
-        continue;
-      }
-      ++stats.applied;
-      GroupMeter& meter = meters[signals[i].group_id];
-      meter.group_id = signals[i].group_id;
-      for (auto& interval : meter_.Apply(meter, signals[i].signal, now)) {
-        Book(std::move(interval), changes);
-        ++stats.closed;
-      }
-      touched.insert(meter.group_id);
+  auto run = [&](size_t s) {
+    try {
+      outcomes[s].stats = CommitShard(signals, shards[s], now, outcomes[s].changed);
+    } catch (...) {
+      outcomes[s].changed.clear();
+      outcomes[s].error = std::current_exception();
     }
-    for (const auto& id : touched) changes.meters.push_back(meters[id]);
-    changed = changes.meters;
-    return changes;
-  });
-  for (const auto& meter : changed) Remember(meter);
+  };
+  // The deciding reads only what Remember writes below, after every shard is done.
+  std::vector<std::thread> helpers;
+  for (size_t s = 1; s < shards.size(); ++s) helpers.emplace_back(run, s);
+  run(0);
+  for (auto& helper : helpers) helper.join();
+
+  // A shard that committed is kept even if another failed: its events are processed and come
+  // again only as duplicates.
+  std::exception_ptr first_error;
+  for (auto& outcome : outcomes) {
+    for (const auto& meter : outcome.changed) Remember(meter);
+    if (outcome.error && !first_error) first_error = outcome.error;
+    stats.applied += outcome.stats.applied;
+    stats.duplicates += outcome.stats.duplicates;
+    stats.closed += outcome.stats.closed;
+  }
+  if (first_error) std::rethrow_exception(first_error);
   return stats;
 }
 

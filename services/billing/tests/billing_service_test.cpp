@@ -2,6 +2,9 @@
 
 #include <google/protobuf/util/time_util.h>
 
+#include <algorithm>
+#include <mutex>
+
 #include "skiff/billing/billing_service.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/events/v1/group_events.pb.h"
@@ -13,11 +16,17 @@ namespace {
 constexpr Millis kT0 = 1'800'000'000'000;
 
 // The store as Postgres keeps it, in memory; `fail_next` makes one Commit throw after deciding,
-// as a lost connection would, so nothing of that batch is kept.
+// as a lost connection would, so nothing of that batch is kept (`fail_group`: the next Commit that
+// touches that group). Commits of a sharded batch come from several threads at once.
 class MemoryStore : public BillingStore {
  public:
   void Commit(const std::vector<std::string>& event_ids, const std::vector<std::string>& group_ids,
               const Decide& decide) override {
+    std::lock_guard lock(mutex_);
+    if (!fail_group.empty() && std::count(group_ids.begin(), group_ids.end(), fail_group) > 0) {
+      fail_group.clear();
+      fail_next = true;
+    }
     std::set<std::string> processed = processed_;
     std::vector<bool> fresh;
     for (const auto& id : event_ids) fresh.push_back(processed.insert(id).second);
@@ -60,11 +69,13 @@ class MemoryStore : public BillingStore {
   std::map<std::string, double> ClosedCostBySubscription() override { return hourly_cost; }
 
   bool fail_next = false;
+  std::string fail_group;
   std::vector<Interval> intervals;
   std::map<std::string, double> hourly_cost;
   std::vector<OutgoingEvent> outbox;
 
  private:
+  std::mutex mutex_;
   std::set<std::string> processed_;
   std::map<std::string, GroupMeter> meters_;
 };
@@ -209,6 +220,37 @@ TEST_F(BillingServiceTest, FailedCommitKeepsNothingAndTheRetryCountsOnce) {
   service_.HandleBatch(batch);
   EXPECT_DOUBLE_EQ(Seconds(), 30);
   EXPECT_EQ(store_.intervals[0].end_reason, "Removed");
+}
+
+TEST(BillingServiceShards, ShardsKeepEachGroupsOrderAndACommittedShardSurvivesAnotherFailing) {
+  MemoryStore store;
+  BillingOptions options;
+  options.commit_shards = 2;
+  BillingService service(store, PriceSheet("USD", {{0, {0.001, 0.0001, 0}, {}}}), Meter(), options,
+                         [] { return kT0 + 3'600'000; });
+  service.Start();
+  std::vector<InboundEvent> batch;
+  for (int g = 0; g < 8; ++g) {
+    const std::string group = "g" + std::to_string(g);
+    batch.push_back(Created("c" + group, group, 0, 1, 1));
+    batch.push_back(NodeEvent("skiff.events.container.started", "s" + group, group, 0, "Running"));
+    batch.push_back(NodeEvent("skiff.events.sandbox.state", "t" + group, group, 10 + g, "Stopped"));
+  }
+  store.fail_group = "g3";
+  EXPECT_THROW(service.HandleBatch(batch), std::runtime_error);
+  // The other shard committed: its groups are billed, g3's are not.
+  ASSERT_FALSE(store.intervals.empty());
+  ASSERT_LT(store.intervals.size(), 8u);
+  for (const auto& interval : store.intervals) EXPECT_NE(interval.group_id, "g3");
+
+  auto stats = service.HandleBatch(batch);  // the redelivery
+  EXPECT_GT(stats.duplicates, 0);
+  EXPECT_EQ(stats.applied + stats.duplicates, 24);
+  ASSERT_EQ(store.intervals.size(), 8u);
+  std::map<std::string, Millis> billed;
+  for (const auto& interval : store.intervals) billed[interval.group_id] += interval.end - interval.start;
+  for (int g = 0; g < 8; ++g) EXPECT_EQ(billed["g" + std::to_string(g)], (10 + g) * 1000) << g;
+  EXPECT_EQ(service.open_groups(), 0u);
 }
 
 TEST_F(BillingServiceTest, IgnoresEventsItHasNoUseFor) {

@@ -60,6 +60,9 @@ struct BillingOptions {
   Millis heartbeat_grace = 2000;        // a heartbeat this long after the start must list the group
   Millis missing_for = 30000;           // ... and it must stay missing this long before we close it
   Millis node_lost_after = 30000;       // a node silent this long: its open groups are closed
+  // A batch is split by group into this many transactions committed side by side (Postgres runs
+  // each on one core); a group's events always go to the same one, so their order holds.
+  int commit_shards = 1;
 };
 
 struct InboundEvent {
@@ -110,6 +113,9 @@ class BillingService {
     std::set<std::pair<std::string, int64_t>> placed;
   };
   void Remember(const GroupMeter& meter);
+  // Meters the signals at `indices` (one shard's groups) in one store transaction.
+  BatchStats CommitShard(const std::vector<DecodedSignal>& signals, const std::vector<size_t>& indices, Millis now,
+                         std::vector<GroupMeter>& changed) const;
   v1::UsageRecord RecordOf(const Interval& interval, const Charge& charge) const;
   // Heartbeat evidence is saved only every tick; the stored meters get what is newer.
   void AddUnsavedEvidence(std::map<std::string, GroupMeter>& meters) const;
