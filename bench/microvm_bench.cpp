@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
@@ -58,9 +59,6 @@ int main(int argc, char** argv) {
   long vmm_pss = 0, virtiofsd_pss = 0;
   bool kvm = false;
   auto skiff_round = [&](bool measure_memory) {
-    std::mutex mutex;
-    std::condition_variable changed;
-    bool up = false;
     skiff::node::MicroVmOptions options;
     options.kernel = kernel;
     options.initramfs = initramfs;
@@ -68,11 +66,6 @@ int main(int argc, char** argv) {
     options.state_dir = share + "/../state";
     options.memory_mb = 256;
     skiff::node::MicroVmEvents events;
-    events.on_output = [&](const std::string&, int, const std::string& data) {
-      std::lock_guard lock(mutex);
-      if (data.find("up") != std::string::npos) up = true;
-      changed.notify_all();
-    };
     auto t0 = Clock::now();
     std::string error;
     auto vm = skiff::node::MicroVm::Boot(options, events, &error);
@@ -82,14 +75,19 @@ int main(int argc, char** argv) {
     }
     kvm = vm->kvm();
     ready.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    if (auto failed = vm->StartContainer("app", "/sandbox/containers/app")) {
+    std::filesystem::remove_all(share + "/containers/app/state");
+    // Returns once the guest's shim has seen `runc run` start the container: it runs.
+    if (auto failed = vm->StartContainer({"app", "/sandbox/containers/app", "/sandbox/containers/app/state",
+                                          "/sandbox/containers/app/log"})) {
       std::fprintf(stderr, "start failed: %s\n", failed->c_str());
       std::exit(1);
     }
-    std::unique_lock lock(mutex);
-    changed.wait_for(lock, std::chrono::seconds(60), [&] { return up; });
     skiff.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
-    lock.unlock();
+    if (!std::filesystem::exists(share + "/containers/app/state/started") ||
+        std::filesystem::exists(share + "/containers/app/state/exit")) {
+      std::fprintf(stderr, "the container did not start\n");
+      std::exit(1);
+    }
     if (measure_memory) {
       ::sleep(2);  // settled: the group idles
       vmm_pss = PssKib(vm->vmm_pid());

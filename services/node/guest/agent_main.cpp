@@ -1,9 +1,10 @@
 // skiff-guest-agent: PID 1 of a microVM sandbox (issue 9). A static binary packed into the
 // initramfs with busybox and runc. It mounts the guest's file systems, loads the virtio
 // modules, mounts the sandbox's shared directory (virtio-fs) at /sandbox, and serves the node
-// over the virtio-serial port `skiff.agent`: it starts containers with `runc run --detach`
-// (their bundles are in the share), forwards their output, signals them, and reports each
-// exit; as PID 1 it inherits and reaps every container's init.
+// over the virtio-serial port `skiff.agent`: it starts containers from bundles in the share
+// under Skiff's shim (which writes the log, `started` and `exit` back into the share, where the
+// node reads them as on a runc node), signals them, runs exec sessions, and reports each exit. PID 1 itself only reaps orphans; the agent is its child, so it waits
+// for its own children alone and never takes an exec's exit status from its reader.
 #include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
@@ -30,7 +31,12 @@
 #include <thread>
 #include <vector>
 
+#include <memory>
+#include <mutex>
+
+#include "skiff/node/exec_process.h"
 #include "skiff/node/guest_channel.h"
+#include "skiff/node/shim.h"
 #include "skiff/node/v1/guest.pb.h"
 
 namespace {
@@ -116,9 +122,36 @@ int64_t NowMs() {
 
 struct Container {
   std::string name;
-  pid_t pid = 0;
-  int out = -1, err = -1;  // read ends of its stdout and stderr
+  pid_t pid = 0;  // its shim, while the container runs
 };
+
+// Runs a program to its end with stdio on /dev/null (stderr kept in `output` when given).
+int RunQuietly(const std::vector<std::string>& args, std::string* output = nullptr) {
+  int pipe_fds[2] = {-1, -1};
+  if (output && ::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(output ? pipe_fds[1] : null, 2);
+    std::vector<char*> argv;
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (output) {
+    ::close(pipe_fds[1]);
+    char buffer[4096];
+    for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) output->append(buffer, static_cast<size_t>(n));
+    ::close(pipe_fds[0]);
+  }
+  int status = 0;
+  while (pid > 0 && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  return pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 class Agent {
  public:
@@ -126,6 +159,7 @@ class Agent {
 
   void Send(const v1::GuestMessage& message) {
     const std::string frame = skiff::node::EncodeGuestFrame(message);
+    std::lock_guard lock(send_mutex_);  // exec sessions send from their reader threads
     size_t written = 0;
     while (written < frame.size()) {
       ssize_t n = ::write(port_, frame.data() + written, frame.size() - written);
@@ -151,20 +185,8 @@ class Agent {
     skiff::node::GuestFrameReader reader;
     char buffer[65536];
     for (;;) {
-      std::vector<pollfd> fds{{port_, POLLIN, 0}, {children, POLLIN, 0}};
-      std::vector<std::pair<Container*, int>> sources;
-      for (auto& [name, c] : containers_) {
-        for (int stream : {1, 2}) {
-          int fd = stream == 1 ? c.out : c.err;
-          if (fd < 0) continue;
-          fds.push_back({fd, POLLIN, 0});
-          sources.emplace_back(&c, stream);
-        }
-      }
-      if (::poll(fds.data(), fds.size(), -1) < 0) continue;
-      for (size_t i = 2; i < fds.size(); ++i) {
-        if (fds[i].revents) Drain(*sources[i - 2].first, sources[i - 2].second);
-      }
+      pollfd fds[2] = {{port_, POLLIN, 0}, {children, POLLIN, 0}};
+      if (::poll(fds, 2, -1) < 0) continue;
       if (fds[1].revents) Reap(children);
       if (fds[0].revents & POLLIN) {
         ssize_t n = ::read(port_, buffer, sizeof buffer);
@@ -182,48 +204,25 @@ class Agent {
   }
 
  private:
-  // Reads what a container wrote on `stream`; false at its end.
-  bool Drain(Container& c, int stream) {
-    int& fd = stream == 1 ? c.out : c.err;
-    char buffer[16384];
-    ssize_t n = ::read(fd, buffer, sizeof buffer);
-    if (n > 0) {
-      v1::GuestMessage message;
-      auto* output = message.mutable_output();
-      output->set_name(c.name);
-      output->set_stream(stream);
-      output->set_data(buffer, static_cast<size_t>(n));
-      Send(message);
-      return true;
-    }
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-      ::close(fd);
-      fd = -1;
-    }
-    return false;
-  }
-
   void Reap(int children) {
     signalfd_siginfo info{};
     while (::read(children, &info, sizeof info) > 0) {
     }
-    int status = 0;
-    for (pid_t pid; (pid = ::waitpid(-1, &status, WNOHANG)) > 0;) {
-      for (auto& [name, c] : containers_) {
-        if (c.pid != pid) continue;
-        // Its last output first, then the exit.
-        while (c.out >= 0 && Drain(c, 1)) {
-        }
-        while (c.err >= 0 && Drain(c, 2)) {
-        }
-        v1::GuestMessage message;
-        auto* exited = message.mutable_exited();
-        exited->set_name(name);
-        exited->set_exit_code(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
-        exited->set_finished_at_ms(NowMs());
-        Send(message);
-        c.pid = 0;
-      }
+    for (auto& [name, c] : containers_) {
+      int status = 0;
+      if (c.pid <= 0 || ::waitpid(c.pid, &status, WNOHANG) != c.pid) continue;
+      v1::GuestMessage message;
+      auto* exited = message.mutable_exited();
+      exited->set_name(name);
+      // The shim exits with the container's code (and has written it to the share already).
+      exited->set_exit_code(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+      exited->set_finished_at_ms(NowMs());
+      Send(message);
+      c.pid = 0;
+    }
+    // Finished exec sessions: their readers are done, so they can go.
+    for (auto it = execs_.begin(); it != execs_.end();) {
+      it = it->second->Done() ? execs_.erase(it) : std::next(it);
     }
   }
 
@@ -239,13 +238,39 @@ class Agent {
       case v1::GuestRequest::kStart:
         Reply(request.request_id(), Start(request.start()));
         break;
-      case v1::GuestRequest::kSignal: {
-        auto it = containers_.find(request.signal().name());
-        if (it == containers_.end() || it->second.pid == 0) {
-          Reply(request.request_id(), "no running container " + request.signal().name());
-        } else {
-          Reply(request.request_id(), ::kill(it->second.pid, request.signal().signal()) == 0 ? "" : std::strerror(errno));
+      case v1::GuestRequest::kSignal:
+        Reply(request.request_id(), Signal(request.signal()));
+        break;
+      case v1::GuestRequest::kPing:
+        Reply(request.request_id(), "");
+        break;
+      case v1::GuestRequest::kExecStart:
+        Reply(request.request_id(), ExecStart(request.exec_start()));
+        break;
+      case v1::GuestRequest::kExecInput: {
+        auto it = execs_.find(request.exec_input().exec_id());
+        if (it == execs_.end()) {
+          Reply(request.request_id(), "no such exec session");
+          break;
         }
+        if (!request.exec_input().data().empty()) it->second->Write(request.exec_input().data());
+        if (request.exec_input().close()) it->second->CloseInput();
+        Reply(request.request_id(), "");
+        break;
+      }
+      case v1::GuestRequest::kExecResize: {
+        auto it = execs_.find(request.exec_resize().exec_id());
+        if (it != execs_.end()) {
+          it->second->Resize(static_cast<uint16_t>(request.exec_resize().rows()),
+                             static_cast<uint16_t>(request.exec_resize().cols()));
+        }
+        Reply(request.request_id(), it == execs_.end() ? "no such exec session" : "");
+        break;
+      }
+      case v1::GuestRequest::kExecKill: {
+        auto it = execs_.find(request.exec_kill());
+        if (it != execs_.end()) it->second->Kill();
+        Reply(request.request_id(), "");
         break;
       }
       case v1::GuestRequest::kShutdown:
@@ -261,63 +286,99 @@ class Agent {
   std::string Start(const v1::GuestStartContainer& start) {
     const std::string& name = start.name();
     if (name.empty() || name.find('/') != std::string::npos) return "bad container name";
+    if (start.state_dir().empty() || start.log_path().empty()) return "no state directory or log path";
     auto existing = containers_.find(name);
     if (existing != containers_.end() && existing->second.pid != 0) return "container " + name + " runs already";
-    int out[2], err[2];
-    if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
-    const std::string pid_file = "/run/skiff/" + name + ".pid", runc_log = "/run/skiff/" + name + ".runc.log";
+    skiff::node::ShimOptions options;
+    options.runc = "/bin/runc";
+    options.runc_root = "/run/runc";
+    options.container_id = name;
+    options.bundle = start.bundle();
+    options.state_dir = start.state_dir();
+    options.log_path = start.log_path();
+    if (start.log_max_bytes() > 0) options.log_max_bytes = start.log_max_bytes();
+    if (start.log_files() > 0) options.log_files = start.log_files();
+    options.no_pivot = true;
+    RunQuietly({"/bin/runc", "--root", "/run/runc", "delete", "--force", name});  // an earlier run's leftovers
+    const std::string started = options.state_dir + "/started";
+    ::unlink(started.c_str());
+    pid_t shim = ::fork();
+    if (shim == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      ::setsid();
+      _exit(skiff::node::RunShim(options));
+    }
+    if (shim < 0) return std::string("fork: ") + std::strerror(errno);
+    containers_[name] = Container{name, shim};
+    // The shim writes `started` once runc has started the container or failed to (then `exit`
+    // follows): as on a runc node, a failed start shows as the container's exit.
+    for (int i = 0; i < 60000 / 5; ++i) {
+      if (::access(started.c_str(), F_OK) == 0) return "";
+      int status = 0;
+      if (::waitpid(shim, &status, WNOHANG) == shim) {
+        containers_[name].pid = 0;
+        return "the shim ended before the container started (status " + std::to_string(status) + ")";
+      }
+      ::usleep(5000);
+    }
+    return "the container did not start within 60 s";
+  }
+
+  std::string Signal(const v1::GuestSignalContainer& signal) {
+    auto it = containers_.find(signal.name());
+    if (it == containers_.end() || it->second.pid == 0) return "no running container " + signal.name();
+    std::string output;
+    if (RunQuietly({"/bin/runc", "--root", "/run/runc", "kill", signal.name(), std::to_string(signal.signal())},
+                   &output) != 0) {
+      return "runc kill: " + output;
+    }
+    return "";
+  }
+
+  std::string ExecStart(const v1::GuestExecStart& start) {
+    if (start.command().empty()) return "no command given";
+    auto it = containers_.find(start.name());
+    if (it == containers_.end() || it->second.pid == 0) return "container " + start.name() + " is not running";
+    if (execs_.count(start.exec_id())) return "exec session exists";
+    const uint64_t id = start.exec_id();
+    const std::string pid_file = "/run/skiff/exec-" + std::to_string(id) + ".pid";
     ::mkdir("/run/skiff", 0700);
-    ::unlink(pid_file.c_str());
-    // Forget an earlier run of the same name (a restart).
-    if (pid_t cleaner = ::fork(); cleaner == 0) {
-      int null = ::open("/dev/null", O_RDWR);
-      ::dup2(null, 1);
-      ::dup2(null, 2);
-      ::execl("/bin/runc", "runc", "--root", "/run/runc", "delete", "--force", name.c_str(), nullptr);
-      ::_exit(127);
-    } else if (cleaner > 0) {
-      ::waitpid(cleaner, nullptr, 0);
-    }
-    pid_t runc = ::fork();
-    if (runc == 0) {
-      int null = ::open("/dev/null", O_RDONLY);
-      ::dup2(null, 0);
-      ::dup2(out[1], 1);
-      ::dup2(err[1], 2);
-      // --no-pivot: the guest's root is the initramfs, which pivot_root cannot leave; the
-      // container is moved into its root with MS_MOVE + chroot instead (the VM is the boundary).
-      ::execl("/bin/runc", "runc", "--root", "/run/runc", "--log", runc_log.c_str(), "run", "--detach", "--no-pivot",
-              "--bundle", start.bundle().c_str(), "--pid-file", pid_file.c_str(), name.c_str(), nullptr);
-      ::_exit(127);
-    }
-    ::close(out[1]);
-    ::close(err[1]);
-    int status = 0;
-    while (runc > 0 && ::waitpid(runc, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (runc < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      ::close(out[0]);
-      ::close(err[0]);
-      std::string log = ReadFile(runc_log);
-      return "runc run failed: " + (log.empty() ? std::string("exit status ") + std::to_string(status) : log);
-    }
-    Container c;
-    c.name = name;
-    c.pid = std::atoi(ReadFile(pid_file).c_str());
-    c.out = out[0];
-    c.err = err[0];
-    ::fcntl(c.out, F_SETFL, O_NONBLOCK);
-    ::fcntl(c.err, F_SETFL, O_NONBLOCK);
-    if (existing != containers_.end()) {
-      if (existing->second.out >= 0) ::close(existing->second.out);
-      if (existing->second.err >= 0) ::close(existing->second.err);
-    }
-    containers_[name] = c;
+    std::vector<std::string> argv{"/bin/runc", "--root", "/run/runc", "exec", "--pid-file", pid_file};
+    if (start.tty()) argv.push_back("--tty");
+    argv.push_back(start.name());
+    argv.insert(argv.end(), start.command().begin(), start.command().end());
+    skiff::node::ExecSpec spec;
+    spec.tty = start.tty();
+    spec.rows = static_cast<uint16_t>(start.rows());
+    spec.cols = static_cast<uint16_t>(start.cols());
+    skiff::node::ExecCallbacks callbacks;
+    callbacks.on_output = [this, id](std::string_view data) {
+      v1::GuestMessage message;
+      message.mutable_exec_output()->set_exec_id(id);
+      message.mutable_exec_output()->set_data(data.data(), data.size());
+      Send(message);
+    };
+    callbacks.on_exit = [this, id](int code) {
+      v1::GuestMessage message;
+      message.mutable_exec_exited()->set_exec_id(id);
+      message.mutable_exec_exited()->set_exit_code(code);
+      Send(message);
+      // Wake the main loop so it lets the finished session go.
+      ::kill(::getpid(), SIGCHLD);
+    };
+    std::string error;
+    auto process = skiff::node::SpawnProcess(argv, spec, std::move(callbacks), &error, pid_file);
+    if (!process) return error;
+    execs_[id] = std::move(process);
     return "";
   }
 
   int port_;
+  std::mutex send_mutex_;
   std::map<std::string, Container> containers_;
+  std::map<uint64_t, std::unique_ptr<skiff::node::ExecProcess>> execs_;
 };
 
 }  // namespace
@@ -334,6 +395,22 @@ int main() {
     LoadModules();
     LoopbackUp();
     MountOrLog(KernelArgument("skiff.share", "skiff").c_str(), "/sandbox", "virtiofs", 0, nullptr);
+  }
+  if (::getpid() == 1) {
+    // PID 1 inherits every orphan and reaps it; the agent runs as its child, so that the agent
+    // waits only for its own children (an exec's status stays with the exec's reader).
+    pid_t agent = ::fork();
+    if (agent > 0) {
+      for (;;) {
+        int status = 0;
+        pid_t pid = ::wait(&status);
+        if (pid == agent || (pid < 0 && errno == ECHILD)) {
+          Log("the agent exited: powering off");
+          ::sync();
+          ::reboot(RB_POWER_OFF);
+        }
+      }
+    }
   }
   int port = OpenPort(KernelArgument("skiff.port", "skiff.agent"));
   if (port < 0) {

@@ -74,6 +74,24 @@ bool WaitForPath(const std::string& path, pid_t owner, std::chrono::milliseconds
 
 }  // namespace
 
+// What the reader thread and an exec session share: callbacks run under `callback_mutex`, and
+// none runs once the session has detached (its owner may be gone then).
+struct MicroVm::ExecState {
+  std::mutex callback_mutex;
+  ExecCallbacks callbacks;
+  bool detached = false;
+  bool done = false;  // under the VM's mutex_
+
+  void Output(const std::string& data) {
+    std::lock_guard lock(callback_mutex);
+    if (!detached && callbacks.on_output) callbacks.on_output(data);
+  }
+  void Exited(int code) {
+    std::lock_guard lock(callback_mutex);
+    if (!detached && callbacks.on_exit) callbacks.on_exit(code);
+  }
+};
+
 std::string HostTscKhz() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   for (std::string line; std::getline(cpuinfo, line);) {
@@ -173,10 +191,9 @@ void MicroVm::ReadLoop() {
           changed_.notify_all();
           break;
         }
-        case v1::GuestMessage::kOutput:
-          if (events_.on_output) {
-            events_.on_output(message.output().name(), message.output().stream(), message.output().data());
-          }
+        case v1::GuestMessage::kExecOutput:
+        case v1::GuestMessage::kExecExited:
+          DeliverExec(message);
           break;
         case v1::GuestMessage::kExited:
           if (events_.on_exit) {
@@ -189,15 +206,29 @@ void MicroVm::ReadLoop() {
     }
     if (reader.Broken()) break;
   }
+  std::vector<std::shared_ptr<ExecState>> sessions;  // still running: they end with the VM
   {
     std::lock_guard lock(mutex_);
     gone_ = true;
+    for (auto& [id, state] : execs_) {
+      if (!state->done) sessions.push_back(state);
+      state->done = true;
+    }
     changed_.notify_all();
   }
+  for (auto& state : sessions) state->Exited(137);  // killed with the VM
   if (events_.on_vm_exit) events_.on_vm_exit("the microVM's VMM exited");
 }
 
-std::optional<std::string> MicroVm::Call(const std::string& frame, uint64_t id) {
+uint64_t MicroVm::NextId() {
+  std::lock_guard lock(mutex_);
+  return next_id_++;
+}
+
+std::optional<std::string> MicroVm::Call(v1::GuestRequest& request) {
+  const uint64_t id = NextId();
+  request.set_request_id(id);
+  const std::string frame = EncodeGuestFrame(request);
   {
     std::lock_guard lock(write_mutex_);
     size_t written = 0;
@@ -220,30 +251,130 @@ std::optional<std::string> MicroVm::Call(const std::string& frame, uint64_t id) 
   return std::nullopt;
 }
 
-std::optional<std::string> MicroVm::StartContainer(const std::string& name, const std::string& bundle) {
+bool MicroVm::Alive() {
   v1::GuestRequest request;
-  uint64_t id;
-  {
-    std::lock_guard lock(mutex_);
-    id = next_id_++;
-  }
-  request.set_request_id(id);
-  request.mutable_start()->set_name(name);
-  request.mutable_start()->set_bundle(bundle);
-  return Call(EncodeGuestFrame(request), id);
+  request.set_ping(true);
+  return !Call(request);
+}
+
+std::optional<std::string> MicroVm::StartContainer(const Start& start) {
+  v1::GuestRequest request;
+  auto* body = request.mutable_start();
+  body->set_name(start.name);
+  body->set_bundle(start.bundle);
+  body->set_state_dir(start.state_dir);
+  body->set_log_path(start.log_path);
+  body->set_log_max_bytes(start.log_max_bytes);
+  body->set_log_files(start.log_files);
+  return Call(request);
 }
 
 std::optional<std::string> MicroVm::Signal(const std::string& name, int signal) {
   v1::GuestRequest request;
-  uint64_t id;
-  {
-    std::lock_guard lock(mutex_);
-    id = next_id_++;
-  }
-  request.set_request_id(id);
   request.mutable_signal()->set_name(name);
   request.mutable_signal()->set_signal(signal);
-  return Call(EncodeGuestFrame(request), id);
+  return Call(request);
+}
+
+// An exec session whose process runs in the guest: input, resizes and kills go as requests,
+// output and the exit come back through the VM's reader thread.
+class MicroVm::RemoteExec : public ExecProcess {
+ public:
+  RemoteExec(MicroVm& vm, uint64_t id, std::shared_ptr<ExecState> state) : vm_(vm), id_(id), state_(std::move(state)) {}
+  ~RemoteExec() override {
+    if (!Done()) Kill();
+    {
+      std::unique_lock lock(vm_.mutex_);
+      vm_.changed_.wait_for(lock, std::chrono::seconds(10), [&] { return state_->done || vm_.gone_; });
+      vm_.execs_.erase(id_);
+    }
+    std::lock_guard lock(state_->callback_mutex);
+    state_->detached = true;
+  }
+  bool Write(std::string_view data) override {
+    v1::GuestRequest request;
+    request.mutable_exec_input()->set_exec_id(id_);
+    request.mutable_exec_input()->set_data(data.data(), data.size());
+    return !vm_.Call(request);
+  }
+  void CloseInput() override {
+    v1::GuestRequest request;
+    request.mutable_exec_input()->set_exec_id(id_);
+    request.mutable_exec_input()->set_close(true);
+    (void)vm_.Call(request);
+  }
+  void Resize(uint16_t rows, uint16_t cols) override {
+    v1::GuestRequest request;
+    request.mutable_exec_resize()->set_exec_id(id_);
+    request.mutable_exec_resize()->set_rows(rows);
+    request.mutable_exec_resize()->set_cols(cols);
+    (void)vm_.Call(request);
+  }
+  void Kill() override {
+    v1::GuestRequest request;
+    request.set_exec_kill(id_);
+    (void)vm_.Call(request);
+  }
+  bool Done() const override {
+    std::lock_guard lock(vm_.mutex_);
+    return state_->done;
+  }
+
+ private:
+  MicroVm& vm_;
+  uint64_t id_;
+  std::shared_ptr<ExecState> state_;
+};
+
+void MicroVm::DeliverExec(const v1::GuestMessage& message) {
+  const uint64_t id = message.has_exec_output() ? message.exec_output().exec_id() : message.exec_exited().exec_id();
+  std::shared_ptr<ExecState> state;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = execs_.find(id);
+    if (it != execs_.end()) state = it->second;
+  }
+  if (!state) return;
+  if (message.has_exec_output()) {
+    state->Output(message.exec_output().data());
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);  // done before the callback hears of it, as for a local process
+    state->done = true;
+    changed_.notify_all();
+  }
+  state->Exited(message.exec_exited().exit_code());
+}
+
+std::unique_ptr<ExecProcess> MicroVm::Exec(const std::string& name, const ExecSpec& spec, ExecCallbacks callbacks,
+                                           std::string* error) {
+  const uint64_t id = NextId();
+  auto state = std::make_shared<ExecState>();
+  state->callbacks = std::move(callbacks);
+  {
+    std::lock_guard lock(mutex_);
+    if (gone_) {
+      *error = "the microVM is gone";
+      return nullptr;
+    }
+    execs_[id] = state;
+  }
+  v1::GuestRequest request;
+  auto* start = request.mutable_exec_start();
+  start->set_exec_id(id);
+  start->set_name(name);
+  for (const auto& word : spec.command) start->add_command(word);
+  start->set_tty(spec.tty);
+  start->set_rows(spec.rows);
+  start->set_cols(spec.cols);
+  if (auto failed = Call(request)) {
+    *error = *failed;
+    std::lock_guard lock(mutex_);
+    execs_.erase(id);
+    return nullptr;
+  }
+  return std::make_unique<RemoteExec>(*this, id, std::move(state));
 }
 
 MicroVm::~MicroVm() {
@@ -254,7 +385,7 @@ MicroVm::~MicroVm() {
   }
   if (!gone && channel_ >= 0) {
     v1::GuestRequest request;
-    request.set_request_id(0);
+    request.set_request_id(0);  // no answer awaited: the guest powers off
     request.set_shutdown(true);
     const std::string frame = EncodeGuestFrame(request);
     (void)::send(channel_, frame.data(), frame.size(), MSG_NOSIGNAL);

@@ -117,8 +117,10 @@ int RunShim(const ShimOptions& options) {
 
   // One runc invocation: `run --detach` creates and starts the container and exits.
   const std::string pid_file = options.state_dir + "/init.pid";
-  int created = Runc(options, {"run", "--detach", "--bundle", options.bundle, "--pid-file", pid_file, options.container_id},
-                     out_pipe[1], err_pipe[1]);
+  std::vector<std::string> run{"run", "--detach"};
+  if (options.no_pivot) run.push_back("--no-pivot");
+  run.insert(run.end(), {"--bundle", options.bundle, "--pid-file", pid_file, options.container_id});
+  int created = Runc(options, run, out_pipe[1], err_pipe[1]);
   pid_t init = 0;
   if (created == 0) {
     std::ifstream in(pid_file);

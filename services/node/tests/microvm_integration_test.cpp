@@ -12,6 +12,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 
 #include "skiff/node/microvm.h"
@@ -24,7 +25,6 @@ namespace fs = std::filesystem;
 struct Collected {
   std::mutex mutex;
   std::condition_variable changed;
-  std::map<std::string, std::string> output;
   std::map<std::string, int> exits;
   std::string vm_exit;
 
@@ -92,10 +92,6 @@ class MicroVmTest : public ::testing::Test {
     options.state_dir = (dir_ / "state").string();
     options.memory_mb = 256;
     MicroVmEvents events;
-    events.on_output = [this](const std::string& c, int, const std::string& data) {
-      std::lock_guard lock(seen_.mutex);
-      seen_.output[c] += data;
-    };
     events.on_exit = [this](const std::string& c, int code, int64_t) {
       std::lock_guard lock(seen_.mutex);
       seen_.exits[c] = code;
@@ -109,6 +105,24 @@ class MicroVmTest : public ::testing::Test {
     std::string error;
     vm_ = MicroVm::Boot(options, events, &error);
     ASSERT_TRUE(vm_) << error;
+  }
+
+  std::optional<std::string> Start(const std::string& name) {
+    const std::string guest = "/sandbox/containers/" + name;
+    return vm_->StartContainer({name, guest, guest + "/state", guest + "/log"});
+  }
+  // The container's log as the guest's shim wrote it into the share (the node reads it so).
+  std::string Log(const std::string& name) {
+    std::ifstream in(dir_ / "share/containers" / name / "log");
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  }
+  std::string ExitRecord(const std::string& name) {
+    std::ifstream in(dir_ / "share/containers" / name / "state/exit");
+    std::string line;
+    std::getline(in, line);
+    return line;
   }
 
   fs::path dir_;
@@ -127,43 +141,102 @@ TEST_F(MicroVmTest, ContainersRunInTheGuestKernelIsolatedFromTheHost) {
   EXPECT_EQ(vm_->kernel_release(), guest_kernel);
   EXPECT_NE(vm_->kernel_release(), std::string(host.release));
 
-  ASSERT_EQ(vm_->StartContainer("app", "/sandbox/containers/app"), std::nullopt);
+  ASSERT_EQ(Start("app"), std::nullopt);
   ASSERT_TRUE(seen_.WaitExit("app", std::chrono::seconds(60)));
   std::lock_guard lock(seen_.mutex);
   EXPECT_EQ(seen_.exits["app"], 3);
-  EXPECT_NE(seen_.output["app"].find("kernel " + guest_kernel), std::string::npos) << seen_.output["app"];
-  EXPECT_NE(seen_.output["app"].find("to-stderr"), std::string::npos);
-  EXPECT_EQ(seen_.output["app"].find("host-visible"), std::string::npos) << seen_.output["app"];
-  EXPECT_NE(seen_.output["app"].find("\n0\n"), std::string::npos) << "host processes seen: " << seen_.output["app"];
+  EXPECT_EQ(ExitRecord("app").rfind("3 ", 0), 0u) << ExitRecord("app");
+  const std::string log = Log("app");
+  EXPECT_NE(log.find(" stdout kernel " + guest_kernel), std::string::npos) << log;
+  EXPECT_NE(log.find(" stderr to-stderr"), std::string::npos) << log;
+  EXPECT_EQ(log.find("host-visible"), std::string::npos) << log;
+  EXPECT_NE(log.find(" stdout 0\n"), std::string::npos) << "host processes seen: " << log;
+}
+
+TEST_F(MicroVmTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
+  AddContainer("app", "echo ready; sleep 1000");
+  Boot();
+  ASSERT_EQ(Start("app"), std::nullopt);
+  struct Session {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::string output;
+    std::optional<int> code;
+  };
+  auto run = [&](ExecSpec spec, const std::string& input) {
+    auto session = std::make_shared<Session>();
+    ExecCallbacks callbacks;
+    callbacks.on_output = [session](std::string_view data) {
+      std::lock_guard lock(session->mutex);
+      session->output.append(data);
+    };
+    callbacks.on_exit = [session](int code) {
+      std::lock_guard lock(session->mutex);
+      session->code = code;
+      session->changed.notify_all();
+    };
+    std::string error;
+    auto process = vm_->Exec("app", spec, callbacks, &error);
+    EXPECT_TRUE(process) << error;
+    if (!process) return session;
+    if (!input.empty()) process->Write(input);
+    process->CloseInput();
+    std::unique_lock lock(session->mutex);
+    EXPECT_TRUE(session->changed.wait_for(lock, std::chrono::seconds(60), [&] { return session->code.has_value(); }));
+    lock.unlock();
+    EXPECT_TRUE(process->Done());
+    return session;
+  };
+  ExecSpec piped;
+  piped.command = {"sh", "-c", "read word; echo got-$word; uname -r; exit 7"};
+  auto first = run(piped, "hello\n");
+  EXPECT_EQ(first->code, 7);
+  EXPECT_NE(first->output.find("got-hello"), std::string::npos) << first->output;
+  EXPECT_NE(first->output.find(vm_->kernel_release()), std::string::npos) << first->output;
+
+  ExecSpec terminal;
+  terminal.command = {"sh", "-c", "stty size; test -t 0 && echo a-tty"};
+  terminal.tty = true;
+  terminal.rows = 33;
+  terminal.cols = 101;
+  auto second = run(terminal, "");
+  EXPECT_EQ(second->code, 0);
+  EXPECT_NE(second->output.find("33 101"), std::string::npos) << second->output;
+  EXPECT_NE(second->output.find("a-tty"), std::string::npos) << second->output;
+
+  std::string error;
+  ExecSpec nothing;
+  nothing.command = {"true"};
+  EXPECT_FALSE(vm_->Exec("nobody", nothing, {}, &error));
+  EXPECT_NE(error.find("not running"), std::string::npos) << error;
 }
 
 TEST_F(MicroVmTest, TwoContainersShareTheVmsLocalhostAndSignalsReachThem) {
   AddContainer("server", "echo from-server | nc -l -p 8080; sleep 1000");
   AddContainer("client", "sleep 2; nc 127.0.0.1 8080 </dev/null");
   Boot();
-  ASSERT_EQ(vm_->StartContainer("server", "/sandbox/containers/server"), std::nullopt);
-  ASSERT_EQ(vm_->StartContainer("client", "/sandbox/containers/client"), std::nullopt);
+  ASSERT_EQ(Start("server"), std::nullopt);
+  ASSERT_EQ(Start("client"), std::nullopt);
   ASSERT_TRUE(seen_.WaitExit("client", std::chrono::seconds(60)));
-  {
-    std::lock_guard lock(seen_.mutex);
-    EXPECT_NE(seen_.output["client"].find("from-server"), std::string::npos) << seen_.output["client"];
-  }
+  EXPECT_NE(Log("client").find("from-server"), std::string::npos) << Log("client");
   ASSERT_EQ(vm_->Signal("server", SIGKILL), std::nullopt);
   ASSERT_TRUE(seen_.WaitExit("server", std::chrono::seconds(60)));
   std::lock_guard lock(seen_.mutex);
   EXPECT_EQ(seen_.exits["server"], 128 + SIGKILL);
+  EXPECT_EQ(ExitRecord("server").rfind("137 ", 0), 0u) << ExitRecord("server");
   EXPECT_NE(vm_->Signal("nobody", SIGTERM), std::nullopt);
 }
 
 TEST_F(MicroVmTest, AKilledVmmIsNoticed) {
   AddContainer("app", "sleep 1000");
   Boot();
-  ASSERT_EQ(vm_->StartContainer("app", "/sandbox/containers/app"), std::nullopt);
+  ASSERT_EQ(Start("app"), std::nullopt);
   ::kill(vm_->vmm_pid(), SIGKILL);
   std::unique_lock lock(seen_.mutex);
   ASSERT_TRUE(seen_.changed.wait_for(lock, std::chrono::seconds(30), [&] { return !seen_.vm_exit.empty(); }));
   lock.unlock();
-  EXPECT_NE(vm_->StartContainer("again", "/sandbox/containers/app"), std::nullopt);  // a clear error, no hang
+  EXPECT_NE(Start("app"), std::nullopt);  // a clear error, no hang
+  EXPECT_FALSE(vm_->Alive());
 }
 
 }  // namespace

@@ -13,9 +13,15 @@
 #include <string>
 #include <thread>
 
+#include "skiff/node/exec_process.h"
 #include "skiff/node/guest_channel.h"
 
 namespace skiff::node {
+
+namespace v1 {
+class GuestRequest;
+class GuestMessage;
+}
 
 struct MicroVmOptions {
   std::string qemu = "qemu-system-x86_64";
@@ -32,7 +38,7 @@ struct MicroVmOptions {
 };
 
 struct MicroVmEvents {
-  std::function<void(const std::string& container, int stream, const std::string& data)> on_output;
+  // A container's shim ended (its exit record is in the share already).
   std::function<void(const std::string& container, int exit_code, int64_t finished_at_ms)> on_exit;
   // The VMM (or its channel) went away: every container in it is gone.
   std::function<void(const std::string& reason)> on_vm_exit;
@@ -54,14 +60,29 @@ class MicroVm {
   const std::string& kernel_release() const { return kernel_release_; }
   pid_t vmm_pid() const { return qemu_pid_; }
   bool kvm() const { return kvm_; }
-  // Starts the container whose OCI bundle is `bundle` (a guest path under /sandbox).
-  std::optional<std::string> StartContainer(const std::string& name, const std::string& bundle);
+  // Starts the container whose OCI bundle is `bundle` under the guest's shim, which writes
+  // `state_dir`/{started,exit} and the log at `log_path` (guest paths under /sandbox, so the
+  // host reads them in the share). Returns once it started (or failed to: then `exit` exists).
+  struct Start {
+    std::string name, bundle, state_dir, log_path;
+    int64_t log_max_bytes = 10 * 1024 * 1024;
+    int log_files = 3;
+  };
+  std::optional<std::string> StartContainer(const Start& start);
   std::optional<std::string> Signal(const std::string& name, int signal);
+  // `runc exec` in the guest, streamed over the agent's channel.
+  std::unique_ptr<ExecProcess> Exec(const std::string& name, const ExecSpec& spec, ExecCallbacks callbacks,
+                                    std::string* error);
+  bool Alive();
 
  private:
   MicroVm(MicroVmOptions options, MicroVmEvents events) : options_(std::move(options)), events_(std::move(events)) {}
+  struct ExecState;
+  class RemoteExec;
   void ReadLoop();
-  std::optional<std::string> Call(const std::string& encoded_request, uint64_t id);
+  uint64_t NextId();
+  void DeliverExec(const v1::GuestMessage& message);
+  std::optional<std::string> Call(v1::GuestRequest& request);
 
   MicroVmOptions options_;
   MicroVmEvents events_;
@@ -69,12 +90,13 @@ class MicroVm {
   bool kvm_ = false;
   int channel_ = -1;
   std::thread reader_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   std::condition_variable changed_;
   std::string kernel_release_;
   bool ready_ = false, gone_ = false;
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::string> replies_;
+  std::map<uint64_t, std::shared_ptr<ExecState>> execs_;
   std::mutex write_mutex_;
 };
 

@@ -21,6 +21,9 @@ struct ShimOptions {
   int64_t log_max_bytes = 10 * 1024 * 1024;
   int log_files = 3;          // rotated copies kept: log.1 … log.N
   std::string memory_cgroup;  // /sys/fs/cgroup/memory/<cgroupsPath>, read for OOM kills
+  // `runc run --no-pivot`: in a microVM guest the root is the initramfs, which pivot_root cannot
+  // leave (the VM is the boundary there).
+  bool no_pivot = false;
 };
 
 // Runs in the calling process until the container exits; returns the exit code it recorded.
