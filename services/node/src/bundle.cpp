@@ -89,9 +89,13 @@ v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccom
   resources->mutable_pids()->set_limit(static_cast<double>(launch.pids_limit));
 
   for (const char* type : {"pid", "ipc", "uts", "mount"}) linux->add_namespaces()->set_type(type);
-  auto* network = linux->add_namespaces();
-  network->set_type("network");
-  network->set_path(launch.network_namespace);
+  // Empty: the container stays in its runtime's network namespace. Only a microVM's guest uses
+  // that (the VM is the group's network boundary); the runc runtime always names the group's.
+  if (!launch.network_namespace.empty()) {
+    auto* network = linux->add_namespaces();
+    network->set_type("network");
+    network->set_path(launch.network_namespace);
+  }
   *linux->mutable_seccomp() = seccomp;
   for (const char* path : {"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",

@@ -173,13 +173,17 @@ std::optional<ContainerExit> GroupSupervisor::Reap(const std::string& name) {
   status.state = "Terminated";
   status.exit_code = exit->oom_killed ? 137 : exit->exit_code;
   status.finish_time = exit->finished_at;
-  status.detail = exit->oom_killed ? "OOMKilled" : exit->exit_code == 0 ? "Completed" : "Error";
+  status.detail = !exit->reason.empty() ? exit->reason
+                  : exit->oom_killed       ? "OOMKilled"
+                  : exit->exit_code == 0   ? "Completed"
+                                           : "Error";
   if (exit->oom_killed) {
     Emit(name, "OOMKilled", "Container " + name + " exceeded its memory limit and was killed", true);
   }
+  if (!exit->reason.empty()) Emit(name, exit->reason, "Container " + name + ": " + exit->message, true);
   Emit(name, "Terminated", "Container " + name + " exited with code " + std::to_string(*status.exit_code),
        *status.exit_code != 0);
-  return ContainerExit{*status.exit_code, exit->finished_at, exit->oom_killed};
+  return ContainerExit{*status.exit_code, exit->finished_at, exit->oom_killed, exit->reason, exit->message};
 }
 
 void GroupSupervisor::Tick(Clock::time_point now) {

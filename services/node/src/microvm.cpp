@@ -103,8 +103,8 @@ std::string HostTscKhz() {
   return "2000000";
 }
 
-std::unique_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents events, std::string* error) {
-  std::unique_ptr<MicroVm> vm(new MicroVm(std::move(options), std::move(events)));
+std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents events, std::string* error) {
+  std::shared_ptr<MicroVm> vm(new MicroVm(std::move(options), std::move(events)));
   const auto& o = vm->options_;
   fs::create_directories(o.state_dir);
   const std::string fs_socket = o.state_dir + "/virtiofs.sock", agent_socket = o.state_dir + "/agent.sock";
@@ -280,7 +280,8 @@ std::optional<std::string> MicroVm::Signal(const std::string& name, int signal) 
 // output and the exit come back through the VM's reader thread.
 class MicroVm::RemoteExec : public ExecProcess {
  public:
-  RemoteExec(MicroVm& vm, uint64_t id, std::shared_ptr<ExecState> state) : vm_(vm), id_(id), state_(std::move(state)) {}
+  RemoteExec(std::shared_ptr<MicroVm> vm, uint64_t id, std::shared_ptr<ExecState> state)
+      : holder_(std::move(vm)), vm_(*holder_), id_(id), state_(std::move(state)) {}
   ~RemoteExec() override {
     if (!Done()) Kill();
     {
@@ -321,6 +322,7 @@ class MicroVm::RemoteExec : public ExecProcess {
   }
 
  private:
+  std::shared_ptr<MicroVm> holder_;  // the VM object lives while the session does
   MicroVm& vm_;
   uint64_t id_;
   std::shared_ptr<ExecState> state_;
@@ -374,10 +376,18 @@ std::unique_ptr<ExecProcess> MicroVm::Exec(const std::string& name, const ExecSp
     execs_.erase(id);
     return nullptr;
   }
-  return std::make_unique<RemoteExec>(*this, id, std::move(state));
+  return std::make_unique<RemoteExec>(shared_from_this(), id, std::move(state));
 }
 
 MicroVm::~MicroVm() {
+  Shutdown();
+  if (channel_ >= 0) ::close(channel_);
+}
+
+void MicroVm::Shutdown() {
+  std::lock_guard shutting(shutdown_mutex_);
+  if (shut_down_) return;
+  shut_down_ = true;
   bool gone;
   {
     std::lock_guard lock(mutex_);
@@ -388,14 +398,20 @@ MicroVm::~MicroVm() {
     request.set_request_id(0);  // no answer awaited: the guest powers off
     request.set_shutdown(true);
     const std::string frame = EncodeGuestFrame(request);
-    (void)::send(channel_, frame.data(), frame.size(), MSG_NOSIGNAL);
+    {
+      std::lock_guard lock(write_mutex_);
+      (void)::send(channel_, frame.data(), frame.size(), MSG_NOSIGNAL);
+    }
     // The guest powers off; QEMU exits on its own (-no-reboot) within a moment.
     for (int i = 0; i < 200 && !Exited(qemu_pid_); ++i) ::usleep(10000);
   }
   if (qemu_pid_ > 0 && ::kill(qemu_pid_, 0) == 0) Stop(qemu_pid_, SIGKILL);
   if (channel_ >= 0) ::shutdown(channel_, SHUT_RDWR);
-  if (reader_.joinable()) reader_.join();
-  if (channel_ >= 0) ::close(channel_);
+  if (reader_.joinable()) {
+    // The last holder may let go on the reader thread itself (an exec callback): it ends alone.
+    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
+    else reader_.join();
+  }
   Stop(virtiofsd_pid_, SIGTERM);
 }
 

@@ -102,6 +102,23 @@ std::optional<std::string> DeleteNetworkNamespace(const std::string& path) {
   return std::nullopt;
 }
 
+void WriteHostsAndResolv(const std::string& dir, const SandboxSpec& spec) {
+  std::ofstream(dir + "/hosts") << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                                << (spec.address.empty() ? "127.0.1.1" : spec.address) << "\t" << spec.hostname << "\n";
+  std::ofstream resolv(dir + "/resolv.conf");
+  for (const auto& ns : spec.nameservers) resolv << "nameserver " << ns << "\n";
+  if (!spec.search_domains.empty()) {
+    resolv << "search";
+    for (const auto& domain : spec.search_domains) resolv << " " << domain;
+    resolv << "\n";
+  }
+  if (!spec.dns_options.empty()) {
+    resolv << "options";
+    for (const auto& option : spec.dns_options) resolv << " " << option;
+    resolv << "\n";
+  }
+}
+
 RuncRuntime::RuncRuntime(RuncRuntimeOptions options) : options_(std::move(options)) {
   fs::create_directories(options_.root + "/sandboxes");
   fs::create_directories(options_.root + "/runc");
@@ -131,20 +148,7 @@ std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
   if (!fs::exists(NetworkNamespace(spec.id))) {
     if (auto error = CreateNetworkNamespace(NetworkNamespace(spec.id))) return error;
   }
-  std::ofstream(dir + "/hosts") << "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-                                << (spec.address.empty() ? "127.0.1.1" : spec.address) << "\t" << spec.hostname << "\n";
-  std::ofstream resolv(dir + "/resolv.conf");
-  for (const auto& ns : spec.nameservers) resolv << "nameserver " << ns << "\n";
-  if (!spec.search_domains.empty()) {
-    resolv << "search";
-    for (const auto& domain : spec.search_domains) resolv << " " << domain;
-    resolv << "\n";
-  }
-  if (!spec.dns_options.empty()) {
-    resolv << "options";
-    for (const auto& option : spec.dns_options) resolv << " " << option;
-    resolv << "\n";
-  }
+  WriteHostsAndResolv(dir, spec);
   return std::nullopt;
 }
 

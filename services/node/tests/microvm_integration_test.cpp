@@ -127,7 +127,7 @@ class MicroVmTest : public ::testing::Test {
 
   fs::path dir_;
   Collected seen_;
-  std::unique_ptr<MicroVm> vm_;
+  std::shared_ptr<MicroVm> vm_;
 };
 
 TEST_F(MicroVmTest, ContainersRunInTheGuestKernelIsolatedFromTheHost) {

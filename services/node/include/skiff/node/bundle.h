@@ -31,7 +31,7 @@ struct ContainerLaunch {
   double memory_gb = 1.0;
   int64_t pids_limit = 4096;
   std::string rootfs;               // overlayfs mount of the image
-  std::string network_namespace;    // /var/run/netns/<sandbox>: shared by the group's containers
+  std::string network_namespace;    // /var/run/netns/<sandbox>: shared by the group's containers (empty: in a microVM, the guest's)
   std::string hosts_file;           // host files bound at /etc/hosts and /etc/resolv.conf
   std::string resolv_file;
   std::vector<VolumeBind> volumes;

@@ -51,14 +51,24 @@ std::string HostTscKhz();
 // One microVM: QEMU `-M microvm` with the Debian cloud kernel and Skiff's initramfs, the
 // sandbox directory shared by virtiofsd, and the guest agent on a virtio-serial port. Requests
 // are synchronous (one at a time); output and exits arrive on the reader thread.
-class MicroVm {
+class MicroVm : public std::enable_shared_from_this<MicroVm> {
  public:
   // Boots and waits for the agent's hello. nullptr and `error` when it cannot.
-  static std::unique_ptr<MicroVm> Boot(MicroVmOptions options, MicroVmEvents events, std::string* error);
-  ~MicroVm();  // powers off (asks the agent, then kills the VMM) and stops virtiofsd
+  // Shared: exec sessions hold the VM they run in.
+  static std::shared_ptr<MicroVm> Boot(MicroVmOptions options, MicroVmEvents events, std::string* error);
+  ~MicroVm();
+  // Powers off (asks the agent, then kills the VMM) and stops virtiofsd; requests fail from then
+  // on and running exec sessions end. Idempotent.
+  void Shutdown();
 
   const std::string& kernel_release() const { return kernel_release_; }
   pid_t vmm_pid() const { return qemu_pid_; }
+  pid_t virtiofsd_pid() const { return virtiofsd_pid_; }
+  // The VMM or its channel went away (the reader saw the end).
+  bool gone() const {
+    std::lock_guard lock(mutex_);
+    return gone_;
+  }
   bool kvm() const { return kvm_; }
   // Starts the container whose OCI bundle is `bundle` under the guest's shim, which writes
   // `state_dir`/{started,exit} and the log at `log_path` (guest paths under /sandbox, so the
@@ -98,6 +108,8 @@ class MicroVm {
   std::map<uint64_t, std::string> replies_;
   std::map<uint64_t, std::shared_ptr<ExecState>> execs_;
   std::mutex write_mutex_;
+  std::mutex shutdown_mutex_;
+  bool shut_down_ = false;
 };
 
 }  // namespace skiff::node

@@ -22,12 +22,18 @@ struct SandboxSpec {
   std::vector<std::string> search_domains;
   std::vector<std::string> dns_options;
   std::string address;     // the group's own address, for /etc/hosts (empty: loopback only)
+  // "MicroVM": the group runs in its own microVM (issue 9); else in runc containers on the host.
+  std::string isolation;
+  double cpu = 0;          // the group's summed requests: a microVM's vCPUs and memory
+  double memory_gb = 0;
 };
 
 struct ContainerExit {
   int exit_code = 0;
   std::string finished_at;  // RFC 3339
   bool oom_killed = false;
+  std::string reason;       // set when the runtime, not the container, ended it (e.g. VmmExited)
+  std::string message;
 };
 
 // A group = one sandbox holding its containers (shared network namespace, volumes, lifecycle),
@@ -103,6 +109,9 @@ class RuncRuntime : public SandboxRuntime {
   std::string ContainerDir(const std::string& sandbox_id, const std::string& container) const;
   RuncRuntimeOptions options_;
 };
+
+// /etc/hosts and /etc/resolv.conf of a sandbox, in `dir`, from its spec.
+void WriteHostsAndResolv(const std::string& dir, const SandboxSpec& spec);
 
 // A named network namespace at `path` (e.g. /var/run/netns/skiff-<id>, so `ip netns` and CNI
 // see it) with its loopback up; and its removal.

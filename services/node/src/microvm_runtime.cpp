@@ -1,0 +1,315 @@
+#include "skiff/node/microvm_runtime.h"
+
+#include <signal.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <google/protobuf/util/json_util.h>
+
+#include "skiff/node/shim.h"
+
+namespace skiff::node {
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kGuestShare = "/sandbox";
+
+bool IsMicroVm(const SandboxSpec& spec) { return spec.isolation == "MicroVM"; }
+
+// The VMM and virtiofsd of one group under <controller>/<tag>-microvm/<group> (cgroup v1) or
+// <tag>-microvm/<group> (v2): what QEMU itself uses is limited and accounted like a container.
+std::vector<std::string> VmmCgroups(const std::string& host_tag, const std::string& sandbox_id) {
+  const std::string leaf = "/" + host_tag + "-microvm/" + sandbox_id;
+  if (fs::exists("/sys/fs/cgroup/cgroup.controllers")) return {"/sys/fs/cgroup" + leaf};
+  return {"/sys/fs/cgroup/memory" + leaf, "/sys/fs/cgroup/cpu,cpuacct" + leaf};
+}
+
+void WriteControl(const std::string& path, const std::string& value) { std::ofstream(path) << value; }
+
+void PlaceVmm(const std::string& host_tag, const std::string& sandbox_id, const std::vector<pid_t>& pids,
+              int64_t memory_bytes, int vcpus) {
+  for (const auto& dir : VmmCgroups(host_tag, sandbox_id)) {
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec) continue;
+    if (fs::exists(dir + "/memory.max")) {
+      WriteControl(dir + "/memory.max", std::to_string(memory_bytes));
+      WriteControl(dir + "/cpu.max", std::to_string(vcpus * kCpuPeriodMicros) + " " + std::to_string(kCpuPeriodMicros));
+    } else if (fs::exists(dir + "/memory.limit_in_bytes")) {
+      WriteControl(dir + "/memory.limit_in_bytes", std::to_string(memory_bytes));
+    } else if (fs::exists(dir + "/cpu.cfs_quota_us")) {
+      WriteControl(dir + "/cpu.cfs_period_us", std::to_string(kCpuPeriodMicros));
+      WriteControl(dir + "/cpu.cfs_quota_us", std::to_string(vcpus * kCpuPeriodMicros));
+    }
+    for (pid_t pid : pids) {
+      if (pid > 0) WriteControl(dir + "/cgroup.procs", std::to_string(pid));
+    }
+  }
+}
+
+void RemoveVmmCgroups(const std::string& host_tag, const std::string& sandbox_id) {
+  for (const auto& dir : VmmCgroups(host_tag, sandbox_id)) ::rmdir(dir.c_str());
+}
+
+bool IsMountPoint(const std::string& path) {
+  std::ifstream mounts("/proc/self/mountinfo");
+  for (std::string line; std::getline(mounts, line);) {
+    // Field 5 is the mount point (spaces escaped as \040; our paths have none).
+    size_t at = 0;
+    for (int field = 0; field < 4 && at != std::string::npos; ++field) at = line.find(' ', at + 1);
+    if (at == std::string::npos) continue;
+    const size_t end = line.find(' ', at + 1);
+    if (line.compare(at + 1, end - at - 1, path) == 0) return true;
+  }
+  return false;
+}
+
+void Unmount(const std::string& path) {
+  while (IsMountPoint(path) && ::umount2(path.c_str(), MNT_DETACH) == 0) {
+  }
+}
+
+std::string ReadLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+}  // namespace
+
+MicroVmRuntime::MicroVmRuntime(MicroVmRuntimeOptions options) : options_(std::move(options)) {
+  fs::create_directories(options_.root + "/sandboxes");
+  fs::create_directories(options_.root + "/vms");
+}
+
+MicroVmRuntime::~MicroVmRuntime() = default;
+
+std::string MicroVmRuntime::SandboxDir(const std::string& id) const { return options_.root + "/sandboxes/" + id; }
+std::string MicroVmRuntime::ContainerDir(const std::string& id, const std::string& c) const {
+  return SandboxDir(id) + "/containers/" + c;
+}
+std::string MicroVmRuntime::LogPath(const std::string& id, const std::string& c) { return ContainerDir(id, c) + "/log"; }
+std::string MicroVmRuntime::VolumeDir(const std::string& id) { return SandboxDir(id) + "/volumes"; }
+std::string MicroVmRuntime::NetworkNamespace(const std::string& id) {
+  return "/var/run/netns/" + options_.host_tag + "-" + id;
+}
+bool MicroVmRuntime::Holds(const std::string& id) const { return fs::exists(SandboxDir(id)); }
+
+std::optional<std::string> MicroVmRuntime::GuestPath(const std::string& id, const std::string& host_path) const {
+  const std::string base = SandboxDir(id);
+  if (host_path == base) return std::string(kGuestShare);
+  if (host_path.rfind(base + "/", 0) != 0) return std::nullopt;
+  return kGuestShare + host_path.substr(base.size());
+}
+
+std::shared_ptr<MicroVmRuntime::Sandbox> MicroVmRuntime::Find(const std::string& id, bool create) {
+  std::lock_guard lock(mutex_);
+  auto it = sandboxes_.find(id);
+  if (it != sandboxes_.end()) return it->second;
+  if (!create && !Holds(id)) return nullptr;
+  auto sandbox = std::make_shared<Sandbox>();
+  sandbox->spec.id = id;
+  sandboxes_[id] = sandbox;
+  return sandbox;
+}
+
+std::optional<std::string> MicroVmRuntime::CreateSandbox(const SandboxSpec& spec) {
+  auto sandbox = Find(spec.id, true);
+  std::lock_guard lock(sandbox->mutex);
+  sandbox->spec = spec;
+  const std::string dir = SandboxDir(spec.id);
+  fs::create_directories(dir + "/containers");
+  fs::create_directories(VolumeDir(spec.id));
+  // The group's network namespace, as for runc groups: the network service attaches to it.
+  if (!fs::exists(NetworkNamespace(spec.id))) {
+    if (auto error = CreateNetworkNamespace(NetworkNamespace(spec.id))) return error;
+  }
+  WriteHostsAndResolv(dir, spec);
+  return std::nullopt;
+}
+
+std::optional<std::string> MicroVmRuntime::EnsureVm(const std::string& id, Sandbox& sandbox) {
+  if (sandbox.vm && !sandbox.vm->gone()) return std::nullopt;
+  if (sandbox.vm) sandbox.vm->Shutdown();  // a VMM that died: its leftovers (virtiofsd) go before a new boot
+  sandbox.vm.reset();
+  MicroVmOptions vm = options_.vm;
+  vm.share_dir = SandboxDir(id);
+  vm.state_dir = options_.root + "/vms/" + id;
+  vm.vcpus = std::max(1, static_cast<int>(std::ceil(sandbox.spec.cpu - 1e-9)));
+  vm.memory_mb = std::max(options_.min_guest_mb,
+                          static_cast<int>(std::ceil(sandbox.spec.memory_gb * 1024)) + options_.guest_overhead_mb);
+  std::string error;
+  sandbox.vm = MicroVm::Boot(vm, {}, &error);
+  if (!sandbox.vm) return "the microVM did not boot: " + error;
+  PlaceVmm(options_.host_tag, id, {sandbox.vm->vmm_pid(), sandbox.vm->virtiofsd_pid()},
+           (static_cast<int64_t>(vm.memory_mb) + options_.vmm_overhead_mb) * 1024 * 1024, vm.vcpus);
+  return std::nullopt;
+}
+
+std::optional<std::string> MicroVmRuntime::StartContainer(const std::string& sandbox_id, const ContainerLaunch& input) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return "no sandbox " + sandbox_id;
+  std::lock_guard lock(sandbox->mutex);
+  const std::string dir = ContainerDir(sandbox_id, input.container_name);
+  const std::string state = dir + "/state", rootfs = dir + "/rootfs";
+  fs::remove_all(state);  // a restart starts from a clean run state; the log continues
+  fs::create_directories(dir + "/bundle");
+  fs::create_directories(state);
+  fs::create_directories(rootfs);
+  // The image's root filesystem (the image cache's overlay mount) appears in the share.
+  if (!IsMountPoint(rootfs) && ::mount(input.rootfs.c_str(), rootfs.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    return "bind " + input.rootfs + " into the sandbox: " + std::strerror(errno);
+  }
+  ContainerLaunch launch = input;
+  launch.network_namespace.clear();  // the guest's: the VM is the group's boundary
+  launch.cgroup_parent = options_.host_tag;
+  launch.rootfs = *GuestPath(sandbox_id, rootfs);
+  launch.hosts_file = *GuestPath(sandbox_id, launch.hosts_file.empty() ? SandboxDir(sandbox_id) + "/hosts" : launch.hosts_file);
+  launch.resolv_file =
+      *GuestPath(sandbox_id, launch.resolv_file.empty() ? SandboxDir(sandbox_id) + "/resolv.conf" : launch.resolv_file);
+  for (auto& volume : launch.volumes) {
+    auto guest = GuestPath(sandbox_id, volume.source);
+    if (!guest) return "the volume at " + volume.source + " is outside the microVM's share";
+    volume.source = *guest;
+  }
+  v1::RuntimeSpec spec = BuildRuntimeSpec(launch, options_.seccomp);
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
+  std::ofstream(dir + "/bundle/config.json") << json;
+
+  if (auto error = EnsureVm(sandbox_id, *sandbox)) return error;
+  MicroVm::Start start;
+  start.name = input.container_name;
+  start.bundle = *GuestPath(sandbox_id, dir + "/bundle");
+  start.state_dir = *GuestPath(sandbox_id, state);
+  start.log_path = *GuestPath(sandbox_id, dir + "/log");
+  start.log_max_bytes = options_.log_max_bytes;
+  start.log_files = options_.log_files;
+  return sandbox->vm->StartContainer(start);
+}
+
+bool MicroVmRuntime::VmAlive(const std::string& sandbox_id) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return false;
+  std::lock_guard lock(sandbox->mutex);
+  return sandbox->vm && !sandbox->vm->gone();
+}
+
+pid_t MicroVmRuntime::VmmPid(const std::string& sandbox_id) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return -1;
+  std::lock_guard lock(sandbox->mutex);
+  return sandbox->vm && !sandbox->vm->gone() ? sandbox->vm->vmm_pid() : -1;
+}
+
+bool MicroVmRuntime::IsRunning(const std::string& sandbox_id, const std::string& container) {
+  const std::string state = ContainerDir(sandbox_id, container) + "/state";
+  return fs::exists(state + "/started") && !fs::exists(state + "/exit") && VmAlive(sandbox_id);
+}
+
+std::optional<ContainerExit> MicroVmRuntime::ExitOf(const std::string& sandbox_id, const std::string& container) {
+  const std::string state = ContainerDir(sandbox_id, container) + "/state";
+  if (!fs::exists(state + "/exit")) {
+    if (!fs::exists(state + "/started") || VmAlive(sandbox_id)) return std::nullopt;
+    // Started, no exit recorded, and the VM is gone: the VMM died (or was killed) under it.
+    std::ofstream(state + "/exit.tmp") << 137 << " " << NowRfc3339() << " - VmmExited\n";
+    fs::rename(state + "/exit.tmp", state + "/exit");
+  }
+  std::istringstream in(ReadLine(state + "/exit"));
+  ContainerExit exit;
+  std::string oom;
+  if (!(in >> exit.exit_code >> exit.finished_at >> oom)) return std::nullopt;
+  exit.oom_killed = oom == "oom";
+  if (in >> exit.reason && exit.reason == "VmmExited") {
+    exit.message = "the microVM of its group stopped (its VMM exited), so the container ended with it";
+  }
+  return exit;
+}
+
+std::optional<std::string> MicroVmRuntime::Signal(const std::string& sandbox_id, const std::string& container,
+                                                  int signal) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return "no sandbox " + sandbox_id;
+  std::lock_guard lock(sandbox->mutex);
+  if (!sandbox->vm || sandbox->vm->gone()) return "the microVM is not running";
+  return sandbox->vm->Signal(container, signal);
+}
+
+std::optional<std::string> MicroVmRuntime::RemoveContainer(const std::string& sandbox_id, const std::string& container) {
+  if (IsRunning(sandbox_id, container)) return "the container is still running";
+  const std::string dir = ContainerDir(sandbox_id, container);
+  std::error_code ec;
+  fs::remove_all(dir + "/state", ec);
+  fs::remove_all(dir + "/bundle", ec);
+  Unmount(dir + "/rootfs");
+  fs::remove(dir + "/rootfs", ec);
+  return std::nullopt;
+}
+
+std::optional<std::string> MicroVmRuntime::DeleteSandbox(const std::string& sandbox_id) {
+  auto sandbox = Find(sandbox_id, false);
+  if (sandbox) {
+    std::lock_guard lock(sandbox->mutex);
+    if (sandbox->vm) sandbox->vm->Shutdown();  // every container in it ends, exec sessions too
+    sandbox->vm.reset();
+  }
+  const std::string dir = SandboxDir(sandbox_id);
+  if (fs::exists(dir + "/containers")) {
+    for (const auto& entry : fs::directory_iterator(dir + "/containers")) Unmount(entry.path().string() + "/rootfs");
+  }
+  if (fs::exists(NetworkNamespace(sandbox_id))) DeleteNetworkNamespace(NetworkNamespace(sandbox_id));
+  RemoveVmmCgroups(options_.host_tag, sandbox_id);
+  std::error_code ec;
+  fs::remove_all(options_.root + "/vms/" + sandbox_id, ec);
+  fs::remove_all(dir, ec);
+  {
+    std::lock_guard lock(mutex_);
+    sandboxes_.erase(sandbox_id);
+  }
+  if (ec) return "remove " + dir + ": " + ec.message();
+  return std::nullopt;
+}
+
+std::unique_ptr<ExecProcess> MicroVmRuntime::Exec(const std::string& sandbox_id, const std::string& container,
+                                                  const ExecSpec& spec, ExecCallbacks callbacks, std::string* error) {
+  if (spec.command.empty()) {
+    *error = "no command given";
+    return nullptr;
+  }
+  if (!IsRunning(sandbox_id, container)) {
+    *error = "container " + container + " is not running";
+    return nullptr;
+  }
+  auto sandbox = Find(sandbox_id, false);
+  std::shared_ptr<MicroVm> vm;
+  {
+    std::lock_guard lock(sandbox->mutex);
+    vm = sandbox->vm;
+  }
+  if (!vm) {
+    *error = "the microVM is not running";
+    return nullptr;
+  }
+  return vm->Exec(container, spec, std::move(callbacks), error);  // the session holds the VM object
+}
+
+std::optional<std::string> IsolatingRuntime::CreateSandbox(const SandboxSpec& spec) {
+  if (!IsMicroVm(spec)) return containers_.CreateSandbox(spec);
+  if (!microvms_) return "this node offers no MicroVM isolation";
+  return microvms_->CreateSandbox(spec);
+}
+
+std::optional<std::string> IsolatingRuntime::ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) {
+  if (IsMicroVm(spec)) return "the standby pool holds runc sandboxes only";
+  return containers_.ClaimSpare(spare_id, spec);
+}
+
+}  // namespace skiff::node
