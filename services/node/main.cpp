@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -18,6 +19,7 @@
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
+#include "skiff/node/microvm_runtime.h"
 #include "skiff/node/node_service.h"
 
 namespace {
@@ -217,7 +219,25 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   auto seccomp = node::ParseSeccompProfile(ReadFile(cfg.Require("node.seccomp_profile")));
   if (!seccomp) throw std::runtime_error("node.seccomp_profile is not a valid seccomp profile");
   runtime_options.seccomp = *seccomp;
-  node::RuncRuntime runtime(runtime_options);
+  node::RuncRuntime containers(runtime_options);
+  // MicroVM isolation (issue 9): QEMU microvm groups beside the runc ones, when configured.
+  std::unique_ptr<node::MicroVmRuntime> microvms;
+  if (cfg.GetBool("node.microvm", false)) {
+    node::MicroVmRuntimeOptions vm_options;
+    vm_options.root = root + "/microvm";
+    vm_options.vm.qemu = cfg.GetString("node.microvm_qemu", "qemu-system-x86_64");
+    vm_options.vm.virtiofsd = cfg.GetString("node.microvm_virtiofsd", "/usr/lib/qemu/virtiofsd");
+    vm_options.vm.kernel = cfg.Require("node.microvm_kernel");
+    vm_options.vm.initramfs = cfg.Require("node.microvm_initramfs");
+    vm_options.seccomp = *seccomp;
+    vm_options.host_tag = options.host_tag;
+    for (const auto& path : {vm_options.vm.kernel, vm_options.vm.initramfs}) {
+      if (!std::filesystem::exists(path)) throw std::runtime_error("node.microvm: " + path + " does not exist");
+    }
+    microvms = std::make_unique<node::MicroVmRuntime>(vm_options);
+    options.microvm = true;
+  }
+  node::IsolatingRuntime runtime(containers, microvms.get());
 
   std::shared_ptr<crypto::SecretBox> box;
   if (auto key = cfg.Find("node.secret_key"); key && !key->empty()) {

@@ -205,6 +205,20 @@ std::optional<ApiError> ValidateAndNormalize(ci::ContainerGroup& group, const Va
                              "properties.sku")) {
     return e;
   }
+  if (!props->isolation().empty()) {  // absent stays absent: ACI's own clients never send it
+    if (auto e = CanonicalEnum(props->mutable_isolation(), {"Container", "MicroVM"}, "Container",
+                               "properties.isolation")) {
+      return e;
+    }
+  }
+  if (props->isolation() == "MicroVM" && (props->has_ip_address() || props->subnet_ids_size() > 0)) {
+    // The guest has no network interface yet (its tap device is not built): say so rather than
+    // accept an address the group could not use.
+    return Error(ErrorKind::kUnsupportedIsolationFeature,
+                 "MicroVM groups have no network interface yet: remove ipAddress and subnetIds, or use "
+                 "isolation 'Container'.",
+                 props->has_ip_address() ? "properties.ipAddress" : "properties.subnetIds");
+  }
   if (props->containers().empty()) {
     return Error(ErrorKind::kMissingContainers, "A container group needs at least one container.", "properties.containers");
   }

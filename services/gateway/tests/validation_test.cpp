@@ -149,6 +149,14 @@ INSTANTIATE_TEST_SUITE_P(
         RejectionCase{"priority", [](auto& g) { g.mutable_properties()->set_priority("Urgent"); },
                       ErrorKind::kInvalidEnum, 400},
         RejectionCase{"sku", [](auto& g) { g.mutable_properties()->set_sku("Huge"); }, ErrorKind::kInvalidEnum, 400},
+        RejectionCase{"isolation", [](auto& g) { g.mutable_properties()->set_isolation("Hypervisor"); },
+                      ErrorKind::kInvalidEnum, 400},
+        RejectionCase{"microVM with an IP address",
+                      [](auto& g) {
+                        g.mutable_properties()->set_isolation("microvm");
+                        AddPort(g, 80);
+                      },
+                      ErrorKind::kUnsupportedIsolationFeature, 400},
         RejectionCase{"mount of undefined volume",
                       [](auto& g) {
                         auto* m = First(g).mutable_properties()->add_volume_mounts();
@@ -246,6 +254,10 @@ TEST(ValidationTest, AcceptsAciExamplesAndFillsDefaults) {
   ASSERT_FALSE(ValidateAndNormalize(group, Limits()).has_value());
   EXPECT_EQ(group.properties().os_type(), "Linux");
   EXPECT_EQ(group.properties().restart_policy(), "OnFailure");
+  EXPECT_EQ(group.properties().isolation(), "");  // absent stays absent (ACI's clients never send it)
+  group.mutable_properties()->set_isolation("microvm");
+  ASSERT_FALSE(ValidateAndNormalize(group, Limits()).has_value());
+  EXPECT_EQ(group.properties().isolation(), "MicroVM");
 }
 
 TEST(ValidationTest, ImageReferences) {

@@ -197,7 +197,9 @@ class Agent {
         }
         if (reader.Broken()) reader = skiff::node::GuestFrameReader();
       } else if (fds[0].revents & (POLLHUP | POLLERR)) {
-        // No host connected (virtio-serial reports HUP): wait for one instead of spinning.
+        // No host connected (virtio-serial reports HUP): wait for one instead of spinning. A node
+        // that comes back (after its restart) starts with whole frames: drop any half one.
+        reader = skiff::node::GuestFrameReader();
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }

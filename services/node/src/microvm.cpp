@@ -43,16 +43,31 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& log, std::s
   return pid;
 }
 
+// Works for our children and for processes adopted after a node restart (not our children).
 bool Exited(pid_t pid) {
   int status = 0;
-  return pid <= 0 || ::waitpid(pid, &status, WNOHANG) == pid;
+  if (pid <= 0 || ::waitpid(pid, &status, WNOHANG) == pid) return true;
+  return ::kill(pid, 0) != 0;
 }
 
 void Stop(pid_t& pid, int signal) {
   if (pid <= 0) return;
   ::kill(pid, signal);
-  ::waitpid(pid, nullptr, 0);
+  if (::waitpid(pid, nullptr, 0) != pid) {
+    for (int i = 0; i < 500 && ::kill(pid, 0) == 0; ++i) ::usleep(10000);
+  }
   pid = -1;
+}
+
+// The pid in `file` if that process still runs with `marker` in its command line (a recycled
+// pid belongs to someone else).
+pid_t LivePidFromFile(const std::string& file, const std::string& marker) {
+  std::ifstream in(file);
+  pid_t pid = 0;
+  if (!(in >> pid) || pid <= 0 || ::kill(pid, 0) != 0) return -1;
+  std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string text((std::istreambuf_iterator<char>(cmdline)), {});
+  return text.find(marker) != std::string::npos ? pid : -1;
 }
 
 std::string Tail(const std::string& path, size_t bytes) {
@@ -92,6 +107,54 @@ struct MicroVm::ExecState {
   }
 };
 
+std::optional<std::string> MicroVm::Connect(const std::string& agent_socket) {
+  channel_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::strncpy(address.sun_path, agent_socket.c_str(), sizeof address.sun_path - 1);
+  if (::connect(channel_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    return std::string("cannot reach the VMM's agent socket: ") + std::strerror(errno);
+  }
+  return std::nullopt;
+}
+
+std::shared_ptr<MicroVm> MicroVm::Adopt(MicroVmOptions options, MicroVmEvents events, std::string* error) {
+  std::shared_ptr<MicroVm> vm(new MicroVm(std::move(options), std::move(events)));
+  const auto& o = vm->options_;
+  vm->qemu_pid_ = LivePidFromFile(o.state_dir + "/qemu.pid", o.state_dir);
+  vm->virtiofsd_pid_ = LivePidFromFile(o.state_dir + "/virtiofsd.pid", o.state_dir);
+  if (vm->qemu_pid_ < 0) {
+    *error = "its VMM is not running";
+    vm->Shutdown();  // virtiofsd, if it outlived the VMM
+    return nullptr;
+  }
+  if (auto failed = vm->Connect(o.state_dir + "/agent.sock")) {
+    *error = *failed;
+    return nullptr;
+  }
+  vm->reader_ = std::thread([raw = vm.get()] { raw->ReadLoop(); });
+  // The agent answers once the channel is ours again (messages sent while no node listened,
+  // such as exits, are gone; the shim's records in the share have them).
+  if (!vm->Alive()) {
+    *error = "its guest agent does not answer";
+    return nullptr;
+  }
+  std::lock_guard lock(vm->mutex_);
+  vm->ready_ = true;
+  return vm;
+}
+
+void MicroVm::Detach() {
+  std::lock_guard shutting(shutdown_mutex_);
+  if (shut_down_) return;
+  shut_down_ = true;  // the VM runs on; the next node process adopts it
+  if (channel_ >= 0) ::shutdown(channel_, SHUT_RDWR);
+  if (reader_.joinable()) {
+    if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
+    else reader_.join();
+  }
+}
+
 std::string HostTscKhz() {
   std::ifstream cpuinfo("/proc/cpuinfo");
   for (std::string line; std::getline(cpuinfo, line);) {
@@ -123,6 +186,7 @@ std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents eve
                               "sandbox=chroot", "-o", "cache=auto", "-o", "announce_submounts"},
                              o.state_dir + "/virtiofsd.log", error);
   if (vm->virtiofsd_pid_ < 0) return nullptr;
+  std::ofstream(o.state_dir + "/virtiofsd.pid") << vm->virtiofsd_pid_ << "\n";
   if (!WaitForPath(fs_socket, vm->virtiofsd_pid_, std::chrono::seconds(10))) {
     *error = "virtiofsd did not start: " + Tail(o.state_dir + "/virtiofsd.log", 400);
     return nullptr;
@@ -144,16 +208,13 @@ std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents eve
                          "-device", "virtio-serial-device", "-device", "virtserialport,chardev=agent,name=skiff.agent"},
                         o.state_dir + "/qemu.log", error);
   if (vm->qemu_pid_ < 0) return nullptr;
+  std::ofstream(o.state_dir + "/qemu.pid") << vm->qemu_pid_ << "\n";
   if (!WaitForPath(agent_socket, vm->qemu_pid_, std::chrono::seconds(10))) {
     *error = "the VMM did not start: " + Tail(o.state_dir + "/qemu.log", 400);
     return nullptr;
   }
-  vm->channel_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::strncpy(address.sun_path, agent_socket.c_str(), sizeof address.sun_path - 1);
-  if (::connect(vm->channel_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    *error = std::string("cannot reach the VMM's agent socket: ") + std::strerror(errno);
+  if (auto failed = vm->Connect(agent_socket)) {
+    *error = *failed;
     return nullptr;
   }
   vm->reader_ = std::thread([raw = vm.get()] { raw->ReadLoop(); });

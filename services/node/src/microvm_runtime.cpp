@@ -88,9 +88,32 @@ std::string ReadLine(const std::string& path) {
 MicroVmRuntime::MicroVmRuntime(MicroVmRuntimeOptions options) : options_(std::move(options)) {
   fs::create_directories(options_.root + "/sandboxes");
   fs::create_directories(options_.root + "/vms");
+  // VMs booted by the previous node process run on: take them over, so their groups keep
+  // running (a VM that cannot be reached is stopped; its containers read as ended).
+  for (const auto& entry : fs::directory_iterator(options_.root + "/vms")) {
+    const std::string id = entry.path().filename().string();
+    MicroVmOptions vm = options_.vm;
+    vm.share_dir = SandboxDir(id);
+    vm.state_dir = entry.path().string();
+    std::string error;
+    auto adopted = MicroVm::Adopt(vm, {}, &error);
+    if (!adopted) continue;
+    auto sandbox = std::make_shared<Sandbox>();
+    sandbox->spec.id = id;
+    sandbox->vm = std::move(adopted);
+    sandboxes_[id] = sandbox;
+  }
 }
 
-MicroVmRuntime::~MicroVmRuntime() = default;
+MicroVmRuntime::~MicroVmRuntime() {
+  // The node is exiting: the VMs (and their containers) run on for the next one, as runc
+  // containers do under their shims.
+  std::lock_guard lock(mutex_);
+  for (auto& [id, sandbox] : sandboxes_) {
+    std::lock_guard sandbox_lock(sandbox->mutex);
+    if (sandbox->vm) sandbox->vm->Detach();
+  }
+}
 
 std::string MicroVmRuntime::SandboxDir(const std::string& id) const { return options_.root + "/sandboxes/" + id; }
 std::string MicroVmRuntime::ContainerDir(const std::string& id, const std::string& c) const {

@@ -122,8 +122,15 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   plan->restart_policy = ParseRestartPolicy(props.restart_policy());
   plan->backoff = options_.backoff;
   plan->stop_grace = options_.stop_grace;
+  plan->sandbox.isolation = props.isolation();
+  for (const auto& container : props.containers()) {
+    plan->sandbox.cpu += container.properties().resources().requests().cpu();
+    plan->sandbox.memory_gb += container.properties().resources().requests().memory_in_gb();
+  }
+  const bool microvm = props.isolation() == "MicroVM";
+  if (microvm && !options_.microvm) return "IsolationUnavailable: this node offers no MicroVM isolation";
   std::optional<std::string> spare;
-  if (group.claim_spare) {
+  if (group.claim_spare && !microvm) {  // the standby pool holds runc sandboxes
     std::lock_guard lock(spares_mutex_);
     if (!spares_.empty()) {
       spare = spares_.front();
@@ -648,6 +655,7 @@ v1::NodeHeartbeat NodeService::Heartbeat() {
   heartbeat.set_cpu_capacity(options_.cpu_capacity);
   heartbeat.set_memory_gb_capacity(options_.memory_gb_capacity);
   heartbeat.set_os_type("Linux");
+  heartbeat.set_microvm(options_.microvm);
   heartbeat.set_standby_sandboxes(static_cast<int32_t>(SpareSandboxes()));
   for (const auto& [id, group] : groups_) {
     heartbeat.add_group_ids(id);

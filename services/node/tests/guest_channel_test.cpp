@@ -11,8 +11,8 @@ namespace {
 TEST(GuestChannelTest, FramesSurviveAnyChunking) {
   v1::GuestMessage first, second;
   first.mutable_ready()->set_kernel_release("6.1.0-56-cloud-amd64");
-  second.mutable_output()->set_name("app");
-  second.mutable_output()->set_data(std::string("line\0with nul\n", 14));
+  second.mutable_exec_output()->set_exec_id(7);
+  second.mutable_exec_output()->set_data(std::string("line\0with nul\n", 14));
   const std::string bytes = EncodeGuestFrame(first) + EncodeGuestFrame(second);
   GuestFrameReader reader;
   std::vector<v1::GuestMessage> got;
@@ -26,7 +26,7 @@ TEST(GuestChannelTest, FramesSurviveAnyChunking) {
   }
   ASSERT_EQ(got.size(), 2u);
   EXPECT_EQ(got[0].ready().kernel_release(), "6.1.0-56-cloud-amd64");
-  EXPECT_EQ(got[1].output().data(), std::string("line\0with nul\n", 14));
+  EXPECT_EQ(got[1].exec_output().data(), std::string("line\0with nul\n", 14));
   EXPECT_FALSE(reader.Broken());
 }
 

@@ -41,8 +41,9 @@ GroupRecord RowToGroup(const pqxx::row& row, int offset = 0) {
   return record;
 }
 
-constexpr const char* kNodeColumns = "n.node_id, n.zone, n.os_type, n.cpu, n.memory_gb, n.gpu, n.condition, n.version";
-constexpr int kNodeColumnCount = 8;
+constexpr const char* kNodeColumns =
+    "n.node_id, n.zone, n.os_type, n.cpu, n.memory_gb, n.gpu, n.condition, n.version, n.microvm";
+constexpr int kNodeColumnCount = 9;
 
 NodeSpec RowToNode(const pqxx::row& row) {
   NodeSpec spec;
@@ -52,6 +53,7 @@ NodeSpec RowToNode(const pqxx::row& row) {
   spec.capacity = {row[3].as<double>(), row[4].as<double>(), row[5].as<int>()};
   spec.condition = ParseCondition(row[6].as<std::string>());
   spec.version = row[7].as<int64_t>();
+  spec.microvm = row[8].as<bool>();
   return spec;
 }
 
@@ -118,6 +120,10 @@ std::vector<store::Migration> SchedulerMigrations() {
         CREATE INDEX groups_on_node ON groups (node_id) WHERE state = 'Placed';
         CREATE INDEX groups_waiting ON groups (waiting_since_ms) WHERE state = 'Waiting';
       )sql" + store::OutboxTableSql()},
+      {2, "nodes that offer MicroVM isolation",
+       R"sql(
+        ALTER TABLE nodes ADD COLUMN microvm boolean NOT NULL DEFAULT false;
+      )sql"},
   };
 }
 
@@ -181,12 +187,12 @@ CommitResult PgSchedulerStore::Commit(const WriteSet& writes) {
 NodeSpec PgSchedulerStore::RegisterNode(const NodeSpec& node, TimePoint heartbeat) {
   return store::InTransaction(pool_, [&](pqxx::work& tx) {
     auto rows = tx.exec_params(
-        std::string("INSERT INTO scheduler.nodes AS n (node_id, zone, os_type, cpu, memory_gb, gpu, last_heartbeat_ms) "
-                    "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (node_id) DO UPDATE SET zone = $2, os_type = $3, "
-                    "cpu = $4, memory_gb = $5, gpu = $6, last_heartbeat_ms = $7 RETURNING ") +
+        std::string("INSERT INTO scheduler.nodes AS n (node_id, zone, os_type, cpu, memory_gb, gpu, last_heartbeat_ms, "
+                    "microvm) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (node_id) DO UPDATE SET zone = $2, "
+                    "os_type = $3, cpu = $4, memory_gb = $5, gpu = $6, last_heartbeat_ms = $7, microvm = $8 RETURNING ") +
             kNodeColumns,
         node.node_id, node.zone, node.os_type, node.capacity.cpu, node.capacity.memory_gb, node.capacity.gpu,
-        ToMillis(heartbeat));
+        ToMillis(heartbeat), node.microvm);
     return RowToNode(rows[0]);
   });
 }

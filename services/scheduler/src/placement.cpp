@@ -15,6 +15,7 @@ std::string Describe(const GroupDemand& demand) {
        << "' memory";
   if (demand.requests.gpu > 0) text << " '" << demand.requests.gpu << "' GPU";
   text << " '" << demand.os_type << "' OS";
+  if (demand.microvm) text << " 'MicroVM' isolation";
   return text.str();
 }
 }  // namespace
@@ -98,6 +99,7 @@ void PlacementCore::UpsertNode(const NodeSpec& spec) {
   node.spec.zone = spec.zone;
   node.spec.os_type = spec.os_type;
   node.spec.capacity = spec.capacity;
+  node.spec.microvm = spec.microvm;
   Reindex(it->second);
 }
 
@@ -171,6 +173,7 @@ void PlacementCore::ResetNode(const NodeSpec& spec, const std::vector<GroupDeman
 bool PlacementCore::Fits(const NodeSlot& node, const GroupDemand& demand, const Resources& freed) const {
   const Resources& capacity = node.spec.capacity;
   if (node.spec.os_type != demand.os_type) return false;
+  if (demand.microvm && !node.spec.microvm) return false;
   if (node.requested.cpu - freed.cpu + demand.requests.cpu > capacity.cpu + kEpsilon) return false;
   if (node.requested.memory_gb - freed.memory_gb + demand.requests.memory_gb > capacity.memory_gb + kEpsilon) {
     return false;
@@ -310,7 +313,11 @@ std::string PlacementCore::WhyNothingFits(const GroupDemand& demand, bool* never
   }
   *never = any_node && !could_fit;
   std::string text;
-  if (*never) {
+  bool any_microvm = false;
+  for (const auto& [id, slot] : slot_of_) any_microvm = any_microvm || nodes_[slot].spec.microvm;
+  if (*never && demand.microvm && !any_microvm) {
+    text = "No node offers MicroVM isolation. " + Describe(demand);
+  } else if (*never) {
     text = "The container group is larger than any node can hold. " + Describe(demand);
   } else if (!any_ready) {
     text = "No node is ready to run container groups. " + Describe(demand);

@@ -54,6 +54,7 @@ GroupDemand DemandOf(const std::string& group_id, const containerinstance::v1::C
   }
   demand.os_type = properties.os_type().empty() || EqualsIgnoreCase(properties.os_type(), "Linux") ? "Linux"
                                                                                                    : properties.os_type();
+  demand.microvm = EqualsIgnoreCase(properties.isolation(), "MicroVM");
   demand.zones.assign(spec.zones().begin(), spec.zones().end());
   if (EqualsIgnoreCase(properties.ip_address().type(), "Public")) {
     for (const auto& port : properties.ip_address().ports()) {
@@ -364,8 +365,10 @@ void SchedulerService::HandleHeartbeat(const node::v1::NodeHeartbeat& heartbeat)
   spec.zone = heartbeat.zone();
   spec.os_type = heartbeat.os_type().empty() ? "Linux" : heartbeat.os_type();
   spec.capacity = {heartbeat.cpu_capacity(), heartbeat.memory_gb_capacity(), heartbeat.gpu_capacity()};
+  spec.microvm = heartbeat.microvm();
   auto view = placement_.Node(node_id);
   const bool changed = !view || view->spec.zone != spec.zone || view->spec.os_type != spec.os_type ||
+                       view->spec.microvm != spec.microvm ||
                        view->spec.capacity.cpu != spec.capacity.cpu ||
                        view->spec.capacity.memory_gb != spec.capacity.memory_gb ||
                        view->spec.capacity.gpu != spec.capacity.gpu;

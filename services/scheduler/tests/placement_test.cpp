@@ -85,6 +85,28 @@ TEST(PlacementCore, OsTypeMustMatch) {
   EXPECT_TRUE(decision.never_fits);
 }
 
+TEST(PlacementCore, MicroVmGroupsGoOnlyToNodesThatOfferIt) {
+  PlacementCore core({Strategy::kBinPack, 1.0});
+  core.UpsertNode(MakeNode("plain", 4, 16));
+  GroupDemand vm = MakeDemand("vm", 1, 1);
+  vm.microvm = true;
+  auto refused = core.Place(vm);
+  EXPECT_FALSE(refused.placed);
+  EXPECT_TRUE(refused.never_fits);
+  EXPECT_NE(refused.reason.find("No node offers MicroVM isolation"), std::string::npos) << refused.reason;
+
+  NodeSpec offering = MakeNode("offers-vms", 8, 32);  // roomier: bin-packing alone would not pick it
+  offering.microvm = true;
+  core.UpsertNode(offering);
+  auto placed = core.Place(vm);
+  ASSERT_TRUE(placed.placed);
+  EXPECT_EQ(placed.node_id, "offers-vms");
+  // Groups without the request still go anywhere: the tightest node first.
+  auto plain = core.Place(MakeDemand("plain-group", 1, 1));
+  ASSERT_TRUE(plain.placed);
+  EXPECT_EQ(plain.node_id, "plain");
+}
+
 TEST(PlacementCore, PublicPortsConflictOnANode) {
   PlacementCore core({Strategy::kBinPack, 1.0});
   core.UpsertNode(MakeNode("a", 2, 8));

@@ -36,6 +36,7 @@ enum class ErrorKind {
   kReservedPort,
   kInvalidEnum,
   kUnsupportedOsType,
+  kUnsupportedIsolationFeature,
   kInvalidVolume,
   kUndefinedVolume,
   kInvalidEnvironmentVariable,

@@ -56,6 +56,12 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   // Boots and waits for the agent's hello. nullptr and `error` when it cannot.
   // Shared: exec sessions hold the VM they run in.
   static std::shared_ptr<MicroVm> Boot(MicroVmOptions options, MicroVmEvents events, std::string* error);
+  // Takes over a VM a previous node process booted with the same state_dir (its VMM and
+  // virtiofsd run on when the node exits): reconnects to its agent. nullptr and `error` when the
+  // VMM is gone (its leftovers are stopped) or the agent does not answer.
+  static std::shared_ptr<MicroVm> Adopt(MicroVmOptions options, MicroVmEvents events, std::string* error);
+  // Lets go of the VM without stopping it (the node is exiting). Idempotent; no Shutdown after.
+  void Detach();
   ~MicroVm();
   // Powers off (asks the agent, then kills the VMM) and stops virtiofsd; requests fail from then
   // on and running exec sessions end. Idempotent.
@@ -89,6 +95,7 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   MicroVm(MicroVmOptions options, MicroVmEvents events) : options_(std::move(options)), events_(std::move(events)) {}
   struct ExecState;
   class RemoteExec;
+  std::optional<std::string> Connect(const std::string& agent_socket);
   void ReadLoop();
   uint64_t NextId();
   void DeliverExec(const v1::GuestMessage& message);

@@ -65,6 +65,9 @@ struct NodeOptions {
   // Standby pool: this many spare sandboxes (directories and network namespace made ahead) are
   // kept ready; a new group takes one instead of setting its sandbox up.
   int standby_sandboxes = 0;
+  // The runtime runs MicroVM groups too (an IsolatingRuntime over a MicroVmRuntime): heartbeats
+  // offer it, so the scheduler places such groups here.
+  bool microvm = false;
 };
 
 // Turns groups from the scheduler into running sandboxes: ensures and mounts images, opens

@@ -28,6 +28,7 @@ struct GroupDemand {
   std::vector<std::string> zones;  // empty: any zone
   std::vector<uint32_t> public_ports;  // PortKey(protocol, port)
   bool spot = false;
+  bool microvm = false;         // isolation MicroVM: only nodes that offer it
 };
 
 uint32_t PortKey(const std::string& protocol, int port);
@@ -41,6 +42,7 @@ struct NodeSpec {
   std::string zone;
   std::string os_type = "Linux";
   Resources capacity;
+  bool microvm = false;  // runs MicroVM groups (its heartbeat says so)
   NodeCondition condition = NodeCondition::kReady;
   int64_t version = 0;  // the store's optimistic-concurrency version of this node's placements
 };
