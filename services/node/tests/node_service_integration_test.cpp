@@ -81,6 +81,11 @@ class Stack : public ::testing::Environment {
     node_env["SKIFF_NODE_BACKOFF_INITIAL_MS"] = "400";
     node_env["SKIFF_NODE_STANDBY_SANDBOXES"] = "2";
     node_env["SKIFF_NODE_HOST_TAG"] = "skiff-nit";
+#ifdef SKIFF_GUEST_KERNEL
+    node_env["SKIFF_NODE_MICROVM"] = "true";
+    node_env["SKIFF_NODE_MICROVM_KERNEL"] = SKIFF_GUEST_KERNEL;
+    node_env["SKIFF_NODE_MICROVM_INITRAMFS"] = SKIFF_GUEST_INITRAMFS;
+#endif
     this->node_env = node_env;
     StartNode();
     bus = std::make_unique<bus::NatsBus>(values["NATS_URL"], "node-it");
@@ -97,6 +102,7 @@ class Stack : public ::testing::Environment {
       ::waitpid(pid, nullptr, 0);
     }
     bus.reset();
+    Shell("umount -l " + (dir / "node/microvm/sandboxes").string() + "/*/containers/*/rootfs 2>/dev/null; true");
     Shell("umount -l " + (dir / "imagecache/containers").string() + "/*/rootfs 2>/dev/null; true");
     Shell(std::string(SKIFF_SOURCE_DIR) + "/integration-tests/infra.sh stop " + dir.string());
   }
@@ -659,6 +665,114 @@ TEST_F(NodeServiceTest, FailedLivenessProbeRestartsTheContainer) {
   Command("delete");
   EXPECT_TRUE(WaitFor("Deleted"));
 }
+
+#ifdef SKIFF_GUEST_KERNEL
+// Groups with isolation MicroVM on the same node: each runs in its own QEMU microvm (TCG here),
+// with logs, exec, restart policy and node restarts working as for runc groups.
+struct MicroVmGroupTest : NodeServiceTest {
+  fs::path SandboxDir() const { return stack->dir / "node/microvm/sandboxes" / group_id; }
+  std::string VmLog(const std::string& container) {
+    return ReadFile((SandboxDir() / "containers" / container / "log").string());
+  }
+  pid_t Vmm() {
+    std::ifstream in(stack->dir / "node/microvm/vms" / group_id / "qemu.pid");
+    pid_t pid = -1;
+    in >> pid;
+    return pid;
+  }
+  bool LogShows(const std::string& container, const std::string& text, std::chrono::seconds limit = 60s) {
+    auto deadline = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (VmLog(container).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(200ms);
+    }
+    return false;
+  }
+};
+
+TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
+  auto reply = Run(R"({"location":"local","properties":{"isolation":"MicroVM","restartPolicy":"Always",
+    "containers":[{"name":"app","properties":{"image":")" + Image("sleeper") + R"(",
+    "command":["/bin/sh","-c","echo kernel $(uname -r); ls /proc | grep -c '^[0-9]'; exec sleep 1000"],
+    "environmentVariables":[{"name":"GREETING","value":"hi from the vm"}],
+    "resources":{"requests":{"cpu":1,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running", 120s));
+  // Output reaches the node's log path (the share) and the logs command; the guest's kernel.
+  const std::string guest_kernel = fs::path(SKIFF_GUEST_KERNEL).filename().string().substr(std::string("vmlinuz-").size());
+  ASSERT_TRUE(LogShows("app", "stdout kernel " + guest_kernel)) << VmLog("app");
+  v1::LogsRequest logs_request;
+  logs_request.set_group_id(group_id);
+  logs_request.set_container("app");
+  v1::LogsReply logs;
+  ASSERT_TRUE(logs.ParseFromString(*stack->bus->Request("skiff.node.logs", logs_request.SerializeAsString(), 5s)));
+  EXPECT_NE(logs.content().find("kernel " + guest_kernel), std::string::npos) << logs.content();
+  EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id)) << "a MicroVM group is not a runc sandbox";
+
+  // Exec in the guest: environment, stdin, exit code; the host's processes are not there.
+  v1::ExecRequest request;
+  request.set_group_id(group_id);
+  request.set_container("app");
+  for (const char* arg : {"/bin/sh", "-c", "echo $GREETING; uname -r; cat; ps -o comm | grep -c -e qemu -e skiff-node; exit 4"}) {
+    request.add_command(arg);
+  }
+  request.set_session_id(crypto::NewUuid());
+  v1::StreamInput typed;
+  typed.set_data("typed input\n");
+  v1::StreamInput eof;
+  eof.set_close_input(true);
+  auto exec = Stream("exec", request, request.session_id(), {typed, eof}, 60s);
+  ASSERT_TRUE(exec.reply.ok()) << exec.reply.error_message();
+  EXPECT_TRUE(exec.ended);
+  EXPECT_EQ(exec.exit_code, 4);
+  EXPECT_EQ(exec.output, "hi from the vm\n" + guest_kernel + "\ntyped input\n0\n");
+
+  // The node restarts (SIGKILL): the VM runs on and is adopted, the container is not restarted.
+  const pid_t vmm = Vmm();
+  ASSERT_GT(vmm, 0);
+  stack->KillNode();
+  ASSERT_TRUE(ProcessAlive(vmm)) << "the VMM must outlive the node";
+  stack->StartNode();
+  seen.clear();
+  std::this_thread::sleep_for(3s);
+  EXPECT_EQ(Vmm(), vmm);
+  EXPECT_FALSE(WaitFor("Started", "", 1s)) << "an adopted VM's container is not started again";
+  request.clear_command();
+  request.add_command("true");
+  request.set_session_id(crypto::NewUuid());
+  auto after = Stream("exec", request, request.session_id(), {}, 60s);
+  EXPECT_TRUE(after.reply.ok()) << "exec after the node's restart: " << after.reply.error_message();
+  EXPECT_EQ(after.exit_code, 0);
+
+  // The VMM dies: the container ends with a clear reason and restartPolicy Always boots a new VM.
+  ::kill(vmm, SIGKILL);
+  EXPECT_TRUE(WaitFor("VmmExited", "", 60s));
+  EXPECT_TRUE(WaitFor("Started", "", 120s));
+  for (int i = 0; i < 100 && (Vmm() == vmm || !ProcessAlive(Vmm())); ++i) std::this_thread::sleep_for(200ms);
+  EXPECT_NE(Vmm(), vmm);
+  EXPECT_TRUE(ProcessAlive(Vmm()));
+
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted", "", 60s));
+  const pid_t last = Vmm();
+  for (int i = 0; i < 100 && ProcessAlive(last); ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_FALSE(ProcessAlive(last));
+  EXPECT_FALSE(fs::exists(SandboxDir()));
+}
+
+TEST_F(MicroVmGroupTest, TwoContainersShareTheVmsLocalhost) {
+  auto reply = Run(R"({"location":"local","properties":{"isolation":"MicroVM","restartPolicy":"Never",
+    "containers":[{"name":"server","properties":{"image":")" + Image("sleeper") + R"(",
+      "command":["/bin/sh","-c","echo from-server | nc -l -p 8080"],"resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}},
+    {"name":"client","properties":{"image":")" + Image("sleeper") + R"(",
+      "command":["/bin/sh","-c","sleep 2; nc 127.0.0.1 8080 </dev/null"],"resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  EXPECT_TRUE(LogShows("client", "stdout from-server", 120s)) << VmLog("client");
+  EXPECT_TRUE(WaitFor("StateChanged", "Succeeded", 60s));
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted", "", 60s));
+}
+#endif
 
 }  // namespace
 }  // namespace skiff::node
