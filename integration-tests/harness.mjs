@@ -204,7 +204,10 @@ export function serviceKit(infra) {
     // Whatever a failed test left behind on these nodes: containers, mounts, namespaces.
     cleanNodes(ids) {
       for (const id of ids) {
+        // MicroVM groups' VMMs and virtiofsd (their command lines name the node's microvm/ root).
+        spawnSync('pkill', ['-KILL', '-f', `${nodeRoot(id)}/microvm/`]);
         spawnSync('sh', ['-c', `for c in $(runc --root ${nodeRoot(id)}/runc list -q 2>/dev/null); do runc --root ${nodeRoot(id)}/runc kill $c KILL; sleep 0.2; runc --root ${nodeRoot(id)}/runc delete -f $c; done; ` +
+          `umount -l ${nodeRoot(id)}/microvm/sandboxes/*/containers/*/rootfs 2>/dev/null; ` +
           `umount -l ${infra.dir}/cache-${id}/containers/*/rootfs 2>/dev/null; for n in /var/run/netns/skiff-${id}-*; do umount -l $n 2>/dev/null; rm -f $n; done; true`]);
       }
     },

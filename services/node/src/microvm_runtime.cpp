@@ -12,6 +12,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "skiff/crypto/crypto.h"
 #include "skiff/node/shim.h"
 
 namespace skiff::node {
@@ -101,6 +102,7 @@ MicroVmRuntime::MicroVmRuntime(MicroVmRuntimeOptions options) : options_(std::mo
     auto sandbox = std::make_shared<Sandbox>();
     sandbox->spec.id = id;
     sandbox->vm = std::move(adopted);
+    sandbox->boot_id = ReadLine(vm.state_dir + "/boot.id");
     sandboxes_[id] = sandbox;
   }
 }
@@ -172,6 +174,8 @@ std::optional<std::string> MicroVmRuntime::EnsureVm(const std::string& id, Sandb
   std::string error;
   sandbox.vm = MicroVm::Boot(vm, {}, &error);
   if (!sandbox.vm) return "the microVM did not boot: " + error;
+  sandbox.boot_id = crypto::NewUuid();
+  std::ofstream(vm.state_dir + "/boot.id") << sandbox.boot_id << "\n";
   PlaceVmm(options_.host_tag, id, {sandbox.vm->vmm_pid(), sandbox.vm->virtiofsd_pid()},
            (static_cast<int64_t>(vm.memory_mb) + options_.vmm_overhead_mb) * 1024 * 1024, vm.vcpus);
   return std::nullopt;
@@ -209,6 +213,7 @@ std::optional<std::string> MicroVmRuntime::StartContainer(const std::string& san
   std::ofstream(dir + "/bundle/config.json") << json;
 
   if (auto error = EnsureVm(sandbox_id, *sandbox)) return error;
+  std::ofstream(state + "/boot.id") << sandbox->boot_id << "\n";  // the VM this run is in
   MicroVm::Start start;
   start.name = input.container_name;
   start.bundle = *GuestPath(sandbox_id, dir + "/bundle");
@@ -219,11 +224,18 @@ std::optional<std::string> MicroVmRuntime::StartContainer(const std::string& san
   return sandbox->vm->StartContainer(start);
 }
 
-bool MicroVmRuntime::VmAlive(const std::string& sandbox_id) {
+std::string MicroVmRuntime::LiveBoot(const std::string& sandbox_id) {
   auto sandbox = Find(sandbox_id, false);
-  if (!sandbox) return false;
+  if (!sandbox) return "";
   std::lock_guard lock(sandbox->mutex);
-  return sandbox->vm && !sandbox->vm->gone();
+  return sandbox->vm && !sandbox->vm->gone() ? sandbox->boot_id : "";
+}
+
+std::optional<std::string> MicroVmRuntime::PrepareSandbox(const std::string& sandbox_id) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return "no sandbox " + sandbox_id;
+  std::lock_guard lock(sandbox->mutex);
+  return EnsureVm(sandbox_id, *sandbox);
 }
 
 pid_t MicroVmRuntime::VmmPid(const std::string& sandbox_id) {
@@ -235,14 +247,19 @@ pid_t MicroVmRuntime::VmmPid(const std::string& sandbox_id) {
 
 bool MicroVmRuntime::IsRunning(const std::string& sandbox_id, const std::string& container) {
   const std::string state = ContainerDir(sandbox_id, container) + "/state";
-  return fs::exists(state + "/started") && !fs::exists(state + "/exit") && VmAlive(sandbox_id);
+  if (!fs::exists(state + "/started") || fs::exists(state + "/exit")) return false;
+  const std::string live = LiveBoot(sandbox_id);
+  return !live.empty() && live == ReadLine(state + "/boot.id");
 }
 
 std::optional<ContainerExit> MicroVmRuntime::ExitOf(const std::string& sandbox_id, const std::string& container) {
   const std::string state = ContainerDir(sandbox_id, container) + "/state";
   if (!fs::exists(state + "/exit")) {
-    if (!fs::exists(state + "/started") || VmAlive(sandbox_id)) return std::nullopt;
-    // Started, no exit recorded, and the VM is gone: the VMM died (or was killed) under it.
+    if (!fs::exists(state + "/started")) return std::nullopt;
+    const std::string live = LiveBoot(sandbox_id);
+    if (!live.empty() && live == ReadLine(state + "/boot.id")) return std::nullopt;
+    // Started, no exit recorded, and the VM it ran in is gone (a new one may run since): the
+    // VMM died (or was killed) under it.
     std::ofstream(state + "/exit.tmp") << 137 << " " << NowRfc3339() << " - VmmExited\n";
     fs::rename(state + "/exit.tmp", state + "/exit");
   }

@@ -288,6 +288,8 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
     if (p.has_readiness_probe()) plan->readiness[container.name()] = ProbeFromModel(p.readiness_probe());
     plan->containers.push_back(std::move(launch));
   }
+  // Heavy set-up (a microVM's boot) here, before the group is supervised under the node's lock.
+  if (auto error = runtime_.PrepareSandbox(group_id)) return "SandboxFailed: " + *error;
   return std::nullopt;
 }
 
@@ -648,7 +650,18 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
 }
 
 v1::NodeHeartbeat NodeService::Heartbeat() {
-  std::lock_guard lock(mutex_);
+  // A runtime call may hold the lock for seconds (a microVM booting under TCG for a restart):
+  // the node stays alive to the scheduler with its last picture, newly stamped.
+  std::unique_lock lock(mutex_, std::defer_lock);
+  for (int attempt = 0; attempt < 20 && !lock.try_lock(); ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (!lock.owns_lock()) {
+    std::lock_guard last(heartbeat_mutex_);
+    v1::NodeHeartbeat heartbeat = last_heartbeat_;
+    *heartbeat.mutable_sent_at() = Now();
+    return heartbeat;
+  }
   v1::NodeHeartbeat heartbeat;
   heartbeat.set_node_id(options_.node_id);
   heartbeat.set_zone(options_.zone);
@@ -666,6 +679,8 @@ v1::NodeHeartbeat NodeService::Heartbeat() {
     heartbeat.set_memory_gb_allocated(heartbeat.memory_gb_allocated() + group.memory_gb);
   }
   *heartbeat.mutable_sent_at() = Now();
+  std::lock_guard last(heartbeat_mutex_);
+  last_heartbeat_ = heartbeat;
   return heartbeat;
 }
 

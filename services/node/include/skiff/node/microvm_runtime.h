@@ -31,6 +31,7 @@ class MicroVmRuntime : public SandboxRuntime {
   explicit MicroVmRuntime(MicroVmRuntimeOptions options);
   ~MicroVmRuntime() override;
   std::optional<std::string> CreateSandbox(const SandboxSpec& spec) override;
+  std::optional<std::string> PrepareSandbox(const std::string& sandbox_id) override;  // boots the VM
   std::optional<std::string> StartContainer(const std::string& sandbox_id, const ContainerLaunch& launch) override;
   bool IsRunning(const std::string& sandbox_id, const std::string& container) override;
   std::optional<ContainerExit> ExitOf(const std::string& sandbox_id, const std::string& container) override;
@@ -53,6 +54,7 @@ class MicroVmRuntime : public SandboxRuntime {
     std::mutex mutex;  // one VM boot or request sequence at a time per group
     SandboxSpec spec;
     std::shared_ptr<MicroVm> vm;
+    std::string boot_id;  // of `vm`: a container started in an earlier boot is not in it
   };
   std::shared_ptr<Sandbox> Find(const std::string& sandbox_id, bool create);
   std::optional<std::string> EnsureVm(const std::string& sandbox_id, Sandbox& sandbox);
@@ -60,7 +62,8 @@ class MicroVmRuntime : public SandboxRuntime {
   std::string ContainerDir(const std::string& sandbox_id, const std::string& container) const;
   // A host path inside the sandbox directory as the guest sees it (under /sandbox).
   std::optional<std::string> GuestPath(const std::string& sandbox_id, const std::string& host_path) const;
-  bool VmAlive(const std::string& sandbox_id);
+  // The boot id of the sandbox's running VM; empty when none runs.
+  std::string LiveBoot(const std::string& sandbox_id);
 
   MicroVmRuntimeOptions options_;
   std::mutex mutex_;
@@ -73,6 +76,7 @@ class IsolatingRuntime : public SandboxRuntime {
  public:
   IsolatingRuntime(SandboxRuntime& containers, MicroVmRuntime* microvms) : containers_(containers), microvms_(microvms) {}
   std::optional<std::string> CreateSandbox(const SandboxSpec& spec) override;
+  std::optional<std::string> PrepareSandbox(const std::string& id) override { return For(id).PrepareSandbox(id); }
   std::optional<std::string> StartContainer(const std::string& id, const ContainerLaunch& launch) override {
     return For(id).StartContainer(id, launch);
   }

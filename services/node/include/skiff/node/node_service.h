@@ -162,6 +162,8 @@ class NodeService : public SupervisorSink {
   SecretOpener open_secret_;
   NodeOptions options_;
   std::mutex mutex_;
+  std::mutex heartbeat_mutex_;
+  v1::NodeHeartbeat last_heartbeat_;  // sent again, restamped, while mutex_ is held long
   std::map<std::string, Group> groups_;
   StreamTransport* transport_ = nullptr;
   NetworkProvider* network_ = nullptr;

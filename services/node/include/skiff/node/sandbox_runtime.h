@@ -62,6 +62,9 @@ class SandboxRuntime {
   virtual std::optional<std::string> ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) {
     return "this runtime keeps no spare sandboxes (" + spare_id + ", " + spec.id + ")";
   }
+  // Heavy set-up of a created sandbox (a microVM's boot), called once its network is attached
+  // and outside the node's lock, so nothing else waits for it.
+  virtual std::optional<std::string> PrepareSandbox(const std::string& /*sandbox_id*/) { return std::nullopt; }
   virtual std::string LogPath(const std::string& sandbox_id, const std::string& container) = 0;
   // Directory for the sandbox's volumes (emptyDir, secrets).
   virtual std::string VolumeDir(const std::string& sandbox_id) = 0;
