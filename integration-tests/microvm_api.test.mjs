@@ -1,11 +1,13 @@
-// MicroVM isolation through the API: the gateway accepts `isolation: MicroVM` (and refuses what
-// such a group cannot have yet), the scheduler places it only on a node that offers microVMs,
-// and it runs there in its own kernel (QEMU microvm; TCG on machines without KVM).
+// MicroVM isolation through the API: the gateway accepts `isolation: MicroVM`, the scheduler
+// places it only on a node that offers microVMs, and it runs there in its own kernel (QEMU
+// microvm; TCG on machines without KVM) with the group's network: a Public group answers on its
+// public address from inside the VM.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import http from 'node:http';
 import { startInfra, Gateway, request, groupPath, until, serviceKit } from './harness.mjs';
 
 const kernels = existsSync('/boot') ? readdirSync('/boot').filter((f) => /^vmlinuz-.*-cloud-amd64$/.test(f)).sort() : [];
@@ -20,13 +22,17 @@ before(async () => {
   infra.secretKey = randomBytes(32).toString('base64');
   kit = serviceKit(infra);
   initramfs = join(kit.build, 'services/node/guest-initramfs.cpio');
-  gw = await new Gateway(infra).start();
+  kit.spawn('network', 'services/network/skiff-network', { SKIFF_NETWORK_AGENT: 'vm-net',
+    SKIFF_NETWORK_DEFAULT_POOL: '10.253.0.0/16', SKIFF_NETWORK_DEFAULT_PREFIX_LENGTH: '24',
+    SKIFF_NETWORK_PUBLIC_POOL: '127.102.0.0/24', SKIFF_DNS_LISTEN: `127.0.0.1:${20000 + Math.floor(Math.random() * 20000)}`,
+    SKIFF_NETWORK_MASQUERADE: 'false', SKIFF_DNS_UPSTREAMS: 'none' });  // nothing leaves this host
+  gw = await new Gateway(infra, { SKIFF_GATEWAY_NETWORK: 'true' }).start();
   token = gw.createToken(sub);
   kit.startScheduler('scheduler');
-  // A roomy node without microVMs (bin-packing alone would choose it) and a small one with them.
-  kit.startNode('vm-plain', 1);
+  // A tight node without microVMs (bin-packing alone would choose it) and a roomier one with them.
+  kit.startNode('vm-plain', 1, { SKIFF_NETWORK_AGENT: 'vm-net' });
   kit.startNode('vm-host', 2, { SKIFF_NODE_MICROVM: 'true', SKIFF_NODE_MICROVM_KERNEL: kernel,
-    SKIFF_NODE_MICROVM_INITRAMFS: initramfs });
+    SKIFF_NODE_MICROVM_INITRAMFS: initramfs, SKIFF_NETWORK_AGENT: 'vm-net' });
   await kit.nodeRegistered('vm-plain');
   await kit.nodeRegistered('vm-host');
 });
@@ -37,6 +43,18 @@ after(async () => {
   kit?.cleanNodes(['vm-plain', 'vm-host']);
   infra?.stop();
 });
+
+function httpGet(host, port) {
+  return new Promise((resolve) => {
+    const req = http.get({ host, port, path: '/', timeout: 3000 }, (res) => {
+      let body = '';
+      res.on('data', (c) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode, body }));
+    });
+    req.on('error', (e) => resolve({ status: 0, body: String(e) }));
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+  });
+}
 
 function vmGroup(registry, extra = {}) {
   return {
@@ -74,15 +92,32 @@ test('a MicroVM group is placed on the node that offers microVMs and runs in its
   assert.ok([200, 202, 204].includes(del.status), del.body);
 });
 
-test('refusals: an unknown isolation, a MicroVM group with an IP address', { skip }, async () => {
+test('a Public MicroVM group answers on its public address from inside its VM', { skip }, async () => {
+  const body = vmGroup(infra.env.REGISTRY, { restartPolicy: 'Always', ipAddress: { type: 'Public', ports: [{ port: 80 }] } });
+  body.properties.containers[0].properties = { image: `${infra.env.REGISTRY}/skiff/httpd:1`, ports: [{ port: 80 }],
+    resources: { requests: { cpu: 0.5, memoryInGB: 0.3 } } };
+  const path = groupPath(sub, 'rg', 'vm-web');
+  const put = await request(gw, 'PUT', path, { token, body });
+  assert.ok(put.status === 200 || put.status === 201, put.body);
+  const { ip } = put.json.properties.ipAddress;
+  assert.match(ip, /^127\.102\.0\.\d+$/);
+  const page = await until('the VM answering on its public port', async () => {
+    const r = await httpGet(ip, 80);
+    return r.status === 200 && r;
+  }, 180000);
+  assert.match(page.body, /Hello from Skiff/);
+  assert.equal(kit.sql(`SELECT node_id FROM scheduler.groups WHERE subscription_id = '${sub}' AND name = 'vm-web'`), 'vm-host');
+
+  const vm = await request(gw, 'GET', path, { token });
+  assert.equal(vm.json.properties.isolation, 'MicroVM');
+  const del = await request(gw, 'DELETE', path, { token });
+  assert.ok([200, 202, 204].includes(del.status), del.body);
+});
+
+test('refusals: an unknown isolation', { skip }, async () => {
   const bad = await request(gw, 'PUT', groupPath(sub, 'rg', 'bad-iso'), { token,
     body: vmGroup(infra.env.REGISTRY, { isolation: 'Hypervisor' }) });
   assert.equal(bad.status, 400);
   assert.equal(bad.json.error.code, 'InvalidEnumValue');
-  const group = vmGroup(infra.env.REGISTRY, { ipAddress: { type: 'Public', ports: [{ port: 80 }] } });
-  group.properties.containers[0].properties.ports = [{ port: 80 }];
-  const withIp = await request(gw, 'PUT', groupPath(sub, 'rg', 'vm-ip'), { token, body: group });
-  assert.equal(withIp.status, 400);
-  assert.equal(withIp.json.error.code, 'IsolationFeatureNotSupported');
-  assert.match(withIp.json.error.message, /MicroVM groups have no network interface yet/);
+  assert.match(bad.json.error.message, /Container, MicroVM/);
 });

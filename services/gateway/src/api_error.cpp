@@ -43,7 +43,6 @@ constexpr std::array kErrorTable{
     ErrorRow{ErrorKind::kReservedPort, "ReservedPort", 400},
     ErrorRow{ErrorKind::kInvalidEnum, "InvalidEnumValue", 400},
     ErrorRow{ErrorKind::kUnsupportedOsType, "OsTypeNotSupported", 400},
-    ErrorRow{ErrorKind::kUnsupportedIsolationFeature, "IsolationFeatureNotSupported", 400},
     ErrorRow{ErrorKind::kInvalidVolume, "InvalidVolume", 400},
     ErrorRow{ErrorKind::kUndefinedVolume, "VolumeMountNameNotFound", 400},
     ErrorRow{ErrorKind::kInvalidEnvironmentVariable, "InvalidEnvironmentVariable", 400},

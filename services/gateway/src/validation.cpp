@@ -211,14 +211,6 @@ std::optional<ApiError> ValidateAndNormalize(ci::ContainerGroup& group, const Va
       return e;
     }
   }
-  if (props->isolation() == "MicroVM" && (props->has_ip_address() || props->subnet_ids_size() > 0)) {
-    // The guest has no network interface yet (its tap device is not built): say so rather than
-    // accept an address the group could not use.
-    return Error(ErrorKind::kUnsupportedIsolationFeature,
-                 "MicroVM groups have no network interface yet: remove ipAddress and subnetIds, or use "
-                 "isolation 'Container'.",
-                 props->has_ip_address() ? "properties.ipAddress" : "properties.subnetIds");
-  }
   if (props->containers().empty()) {
     return Error(ErrorKind::kMissingContainers, "A container group needs at least one container.", "properties.containers");
   }

@@ -151,12 +151,6 @@ INSTANTIATE_TEST_SUITE_P(
         RejectionCase{"sku", [](auto& g) { g.mutable_properties()->set_sku("Huge"); }, ErrorKind::kInvalidEnum, 400},
         RejectionCase{"isolation", [](auto& g) { g.mutable_properties()->set_isolation("Hypervisor"); },
                       ErrorKind::kInvalidEnum, 400},
-        RejectionCase{"microVM with an IP address",
-                      [](auto& g) {
-                        g.mutable_properties()->set_isolation("microvm");
-                        AddPort(g, 80);
-                      },
-                      ErrorKind::kUnsupportedIsolationFeature, 400},
         RejectionCase{"mount of undefined volume",
                       [](auto& g) {
                         auto* m = First(g).mutable_properties()->add_volume_mounts();

@@ -7,7 +7,10 @@
 // for its own children alone and never takes an exec's exit status from its reader.
 #include <dirent.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <net/if.h>
+#include <net/route.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
@@ -84,6 +87,68 @@ void LoopbackUp() {
     ::ioctl(fd, SIOCSIFFLAGS, &request);
   }
   if (fd >= 0) ::close(fd);
+}
+
+bool SetAddress(int sock, const std::string& ifname, unsigned long request, const std::string& address) {
+  ifreq r{};
+  std::strncpy(r.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  auto* in = reinterpret_cast<sockaddr_in*>(&r.ifr_addr);
+  in->sin_family = AF_INET;
+  if (::inet_pton(AF_INET, address.c_str(), &in->sin_addr) != 1) return false;
+  return ::ioctl(sock, request, &r) == 0;
+}
+
+// `skiff.net=ADDRESS/PREFIX,GATEWAY,MTU`: the group's address on the VM's one NIC (the host
+// mirrors the group's interface to it, and QEMU gave it the group's MAC), and its default route.
+void ConfigureNetwork(const std::string& spec) {
+  std::istringstream parts(spec);
+  std::string cidr, gateway, mtu;
+  std::getline(parts, cidr, ',');
+  std::getline(parts, gateway, ',');
+  std::getline(parts, mtu, ',');
+  const auto slash = cidr.find('/');
+  if (slash == std::string::npos) return Log("skiff.net: no prefix length in " + cidr);
+  const std::string address = cidr.substr(0, slash);
+  const int prefix = std::atoi(cidr.substr(slash + 1).c_str());
+  std::string ifname;
+  for (int attempt = 0; attempt < 200 && ifname.empty(); ++attempt) {
+    if (DIR* dir = ::opendir("/sys/class/net")) {
+      while (dirent* entry = ::readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name != "." && name != ".." && name != "lo") ifname = name;
+      }
+      ::closedir(dir);
+    }
+    if (ifname.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (ifname.empty()) return Log("skiff.net: the VM has no network interface");
+  int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  const uint32_t mask = prefix <= 0 ? 0 : htonl(~uint32_t{0} << (32 - prefix));
+  char mask_text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &mask, mask_text, sizeof mask_text);
+  ifreq r{};
+  std::strncpy(r.ifr_name, ifname.c_str(), IFNAMSIZ - 1);
+  r.ifr_mtu = std::atoi(mtu.c_str()) > 0 ? std::atoi(mtu.c_str()) : 1500;
+  ::ioctl(sock, SIOCSIFMTU, &r);
+  if (!SetAddress(sock, ifname, SIOCSIFADDR, address) || !SetAddress(sock, ifname, SIOCSIFNETMASK, mask_text)) {
+    Log("skiff.net: set " + cidr + " on " + ifname + ": " + std::strerror(errno));
+  }
+  if (::ioctl(sock, SIOCGIFFLAGS, &r) == 0) {
+    r.ifr_flags |= IFF_UP;
+    ::ioctl(sock, SIOCSIFFLAGS, &r);
+  }
+  if (!gateway.empty()) {
+    rtentry route{};
+    auto* dst = reinterpret_cast<sockaddr_in*>(&route.rt_dst);
+    auto* via = reinterpret_cast<sockaddr_in*>(&route.rt_gateway);
+    auto* genmask = reinterpret_cast<sockaddr_in*>(&route.rt_genmask);
+    dst->sin_family = via->sin_family = genmask->sin_family = AF_INET;
+    ::inet_pton(AF_INET, gateway.c_str(), &via->sin_addr);
+    route.rt_flags = RTF_UP | RTF_GATEWAY;
+    route.rt_dev = const_cast<char*>(ifname.c_str());
+    if (::ioctl(sock, SIOCADDRT, &route) != 0) Log("skiff.net: route via " + gateway + ": " + std::strerror(errno));
+  }
+  ::close(sock);
 }
 
 // The virtio-serial port named `name` (no udev here to make /dev/virtio-ports links).
@@ -396,6 +461,7 @@ int main() {
     MountOrLog("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
     LoadModules();
     LoopbackUp();
+    if (auto net = KernelArgument("skiff.net", ""); !net.empty()) ConfigureNetwork(net);
     MountOrLog(KernelArgument("skiff.share", "skiff").c_str(), "/sandbox", "virtiofs", 0, nullptr);
   }
   if (::getpid() == 1) {

@@ -23,13 +23,15 @@ namespace fs = std::filesystem;
 
 namespace {
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log, std::string* error) {
+// `pass_fd`, when set, becomes the child's fd 3 (QEMU's `-netdev tap,fd=3`).
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log, std::string* error, int pass_fd = -1) {
   posix_spawn_file_actions_t files;
   posix_spawn_file_actions_init(&files);
   posix_spawn_file_actions_addopen(&files, 0, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&files, 1, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
   posix_spawn_file_actions_adddup2(&files, 1, 2);
-  posix_spawn_file_actions_addclosefrom_np(&files, 3);
+  if (pass_fd >= 0) posix_spawn_file_actions_adddup2(&files, pass_fd, 3);
+  posix_spawn_file_actions_addclosefrom_np(&files, pass_fd >= 0 ? 4 : 3);
   std::vector<char*> argv;
   for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
   argv.push_back(nullptr);
@@ -194,8 +196,15 @@ std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents eve
 
   std::string cmdline = "console=ttyS0 quiet panic=-1 pci=off skiff.share=skiff skiff.port=skiff.agent";
   if (!vm->kvm_) cmdline += " tsc_early_khz=" + HostTscKhz();
+  if (o.nic) {
+    cmdline += " skiff.net=" + o.nic->address + "," + o.nic->gateway + "," + std::to_string(o.nic->mtu);
+  }
   const std::string memory = std::to_string(o.memory_mb) + "M";
-  vm->qemu_pid_ = Spawn({o.qemu, "-M", "microvm", "-accel", vm->kvm_ ? "kvm" : "tcg", "-cpu", vm->kvm_ ? "host" : "max",
+  std::vector<std::string> nic_args;
+  if (o.nic) {
+    nic_args = {"-netdev", "tap,id=net0,fd=3", "-device", "virtio-net-device,netdev=net0,mac=" + o.nic->mac};
+  }
+  std::vector<std::string> qemu_args{o.qemu, "-M", "microvm", "-accel", vm->kvm_ ? "kvm" : "tcg", "-cpu", vm->kvm_ ? "host" : "max",
                          "-smp", std::to_string(o.vcpus), "-m", memory, "-nodefaults", "-no-user-config",
                          "-display", "none", "-no-reboot", "-serial", "file:" + console,
                          "-global", "virtio-mmio.force-legacy=false",
@@ -205,8 +214,9 @@ std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents eve
                          "-chardev", "socket,id=fs,path=" + fs_socket,
                          "-device", "vhost-user-fs-device,chardev=fs,tag=skiff",
                          "-chardev", "socket,id=agent,path=" + agent_socket + ",server=on,wait=off",
-                         "-device", "virtio-serial-device", "-device", "virtserialport,chardev=agent,name=skiff.agent"},
-                        o.state_dir + "/qemu.log", error);
+                         "-device", "virtio-serial-device", "-device", "virtserialport,chardev=agent,name=skiff.agent"};
+  qemu_args.insert(qemu_args.end(), nic_args.begin(), nic_args.end());
+  vm->qemu_pid_ = Spawn(qemu_args, o.state_dir + "/qemu.log", error, o.nic ? o.nic->tap_fd : -1);
   if (vm->qemu_pid_ < 0) return nullptr;
   std::ofstream(o.state_dir + "/qemu.pid") << vm->qemu_pid_ << "\n";
   if (!WaitForPath(agent_socket, vm->qemu_pid_, std::chrono::seconds(10))) {

@@ -1,11 +1,18 @@
 #include "skiff/node/microvm_runtime.h"
 
+#include <fcntl.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstring>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -82,6 +89,102 @@ std::string ReadLine(const std::string& path) {
   std::string line;
   std::getline(in, line);
   return line;
+}
+
+
+constexpr const char* kTap = "skiff-tap0";
+
+std::vector<std::string> Words(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> words;
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
+
+std::string After(const std::vector<std::string>& words, const std::string& key) {
+  for (size_t i = 0; i + 1 < words.size(); ++i) {
+    if (words[i] == key) return words[i + 1];
+  }
+  return "";
+}
+
+// The interface the network service put in the group's namespace (its veth), with its MAC,
+// MTU, address and default route: what the guest's NIC takes over. nullopt: loopback only.
+std::optional<MicroVmOptions::Nic> GroupInterface(const std::string& netns, std::string* name) {
+  std::string links;
+  if (RunProgram({"ip", "-n", netns, "-o", "link", "show"}, &links) != 0) return std::nullopt;
+  std::istringstream lines(links);
+  for (std::string line; std::getline(lines, line);) {
+    auto words = Words(line);
+    if (words.size() < 2) continue;
+    std::string ifname = words[1].substr(0, words[1].find_first_of(":@"));
+    if (ifname == "lo" || ifname == kTap || After(words, "link/ether").empty()) continue;
+    MicroVmOptions::Nic nic;
+    nic.mac = After(words, "link/ether");
+    nic.mtu = std::atoi(After(words, "mtu").c_str());
+    if (nic.mtu <= 0) nic.mtu = 1500;
+    std::string addresses, routes;
+    RunProgram({"ip", "-n", netns, "-o", "-4", "addr", "show", "dev", ifname}, &addresses);
+    nic.address = After(Words(addresses), "inet");
+    if (nic.address.empty()) continue;
+    RunProgram({"ip", "-n", netns, "-o", "-4", "route", "show", "default"}, &routes);
+    nic.gateway = After(Words(routes), "via");
+    *name = ifname;
+    return nic;
+  }
+  return std::nullopt;
+}
+
+// A tap device made inside the namespace at `netns_path` (in a thread that joins it: namespaces
+// are per thread), up, with virtio-net headers so offloaded packets pass whole. Its open fd;
+// the device lives as long as that fd (QEMU's copy after the boot).
+int OpenTap(const std::string& netns_path, std::string* error) {
+  int tap = -1;
+  std::thread worker([&] {
+    int ns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
+      *error = "enter " + netns_path + ": " + std::strerror(errno);
+      if (ns >= 0) ::close(ns);
+      return;
+    }
+    ::close(ns);
+    int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+    ifreq request{};
+    request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    std::strncpy(request.ifr_name, kTap, IFNAMSIZ - 1);
+    if (fd < 0 || ::ioctl(fd, TUNSETIFF, &request) != 0) {
+      *error = std::string("create the tap device: ") + std::strerror(errno);
+      if (fd >= 0) ::close(fd);
+      return;
+    }
+    int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    ifreq flags{};
+    std::strncpy(flags.ifr_name, kTap, IFNAMSIZ - 1);
+    if (sock >= 0 && ::ioctl(sock, SIOCGIFFLAGS, &flags) == 0) {
+      flags.ifr_flags |= IFF_UP;
+      ::ioctl(sock, SIOCSIFFLAGS, &flags);
+    }
+    if (sock >= 0) ::close(sock);
+    tap = fd;
+  });
+  worker.join();
+  return tap;
+}
+
+// Everything that arrives on the group's interface goes out of the tap to the guest, and back:
+// the guest owns the group's address and MAC, the namespace only carries its frames.
+std::optional<std::string> MirrorInterfaces(const std::string& netns, const std::string& ifname) {
+  RunProgram({"tc", "-n", netns, "qdisc", "del", "dev", ifname, "ingress"});  // an earlier boot's
+  std::string output;
+  for (const auto& [from, to] : {std::pair<std::string, std::string>{ifname, kTap}, {kTap, ifname}}) {
+    if (RunProgram({"tc", "-n", netns, "qdisc", "add", "dev", from, "ingress"}, &output) != 0 ||
+        RunProgram({"tc", "-n", netns, "filter", "add", "dev", from, "parent", "ffff:", "protocol", "all", "u32", "match",
+                    "u8", "0", "0", "action", "mirred", "egress", "redirect", "dev", to},
+                   &output) != 0) {
+      return "tc in " + netns + ": " + output;
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -171,8 +274,20 @@ std::optional<std::string> MicroVmRuntime::EnsureVm(const std::string& id, Sandb
   vm.vcpus = std::max(1, static_cast<int>(std::ceil(sandbox.spec.cpu - 1e-9)));
   vm.memory_mb = std::max(options_.min_guest_mb,
                           static_cast<int>(std::ceil(sandbox.spec.memory_gb * 1024)) + options_.guest_overhead_mb);
-  std::string error;
+  // The group's network, if the network service gave it one: the guest takes it over.
+  const std::string netns_path = NetworkNamespace(id), netns = fs::path(netns_path).filename().string();
+  std::string ifname, error;
+  if (auto nic = GroupInterface(netns, &ifname)) {
+    nic->tap_fd = OpenTap(netns_path, &error);
+    if (nic->tap_fd < 0) return "the microVM's network: " + error;
+    if (auto failed = MirrorInterfaces(netns, ifname)) {
+      ::close(nic->tap_fd);
+      return "the microVM's network: " + *failed;
+    }
+    vm.nic = nic;
+  }
   sandbox.vm = MicroVm::Boot(vm, {}, &error);
+  if (vm.nic) ::close(vm.nic->tap_fd);  // QEMU has its own copy
   if (!sandbox.vm) return "the microVM did not boot: " + error;
   sandbox.boot_id = crypto::NewUuid();
   std::ofstream(vm.state_dir + "/boot.id") << sandbox.boot_id << "\n";

@@ -36,7 +36,6 @@ enum class ErrorKind {
   kReservedPort,
   kInvalidEnum,
   kUnsupportedOsType,
-  kUnsupportedIsolationFeature,
   kInvalidVolume,
   kUndefinedVolume,
   kInvalidEnvironmentVariable,

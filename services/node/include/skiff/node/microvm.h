@@ -35,6 +35,16 @@ struct MicroVmOptions {
   // KVM when /dev/kvm opens, else TCG (software emulation: slow, but it works everywhere).
   std::optional<bool> kvm;
   std::chrono::milliseconds boot_timeout{60000};
+  // The guest's NIC: a tap device (an open fd, handed to QEMU) whose other side the host wires
+  // to the group's interface, with the MAC, address and route the group has on the host.
+  struct Nic {
+    int tap_fd = -1;
+    std::string mac;
+    std::string address;  // CIDR, e.g. 10.252.0.5/24
+    std::string gateway;  // empty: no default route
+    int mtu = 1500;
+  };
+  std::optional<Nic> nic;
 };
 
 struct MicroVmEvents {
