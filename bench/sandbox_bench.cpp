@@ -23,10 +23,17 @@ RuncRuntime& Runtime() {
   return runtime;
 }
 
+skiff::node::SandboxSpec Spec(const std::string& id) {
+  skiff::node::SandboxSpec spec;
+  spec.id = id;
+  spec.hostname = "bench";
+  return spec;
+}
+
 void BM_CreateSandbox(benchmark::State& state) {
   for (auto _ : state) {
     const std::string id = skiff::crypto::NewUuid();
-    if (auto error = Runtime().CreateSandbox({id, "bench"})) state.SkipWithError(error->c_str());
+    if (auto error = Runtime().CreateSandbox(Spec(id))) state.SkipWithError(error->c_str());
     state.PauseTiming();
     Runtime().DeleteSandbox(id);
     state.ResumeTiming();
@@ -39,7 +46,7 @@ void BM_ClaimSpare(benchmark::State& state) {
     const std::string spare = "standby-" + skiff::crypto::NewUuid(), id = skiff::crypto::NewUuid();
     if (auto error = Runtime().CreateSpare(spare)) state.SkipWithError(error->c_str());
     state.ResumeTiming();
-    if (auto error = Runtime().ClaimSpare(spare, {id, "bench"})) state.SkipWithError(error->c_str());
+    if (auto error = Runtime().ClaimSpare(spare, Spec(id))) state.SkipWithError(error->c_str());
     state.PauseTiming();
     Runtime().DeleteSandbox(id);
     state.ResumeTiming();

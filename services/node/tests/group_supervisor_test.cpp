@@ -52,7 +52,7 @@ class FakeRuntime : public SandboxRuntime {
 
   void Exit(const std::string& c, int code, bool oom = false) {
     running.erase(c);
-    exits[c] = {code, "2026-11-22T00:00:00Z", oom};
+    exits[c] = {code, "2026-11-22T00:00:00Z", oom, "", ""};
   }
 
   int sandboxes_created = 0, sandboxes_deleted = 0;
