@@ -311,6 +311,28 @@ class Agent {
       case v1::GuestRequest::kPing:
         Reply(request.request_id(), "");
         break;
+      case v1::GuestRequest::kUsage: {
+        // cgroup v2 in the guest: cpu.stat's usage_usec and memory.current.
+        const std::string dir = "/sys/fs/cgroup" + request.usage().cgroup_path();
+        std::istringstream stat(ReadFile(dir + "/cpu.stat"));
+        std::string key;
+        double usec = -1;
+        for (double value; stat >> key >> value;) {
+          if (key == "usage_usec") usec = value;
+        }
+        const std::string memory = ReadFile(dir + "/memory.current");
+        v1::GuestMessage message;
+        auto* reply = message.mutable_reply();
+        reply->set_request_id(request.request_id());
+        if (usec < 0 || memory.empty()) {
+          reply->set_error("no cgroup " + request.usage().cgroup_path());
+        } else {
+          reply->set_cpu_seconds(usec / 1e6);
+          reply->set_memory_bytes(std::atof(memory.c_str()));
+        }
+        Send(message);
+        break;
+      }
       case v1::GuestRequest::kExecStart:
         Reply(request.request_id(), ExecStart(request.exec_start()));
         break;

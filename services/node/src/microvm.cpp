@@ -258,7 +258,7 @@ void MicroVm::ReadLoop() {
         }
         case v1::GuestMessage::kReply: {
           std::lock_guard lock(mutex_);
-          replies_[message.reply().request_id()] = message.reply().error();
+          replies_[message.reply().request_id()] = std::make_shared<v1::GuestReply>(message.reply());
           changed_.notify_all();
           break;
         }
@@ -296,7 +296,7 @@ uint64_t MicroVm::NextId() {
   return next_id_++;
 }
 
-std::optional<std::string> MicroVm::Call(v1::GuestRequest& request) {
+std::optional<std::string> MicroVm::Call(v1::GuestRequest& request, v1::GuestReply* reply) {
   const uint64_t id = NextId();
   request.set_request_id(id);
   const std::string frame = EncodeGuestFrame(request);
@@ -316,9 +316,10 @@ std::optional<std::string> MicroVm::Call(v1::GuestRequest& request) {
   }
   auto it = replies_.find(id);
   if (it == replies_.end()) return std::string("the microVM is gone");
-  std::string error = it->second;
+  auto answer = std::move(it->second);
   replies_.erase(it);
-  if (!error.empty()) return error;
+  if (!answer->error().empty()) return answer->error();
+  if (reply) *reply = *answer;
   return std::nullopt;
 }
 
@@ -326,6 +327,15 @@ bool MicroVm::Alive() {
   v1::GuestRequest request;
   request.set_ping(true);
   return !Call(request);
+}
+
+std::optional<std::pair<double, double>> MicroVm::Usage(const std::string& name, const std::string& cgroup_path) {
+  v1::GuestRequest request;
+  request.mutable_usage()->set_name(name);
+  request.mutable_usage()->set_cgroup_path(cgroup_path);
+  v1::GuestReply reply;
+  if (Call(request, &reply)) return std::nullopt;
+  return std::make_pair(reply.cpu_seconds(), reply.memory_bytes());
 }
 
 std::optional<std::string> MicroVm::StartContainer(const Start& start) {

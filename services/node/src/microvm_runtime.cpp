@@ -346,6 +346,20 @@ std::string MicroVmRuntime::LiveBoot(const std::string& sandbox_id) {
   return sandbox->vm && !sandbox->vm->gone() ? sandbox->boot_id : "";
 }
 
+std::optional<std::pair<double, double>> MicroVmRuntime::UsageOf(const std::string& sandbox_id,
+                                                                 const std::string& container) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return std::nullopt;
+  std::shared_ptr<MicroVm> vm;
+  {
+    std::unique_lock lock(sandbox->mutex, std::try_to_lock);  // booting: no sample this time
+    if (!lock.owns_lock()) return std::nullopt;
+    vm = sandbox->vm;
+  }
+  if (!vm || vm->gone()) return std::nullopt;
+  return vm->Usage(container, CgroupPath(sandbox_id, container, options_.host_tag));
+}
+
 std::optional<std::string> MicroVmRuntime::PrepareSandbox(const std::string& sandbox_id) {
   auto sandbox = Find(sandbox_id, false);
   if (!sandbox) return "no sandbox " + sandbox_id;

@@ -693,7 +693,12 @@ v1::NodeUsage NodeService::Usage(const std::string& cgroup_root) {
     if (!group.supervisor) continue;
     for (const auto& [name, status] : group.supervisor->Containers()) {
       if (status.state != "Running") continue;
-      auto measured = ReadUsage(cgroup_root, CgroupPath(id, name, options_.host_tag));
+      std::optional<skiff::node::Usage> measured;
+      if (auto inside = runtime_.UsageOf(id, name)) {
+        measured = skiff::node::Usage{inside->first, inside->second};
+      } else {
+        measured = ReadUsage(cgroup_root, CgroupPath(id, name, options_.host_tag));
+      }
       if (!measured) continue;
       auto* container = usage.add_containers();
       *container->mutable_group() = group.ref;

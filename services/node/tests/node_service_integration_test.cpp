@@ -727,6 +727,32 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
   EXPECT_EQ(exec.exit_code, 4);
   EXPECT_EQ(exec.output, "hi from the vm\n" + guest_kernel + "\ntyped input\n0\n");
 
+  // Usage comes from the container's cgroup inside the guest.
+  {
+    std::mutex mutex;
+    std::vector<v1::ContainerUsage> samples;
+    auto listener = stack->bus->Serve("skiff.node.usage", "it-vm-usage", [&](const std::string&, const std::string& data) {
+      v1::NodeUsage usage;
+      if (usage.ParseFromString(data)) {
+        std::lock_guard lock(mutex);
+        for (const auto& c : usage.containers()) {
+          if (c.group().group_id() == group_id) samples.push_back(c);
+        }
+      }
+      return std::optional<std::string>();
+    }, 1);
+    for (int i = 0; i < 100; ++i) {
+      std::this_thread::sleep_for(100ms);
+      std::lock_guard lock(mutex);
+      if (!samples.empty()) break;
+    }
+    std::lock_guard lock(mutex);
+    ASSERT_FALSE(samples.empty());
+    EXPECT_EQ(samples.back().container(), "app");
+    EXPECT_GT(samples.back().cpu_seconds(), 0);
+    EXPECT_GT(samples.back().memory_bytes(), 0);
+  }
+
   // The node restarts (SIGKILL): the VM runs on and is adopted, the container is not restarted.
   const pid_t vmm = Vmm();
   ASSERT_GT(vmm, 0);

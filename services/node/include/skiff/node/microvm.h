@@ -21,6 +21,7 @@ namespace skiff::node {
 namespace v1 {
 class GuestRequest;
 class GuestMessage;
+class GuestReply;
 }
 
 struct MicroVmOptions {
@@ -100,6 +101,8 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   std::unique_ptr<ExecProcess> Exec(const std::string& name, const ExecSpec& spec, ExecCallbacks callbacks,
                                     std::string* error);
   bool Alive();
+  // A container's cpu seconds and memory bytes, from its cgroup in the guest.
+  std::optional<std::pair<double, double>> Usage(const std::string& name, const std::string& cgroup_path);
 
  private:
   MicroVm(MicroVmOptions options, MicroVmEvents events) : options_(std::move(options)), events_(std::move(events)) {}
@@ -109,7 +112,7 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   void ReadLoop();
   uint64_t NextId();
   void DeliverExec(const v1::GuestMessage& message);
-  std::optional<std::string> Call(v1::GuestRequest& request);
+  std::optional<std::string> Call(v1::GuestRequest& request, v1::GuestReply* reply = nullptr);
 
   MicroVmOptions options_;
   MicroVmEvents events_;
@@ -122,7 +125,7 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   std::string kernel_release_;
   bool ready_ = false, gone_ = false;
   uint64_t next_id_ = 1;
-  std::map<uint64_t, std::string> replies_;
+  std::map<uint64_t, std::shared_ptr<v1::GuestReply>> replies_;
   std::map<uint64_t, std::shared_ptr<ExecState>> execs_;
   std::mutex write_mutex_;
   std::mutex shutdown_mutex_;

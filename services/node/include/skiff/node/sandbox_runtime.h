@@ -65,6 +65,12 @@ class SandboxRuntime {
   // Heavy set-up of a created sandbox (a microVM's boot), called once its network is attached
   // and outside the node's lock, so nothing else waits for it.
   virtual std::optional<std::string> PrepareSandbox(const std::string& /*sandbox_id*/) { return std::nullopt; }
+  // A running container's cpu seconds and memory bytes when the runtime measures them itself (a
+  // microVM's guest); nullopt: the node reads the container's cgroup on the host.
+  virtual std::optional<std::pair<double, double>> UsageOf(const std::string& /*sandbox_id*/,
+                                                           const std::string& /*container*/) {
+    return std::nullopt;
+  }
   virtual std::string LogPath(const std::string& sandbox_id, const std::string& container) = 0;
   // Directory for the sandbox's volumes (emptyDir, secrets).
   virtual std::string VolumeDir(const std::string& sandbox_id) = 0;
