@@ -190,33 +190,6 @@ struct Container {
   pid_t pid = 0;  // its shim, while the container runs
 };
 
-// Runs a program to its end with stdio on /dev/null (stderr kept in `output` when given).
-int RunQuietly(const std::vector<std::string>& args, std::string* output = nullptr) {
-  int pipe_fds[2] = {-1, -1};
-  if (output && ::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(null, 1);
-    ::dup2(output ? pipe_fds[1] : null, 2);
-    std::vector<char*> argv;
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  if (output) {
-    ::close(pipe_fds[1]);
-    char buffer[4096];
-    for (ssize_t n; (n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0;) output->append(buffer, static_cast<size_t>(n));
-    ::close(pipe_fds[0]);
-  }
-  int status = 0;
-  while (pid > 0 && ::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return pid > 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 class Agent {
  public:
@@ -388,7 +361,7 @@ class Agent {
     if (start.log_max_bytes() > 0) options.log_max_bytes = start.log_max_bytes();
     if (start.log_files() > 0) options.log_files = start.log_files();
     options.no_pivot = true;
-    RunQuietly({"/bin/runc", "--root", "/run/runc", "delete", "--force", name});  // an earlier run's leftovers
+    skiff::node::RunProgram({"/bin/runc", "--root", "/run/runc", "delete", "--force", name});  // an earlier run's leftovers
     const std::string started = options.state_dir + "/started";
     ::unlink(started.c_str());
     pid_t shim = ::fork();
@@ -419,7 +392,7 @@ class Agent {
     auto it = containers_.find(signal.name());
     if (it == containers_.end() || it->second.pid == 0) return "no running container " + signal.name();
     std::string output;
-    if (RunQuietly({"/bin/runc", "--root", "/run/runc", "kill", signal.name(), std::to_string(signal.signal())},
+    if (skiff::node::RunProgram({"/bin/runc", "--root", "/run/runc", "kill", signal.name(), std::to_string(signal.signal())},
                    &output) != 0) {
       return "runc kill: " + output;
     }

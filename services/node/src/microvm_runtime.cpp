@@ -253,15 +253,7 @@ std::optional<std::string> MicroVmRuntime::CreateSandbox(const SandboxSpec& spec
   auto sandbox = Find(spec.id, true);
   std::lock_guard lock(sandbox->mutex);
   sandbox->spec = spec;
-  const std::string dir = SandboxDir(spec.id);
-  fs::create_directories(dir + "/containers");
-  fs::create_directories(VolumeDir(spec.id));
-  // The group's network namespace, as for runc groups: the network service attaches to it.
-  if (!fs::exists(NetworkNamespace(spec.id))) {
-    if (auto error = CreateNetworkNamespace(NetworkNamespace(spec.id))) return error;
-  }
-  WriteHostsAndResolv(dir, spec);
-  return std::nullopt;
+  return CreateSandboxLayout(SandboxDir(spec.id), VolumeDir(spec.id), NetworkNamespace(spec.id), spec);
 }
 
 std::optional<std::string> MicroVmRuntime::EnsureVm(const std::string& id, Sandbox& sandbox) {

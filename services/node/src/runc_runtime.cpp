@@ -27,36 +27,6 @@
 namespace skiff::node {
 namespace fs = std::filesystem;
 
-int RunProgram(const std::vector<std::string>& args, std::string* output) {
-  // Without `output`, the program's stdio goes to /dev/null: a detached child (runc run -d)
-  // would otherwise hold a pipe open and the read below would never end.
-  int pipe_fds[2] = {-1, -1};
-  if (output && ::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(null, 0);
-    ::dup2(output ? pipe_fds[1] : null, 1);
-    ::dup2(output ? pipe_fds[1] : null, 2);
-    std::vector<char*> argv;
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    ::execvp(argv[0], argv.data());
-    ::_exit(127);
-  }
-  if (output) {
-    ::close(pipe_fds[1]);
-    std::string collected;
-    char buffer[4096];
-    ssize_t n;
-    while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) collected.append(buffer, static_cast<size_t>(n));
-    ::close(pipe_fds[0]);
-    *output = collected;
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 std::optional<std::string> CreateNetworkNamespace(const std::string& path) {
   // In a thread of this process, not by spawning `ip` twice: network namespaces are per thread,
@@ -140,16 +110,20 @@ std::string RuncRuntime::NetworkNamespace(const std::string& id) {
   return "/var/run/netns/" + options_.host_tag + "-" + id;
 }
 
-std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
-  const std::string dir = SandboxDir(spec.id);
+std::optional<std::string> CreateSandboxLayout(const std::string& dir, const std::string& volume_dir,
+                                               const std::string& netns, const SandboxSpec& spec) {
   fs::create_directories(dir + "/containers");
-  fs::create_directories(VolumeDir(spec.id));
+  fs::create_directories(volume_dir);
   // The group's network namespace; the network service attaches interfaces to it (issue 5).
-  if (!fs::exists(NetworkNamespace(spec.id))) {
-    if (auto error = CreateNetworkNamespace(NetworkNamespace(spec.id))) return error;
+  if (!fs::exists(netns)) {
+    if (auto error = CreateNetworkNamespace(netns)) return error;
   }
   WriteHostsAndResolv(dir, spec);
   return std::nullopt;
+}
+
+std::optional<std::string> RuncRuntime::CreateSandbox(const SandboxSpec& spec) {
+  return CreateSandboxLayout(SandboxDir(spec.id), VolumeDir(spec.id), NetworkNamespace(spec.id), spec);
 }
 
 std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbox_id, const ContainerLaunch& input) {

@@ -167,4 +167,35 @@ std::unique_ptr<ExecProcess> SpawnProcess(const std::vector<std::string>& argv, 
                                         std::move(callbacks));
 }
 
+int RunProgram(const std::vector<std::string>& args, std::string* output) {
+  // Without `output`, the program's stdio goes to /dev/null: a detached child (runc run -d)
+  // would otherwise hold a pipe open and the read below would never end.
+  int pipe_fds[2] = {-1, -1};
+  if (output && ::pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(output ? pipe_fds[1] : null, 1);
+    ::dup2(output ? pipe_fds[1] : null, 2);
+    std::vector<char*> argv;
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    ::execvp(argv[0], argv.data());
+    ::_exit(127);
+  }
+  if (output) {
+    ::close(pipe_fds[1]);
+    std::string collected;
+    char buffer[4096];
+    ssize_t n;
+    while ((n = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) collected.append(buffer, static_cast<size_t>(n));
+    ::close(pipe_fds[0]);
+    *output = collected;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
 }  // namespace skiff::node

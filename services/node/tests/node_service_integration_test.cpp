@@ -219,6 +219,32 @@ struct NodeServiceTest : ::testing::Test {
     return result;
   }
 
+  // Usage reports of this group's containers on skiff.node.usage, gathered for up to 10 s until
+  // `enough` of them came.
+  std::vector<v1::ContainerUsage> UsageSamples(size_t enough) {
+    std::mutex mutex;
+    std::vector<v1::ContainerUsage> samples;
+    auto listener = stack->bus->Serve("skiff.node.usage", "it-usage-" + group_id.substr(0, 8),
+                                      [&](const std::string&, const std::string& data) {
+      v1::NodeUsage usage;
+      if (usage.ParseFromString(data)) {
+        std::lock_guard lock(mutex);
+        for (const auto& c : usage.containers()) {
+          if (c.group().group_id() == group_id) samples.push_back(c);
+        }
+      }
+      return std::optional<std::string>();
+    }, 1);
+    for (int i = 0; i < 100; ++i) {
+      std::this_thread::sleep_for(100ms);
+      std::lock_guard lock(mutex);
+      if (samples.size() >= enough) break;
+    }
+    listener.reset();
+    std::lock_guard lock(mutex);
+    return samples;
+  }
+
   std::string LogOf(const std::string& container) {
     return ReadFile((stack->dir / "node/sandboxes" / group_id / "containers" / container / "log").string());
   }
@@ -444,29 +470,11 @@ TEST_F(NodeServiceTest, LogsAndUsage) {
   EXPECT_FALSE(stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 500ms).has_value());
 
   // Usage: the busy loop shows cpu seconds growing, capped by its quarter core.
-  std::mutex mutex;
-  std::vector<v1::ContainerUsage> samples;
-  auto listener = stack->bus->Serve("skiff.node.usage", "it-usage", [&](const std::string&, const std::string& data) {
-    v1::NodeUsage usage;
-    if (usage.ParseFromString(data)) {
-      std::lock_guard lock(mutex);
-      for (const auto& c : usage.containers()) {
-        if (c.group().group_id() == group_id) samples.push_back(c);
-      }
-    }
-    return std::optional<std::string>();
-  }, 1);
-  for (int i = 0; i < 100; ++i) {
-    std::this_thread::sleep_for(100ms);
-    std::lock_guard lock(mutex);
-    if (samples.size() >= 2) break;
-  }
-  std::lock_guard lock(mutex);
+  auto samples = UsageSamples(2);
   ASSERT_GE(samples.size(), 2u);
   EXPECT_EQ(samples.back().container(), "talker");
   EXPECT_GT(samples.back().cpu_seconds(), samples.front().cpu_seconds());
   EXPECT_GT(samples.back().memory_bytes(), 0);
-  listener.reset();
   Command("delete");
   EXPECT_TRUE(WaitFor("Deleted"));
 }
@@ -728,30 +736,11 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
   EXPECT_EQ(exec.output, "hi from the vm\n" + guest_kernel + "\ntyped input\n0\n");
 
   // Usage comes from the container's cgroup inside the guest.
-  {
-    std::mutex mutex;
-    std::vector<v1::ContainerUsage> samples;
-    auto listener = stack->bus->Serve("skiff.node.usage", "it-vm-usage", [&](const std::string&, const std::string& data) {
-      v1::NodeUsage usage;
-      if (usage.ParseFromString(data)) {
-        std::lock_guard lock(mutex);
-        for (const auto& c : usage.containers()) {
-          if (c.group().group_id() == group_id) samples.push_back(c);
-        }
-      }
-      return std::optional<std::string>();
-    }, 1);
-    for (int i = 0; i < 100; ++i) {
-      std::this_thread::sleep_for(100ms);
-      std::lock_guard lock(mutex);
-      if (!samples.empty()) break;
-    }
-    std::lock_guard lock(mutex);
-    ASSERT_FALSE(samples.empty());
-    EXPECT_EQ(samples.back().container(), "app");
-    EXPECT_GT(samples.back().cpu_seconds(), 0);
-    EXPECT_GT(samples.back().memory_bytes(), 0);
-  }
+  auto samples = UsageSamples(1);
+  ASSERT_FALSE(samples.empty());
+  EXPECT_EQ(samples.back().container(), "app");
+  EXPECT_GT(samples.back().cpu_seconds(), 0);
+  EXPECT_GT(samples.back().memory_bytes(), 0);
 
   // The node restarts (SIGKILL): the VM runs on and is adopted, the container is not restarted.
   const pid_t vmm = Vmm();

@@ -47,4 +47,7 @@ std::unique_ptr<ExecProcess> SpawnProcess(const std::vector<std::string>& argv, 
                                           ExecCallbacks callbacks, std::string* error,
                                           std::string kill_pid_file = {});
 
+// Runs a program and waits; returns its exit status and combined output.
+int RunProgram(const std::vector<std::string>& args, std::string* output = nullptr);
+
 }  // namespace skiff::node

@@ -121,6 +121,10 @@ class RuncRuntime : public SandboxRuntime {
 
 // /etc/hosts and /etc/resolv.conf of a sandbox, in `dir`, from its spec.
 void WriteHostsAndResolv(const std::string& dir, const SandboxSpec& spec);
+// A sandbox's directory (containers/, volumes), network namespace, hosts and resolv.conf, as
+// every runtime lays them out; idempotent.
+std::optional<std::string> CreateSandboxLayout(const std::string& dir, const std::string& volume_dir,
+                                               const std::string& netns, const SandboxSpec& spec);
 
 // A named network namespace at `path` (e.g. /var/run/netns/skiff-<id>, so `ip netns` and CNI
 // see it) with its loopback up; and its removal.
@@ -131,7 +135,5 @@ std::optional<std::string> DeleteNetworkNamespace(const std::string& path);
 bool ProcessAlive(pid_t pid);
 
 
-// Runs a program and waits; returns its exit status and combined output.
-int RunProgram(const std::vector<std::string>& args, std::string* output = nullptr);
 
 }  // namespace skiff::node
