@@ -1,5 +1,5 @@
 // Boot-to-container-running of a one-container microVM group (QEMU microvm, the Debian cloud
-// kernel, Skiff's initramfs, virtiofsd, the guest agent, runc in the guest) against a bare
+// kernel, Skiff's initramfs, virtiofsd, the guest agent, the shim and crun in the guest) against a bare
 // `qemu-system-x86_64 -M microvm` boot of the same kernel to a busybox shell that powers off
 // at once, in the same run, alternating which goes first. Then the host memory of one idle
 // microVM group (VMM + virtiofsd, PSS). Run by bench/microvm_e2e (root).
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
   std::printf("%s, median of %d: Skiff microVM group boot-to-container-running %.0f ms, bare microvm boot to a shell "
               "that exits %.0f ms, ratio %.2f (target <= 1.3 under TCG)\n",
               kvm ? "KVM" : "TCG", rounds, Median(skiff), Median(bare), Median(skiff) / Median(bare));
-  std::printf("of which: boot until the guest agent answers %.0f ms (median); the rest is runc in the guest\n",
+  std::printf("of which: boot until the guest agent answers %.0f ms (median); the rest is the container start in the guest (shim + OCI runtime)\n",
               Median(ready));
   std::printf("host memory of one idle microVM group (256 MiB guest): VMM PSS %ld KiB, virtiofsd PSS %ld KiB\n",
               vmm_pss, virtiofsd_pss);

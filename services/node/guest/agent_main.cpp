@@ -361,7 +361,9 @@ class Agent {
     if (start.log_max_bytes() > 0) options.log_max_bytes = start.log_max_bytes();
     if (start.log_files() > 0) options.log_files = start.log_files();
     options.no_pivot = true;
-    skiff::node::RunProgram({"/bin/runc", "--root", "/run/runc", "delete", "--force", name});  // an earlier run's leftovers
+    if (::access(("/run/runc/" + name).c_str(), F_OK) == 0) {  // an earlier run's leftovers
+      skiff::node::RunProgram({"/bin/runc", "--root", "/run/runc", "delete", "--force", name});
+    }
     const std::string started = options.state_dir + "/started";
     ::unlink(started.c_str());
     pid_t shim = ::fork();
