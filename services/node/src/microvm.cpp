@@ -110,14 +110,21 @@ struct MicroVm::ExecState {
 };
 
 std::optional<std::string> MicroVm::Connect(const std::string& agent_socket) {
-  channel_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   std::strncpy(address.sun_path, agent_socket.c_str(), sizeof address.sun_path - 1);
-  if (::connect(channel_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    return std::string("cannot reach the VMM's agent socket: ") + std::strerror(errno);
+  // QEMU binds the socket a moment before it listens: a refusal then is only early.
+  for (int attempt = 0;; ++attempt) {
+    channel_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (::connect(channel_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return std::nullopt;
+    const int error = errno;
+    ::close(channel_);
+    channel_ = -1;
+    if (attempt >= 200 || (error != ECONNREFUSED && error != ENOENT) || Exited(qemu_pid_)) {
+      return std::string("cannot reach the VMM's agent socket: ") + std::strerror(error);
+    }
+    ::usleep(10000);
   }
-  return std::nullopt;
 }
 
 std::shared_ptr<MicroVm> MicroVm::Adopt(MicroVmOptions options, MicroVmEvents events, std::string* error) {
