@@ -95,9 +95,11 @@ test('create, show, list, logs, stop, start, restart, usage, export and delete',
 
   const exported = skiff(['export', '-g', 'cli', '-n', 'web']);
   assert.equal(exported.code, 0);
-  const file = join(mkdtempSync(join(tmpdir(), 'skiff-cli-')), 'group.json');
+  const exportDir = mkdtempSync(join(tmpdir(), 'skiff-cli-'));
+  const file = join(exportDir, 'group.json');
   writeFileSync(file, exported.out);
   const again = skiff(['create', '-g', 'cli', '-n', 'copy', '-f', file, '--no-wait']);
+  rmSync(exportDir, { recursive: true, force: true });
   assert.equal(again.code, 0, again.err);
   assert.equal(again.out, 'accepted: copy\n');
 
