@@ -3,9 +3,9 @@
 # libraries it links, and the kernel modules the guest needs (virtio-mmio, virtio-serial,
 # virtio-fs, virtio-net) for the kernel at KERNEL. The runtime is crun when installed (Debian's C
 # implementation of runc's command line: under TCG it starts a container in a fraction of the
-# time runc's two Go start-ups take), else runc; the guest calls it /bin/runc either way. Not
-# compressed: under TCG, decompressing it costs the guest more than reading it does. Build time
-# only; everything comes from this machine's Debian packages.
+# time runc's two Go start-ups take), else runc; the guest calls it /bin/runc either way. LZ4
+# compressed where lz4 is installed (see the end). Build time only; everything comes from this
+# machine's Debian packages.
 # usage: build_initramfs.sh AGENT KERNEL OUT
 set -euo pipefail
 agent=$1 kernel=$2 out=$3
@@ -46,5 +46,13 @@ for path in "${order[@]}"; do
   cp "$modules/$path" "$stage/lib/modules/skiff/"
   basename "$path" >>"$stage/lib/modules/skiff/order"
 done
-(cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --owner 0:0 --quiet) >"$out.tmp"
+(cd "$stage" && find . -print0 | sort -z | cpio --null -o -H newc --owner 0:0 --quiet) >"$out.cpio"
+# LZ4 (the kernel's legacy frame format): under TCG the guest unpacks it faster than it reads the
+# plain archive (measured: ~0.25 s less for 9 MB); gzip, xz and zstd all cost more than they save.
+if command -v lz4 >/dev/null; then
+  lz4 -l -9 -q -f "$out.cpio" "$out.tmp"
+  rm "$out.cpio"
+else
+  mv "$out.cpio" "$out.tmp"
+fi
 mv "$out.tmp" "$out"
