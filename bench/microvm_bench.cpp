@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/mount.h>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -55,6 +57,12 @@ int main(int argc, char** argv) {
   }
   const std::string kernel = argv[1], initramfs = argv[2], bare_initramfs = argv[3], share = argv[4];
   const int rounds = std::atoi(argv[5]);
+  const std::string memory_dir = share + "/../memory";
+  std::string memory_error;
+  if (!skiff::node::MountGuestMemory(memory_dir, &memory_error)) {
+    std::fprintf(stderr, "%s\n", memory_error.c_str());
+    return 1;
+  }
   std::vector<double> skiff, bare, ready;
   long vmm_pss = 0, virtiofsd_pss = 0;
   bool kvm = false;
@@ -65,6 +73,7 @@ int main(int argc, char** argv) {
     options.share_dir = share;
     options.state_dir = share + "/../state";
     options.memory_mb = 256;
+    options.memory_dir = memory_dir;  // as a node's MicroVmRuntime sets it
     skiff::node::MicroVmEvents events;
     auto t0 = Clock::now();
     std::string error;
@@ -121,5 +130,6 @@ int main(int argc, char** argv) {
               Median(ready));
   std::printf("host memory of one idle microVM group (256 MiB guest): VMM PSS %ld KiB, virtiofsd PSS %ld KiB\n",
               vmm_pss, virtiofsd_pss);
+  ::umount2(memory_dir.c_str(), MNT_DETACH);
   return 0;
 }

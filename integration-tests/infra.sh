@@ -45,6 +45,8 @@ stop)
     done
     while read -r pid; do kill -9 "$pid" 2>/dev/null || true; done <"$dir/pids"
   fi
+  # Whatever the tests left mounted in here (image roots, a node's guest-memory tmpfs), deepest first.
+  awk '{print $5}' /proc/self/mountinfo | grep "^$dir/" | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -rf "$dir"
   ;;
 *) echo "usage: infra.sh start|stop DIR [--registry]" >&2; exit 2 ;;

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/sendfile.h>
 #include <sys/reboot.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -76,6 +77,35 @@ void LoadModules() {
     }
     if (fd >= 0) ::close(fd);
   }
+}
+
+// runc and crun copy their own binary into a sealed memfd and re-execute it before each
+// container start (CVE-2019-5736: a container must not overwrite the runtime through
+// /proc/self/exe). Both skip the copy for a binary on a read-only file system when
+// _LIBCONTAINER_CLONED_BINARY=1 is set, as their authors document. The initramfs is tmpfs,
+// whose files take seals, which crun 1.8 misreads, going round the copy twice: three loads of a
+// dynamically linked binary, most of a container start under TCG. So the runtime is served
+// from a read-only ramfs (no seals) instead, and every start is one load.
+void ProtectRuntimeBinary(const std::string& path) {
+  const std::string dir = "/run/runtime", copy = dir + "/" + path.substr(path.rfind('/') + 1);
+  ::mkdir(dir.c_str(), 0755);
+  bool ok = ::mount("ramfs", dir.c_str(), "ramfs", MS_NOSUID | MS_NODEV, "mode=0755") == 0;
+  int source = ok ? ::open(path.c_str(), O_RDONLY | O_CLOEXEC) : -1;
+  int target = source >= 0 ? ::open(copy.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755) : -1;
+  struct stat info {};
+  ok = target >= 0 && ::fstat(source, &info) == 0;
+  for (off_t done = 0; ok && done < info.st_size;) {
+    ssize_t n = ::sendfile(target, source, nullptr, static_cast<size_t>(info.st_size - done));
+    if (n <= 0) ok = false;
+    else done += n;
+  }
+  if (source >= 0) ::close(source);
+  if (target >= 0) ::close(target);
+  if (!ok || ::mount(nullptr, dir.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, nullptr) != 0 ||
+      ::mount(copy.c_str(), path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    return Log("read-only " + path + ": " + std::strerror(errno));
+  }
+  ::setenv("_LIBCONTAINER_CLONED_BINARY", "1", 1);
 }
 
 void LoopbackUp() {
@@ -457,6 +487,7 @@ int main() {
     MountOrLog("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, nullptr);
     MountOrLog("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr);
     LoadModules();
+    ProtectRuntimeBinary("/bin/runc");
     LoopbackUp();
     if (auto net = KernelArgument("skiff.net", ""); !net.empty()) ConfigureNetwork(net);
     MountOrLog(KernelArgument("skiff.share", "skiff").c_str(), "/sandbox", "virtiofs", 0, nullptr);

@@ -192,6 +192,14 @@ std::optional<std::string> MirrorInterfaces(const std::string& netns, const std:
 MicroVmRuntime::MicroVmRuntime(MicroVmRuntimeOptions options) : options_(std::move(options)) {
   fs::create_directories(options_.root + "/sandboxes");
   fs::create_directories(options_.root + "/vms");
+  if (options_.vm.memory_dir.empty()) {
+    std::string error;
+    if (MountGuestMemory(options_.root + "/memory", &error)) {
+      options_.vm.memory_dir = options_.root + "/memory";
+    } else {
+      memory_warning_ = "guest memory in 4 KiB pages (memfd): " + error;
+    }
+  }
   // VMs booted by the previous node process run on: take them over, so their groups keep
   // running (a VM that cannot be reached is stopped; its containers read as ended).
   for (const auto& entry : fs::directory_iterator(options_.root + "/vms")) {

@@ -49,6 +49,8 @@ class MicroVmRuntime : public SandboxRuntime {
   bool Holds(const std::string& sandbox_id) const;
   // The VMM of a sandbox, while it runs (tests, metrics).
   pid_t VmmPid(const std::string& sandbox_id);
+  // Non-empty when guest RAM could not get its huge-page tmpfs (boots are slower): for the log.
+  const std::string& memory_warning() const { return memory_warning_; }
 
  private:
   struct Sandbox {
@@ -67,6 +69,7 @@ class MicroVmRuntime : public SandboxRuntime {
   std::string LiveBoot(const std::string& sandbox_id);
 
   MicroVmRuntimeOptions options_;
+  std::string memory_warning_;
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_;
 };
