@@ -235,7 +235,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
       if (!std::filesystem::exists(path)) throw std::runtime_error("node.microvm: " + path + " does not exist");
     }
     microvms = std::make_unique<node::MicroVmRuntime>(vm_options);
-    if (!microvms->memory_warning().empty()) spdlog::warn("microVM: {}", microvms->memory_warning());
+    for (const auto& warning : microvms->warnings()) spdlog::warn("microVM: {}", warning);
     options.microvm = true;
   }
   node::IsolatingRuntime runtime(containers, microvms.get());

@@ -396,28 +396,39 @@ class Agent {
     }
     const std::string started = options.state_dir + "/started";
     ::unlink(started.c_str());
+    int ready[2];  // the shim says when `started` is written: no polling of the share
+    if (::pipe2(ready, O_CLOEXEC) != 0) return std::string("pipe: ") + std::strerror(errno);
     pid_t shim = ::fork();
     if (shim == 0) {
       sigset_t none;
       sigemptyset(&none);
       sigprocmask(SIG_SETMASK, &none, nullptr);
       ::setsid();
+      ::close(ready[0]);
+      options.started_fd = ready[1];
       _exit(skiff::node::RunShim(options));
     }
-    if (shim < 0) return std::string("fork: ") + std::strerror(errno);
+    ::close(ready[1]);
+    if (shim < 0) {
+      ::close(ready[0]);
+      return std::string("fork: ") + std::strerror(errno);
+    }
     containers_[name] = Container{name, shim};
     // The shim writes `started` once runc has started the container or failed to (then `exit`
     // follows): as on a runc node, a failed start shows as the container's exit.
-    for (int i = 0; i < 60000 / 5; ++i) {
-      if (::access(started.c_str(), F_OK) == 0) return "";
-      int status = 0;
-      if (::waitpid(shim, &status, WNOHANG) == shim) {
-        containers_[name].pid = 0;
-        return "the shim ended before the container started (status " + std::to_string(status) + ")";
-      }
-      ::usleep(5000);
+    pollfd wait{ready[0], POLLIN, 0};
+    int polled;
+    while ((polled = ::poll(&wait, 1, 60000)) < 0 && errno == EINTR) {
     }
-    return "the container did not start within 60 s";
+    char byte = 0;
+    const bool said_started = polled > 0 && ::read(ready[0], &byte, 1) == 1;
+    ::close(ready[0]);
+    if (said_started) return "";
+    if (polled == 0) return "the container did not start within 60 s";
+    int status = 0;
+    ::waitpid(shim, &status, 0);
+    containers_[name].pid = 0;
+    return "the shim ended before the container started (status " + std::to_string(status) + ")";
   }
 
   std::string Signal(const v1::GuestSignalContainer& signal) {

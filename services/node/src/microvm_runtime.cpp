@@ -20,6 +20,7 @@
 #include <google/protobuf/util/json_util.h>
 
 #include "skiff/crypto/crypto.h"
+#include "skiff/node/seccomp_bpf.h"
 #include "skiff/node/shim.h"
 
 namespace skiff::node {
@@ -197,7 +198,15 @@ MicroVmRuntime::MicroVmRuntime(MicroVmRuntimeOptions options) : options_(std::mo
     if (MountGuestMemory(options_.root + "/memory", &error)) {
       options_.vm.memory_dir = options_.root + "/memory";
     } else {
-      memory_warning_ = "guest memory in 4 KiB pages (memfd): " + error;
+      warnings_.push_back("guest memory in 4 KiB pages (memfd): " + error);
+    }
+  }
+  if (options_.seccomp.ByteSizeLong() > 0) {
+    std::string error;
+    if (auto program = CompileSeccompBpf(options_.seccomp, &error)) {
+      seccomp_bpf_base64_ = crypto::Base64Encode(*program);
+    } else {
+      warnings_.push_back("the guest compiles the seccomp profile at each container start: " + error);
     }
   }
   // VMs booted by the previous node process run on: take them over, so their groups keep
@@ -323,6 +332,7 @@ std::optional<std::string> MicroVmRuntime::StartContainer(const std::string& san
     volume.source = *guest;
   }
   v1::RuntimeSpec spec = BuildRuntimeSpec(launch, options_.seccomp);
+  if (!seccomp_bpf_base64_.empty()) (*spec.mutable_annotations())[kSeccompBpfAnnotation] = seccomp_bpf_base64_;
   std::string json;
   if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
   std::ofstream(dir + "/bundle/config.json") << json;

@@ -129,6 +129,10 @@ int RunShim(const ShimOptions& options) {
   ::close(out_pipe[1]);  // only the container holds the write ends now
   ::close(err_pipe[1]);
   WriteFileAtomically(options.state_dir + "/started", NowRfc3339() + "\n");
+  if (options.started_fd >= 0) {
+    (void)!::write(options.started_fd, "1", 1);
+    ::close(options.started_fd);
+  }
 
   RotatingLog log(options.log_path, options.log_max_bytes, options.log_files);
   std::string partial[2];

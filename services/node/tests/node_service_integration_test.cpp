@@ -717,11 +717,13 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
   EXPECT_NE(logs.content().find("kernel " + guest_kernel), std::string::npos) << logs.content();
   EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id)) << "a MicroVM group is not a runc sandbox";
 
-  // Exec in the guest: environment, stdin, exit code; the host's processes are not there.
+  // Exec in the guest: environment, stdin, exit code; the host's processes are not there; the
+  // container and the exec run under the seccomp filter (the node's profile, precompiled).
   v1::ExecRequest request;
   request.set_group_id(group_id);
   request.set_container("app");
-  for (const char* arg : {"/bin/sh", "-c", "echo $GREETING; uname -r; cat; ps -o comm | grep -c -e qemu -e skiff-node; exit 4"}) {
+  for (const char* arg : {"/bin/sh", "-c", "echo $GREETING; uname -r; cat; ps -o comm | grep -c -e qemu -e skiff-node; "
+                                           "grep -h '^Seccomp:' /proc/1/status /proc/self/status; exit 4"}) {
     request.add_command(arg);
   }
   request.set_session_id(crypto::NewUuid());
@@ -733,7 +735,7 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
   ASSERT_TRUE(exec.reply.ok()) << exec.reply.error_message();
   EXPECT_TRUE(exec.ended);
   EXPECT_EQ(exec.exit_code, 4);
-  EXPECT_EQ(exec.output, "hi from the vm\n" + guest_kernel + "\ntyped input\n0\n");
+  EXPECT_EQ(exec.output, "hi from the vm\n" + guest_kernel + "\ntyped input\n0\nSeccomp:\t2\nSeccomp:\t2\n");
 
   // Usage comes from the container's cgroup inside the guest.
   auto samples = UsageSamples(1);

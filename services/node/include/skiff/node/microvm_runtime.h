@@ -49,8 +49,9 @@ class MicroVmRuntime : public SandboxRuntime {
   bool Holds(const std::string& sandbox_id) const;
   // The VMM of a sandbox, while it runs (tests, metrics).
   pid_t VmmPid(const std::string& sandbox_id);
-  // Non-empty when guest RAM could not get its huge-page tmpfs (boots are slower): for the log.
-  const std::string& memory_warning() const { return memory_warning_; }
+  // What could not be set up and costs start time (guest RAM's huge-page tmpfs, the
+  // precompiled seccomp program): for the log.
+  const std::vector<std::string>& warnings() const { return warnings_; }
 
  private:
   struct Sandbox {
@@ -69,7 +70,8 @@ class MicroVmRuntime : public SandboxRuntime {
   std::string LiveBoot(const std::string& sandbox_id);
 
   MicroVmRuntimeOptions options_;
-  std::string memory_warning_;
+  std::vector<std::string> warnings_;
+  std::string seccomp_bpf_base64_;  // the profile compiled once, for the guest's crun
   std::mutex mutex_;
   std::map<std::string, std::shared_ptr<Sandbox>> sandboxes_;
 };

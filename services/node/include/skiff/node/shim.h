@@ -24,6 +24,9 @@ struct ShimOptions {
   // `runc run --no-pivot`: in a microVM guest the root is the initramfs, which pivot_root cannot
   // leave (the VM is the boundary there).
   bool no_pivot = false;
+  // Where the shim's parent waits (in a guest: the agent): one byte once `started` is written,
+  // so it need not poll the shared directory for it. Closed either way. -1: none.
+  int started_fd = -1;
 };
 
 // Runs in the calling process until the container exits; returns the exit code it recorded.
