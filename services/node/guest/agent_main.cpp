@@ -41,6 +41,7 @@
 #include "skiff/node/exec_process.h"
 #include "skiff/node/guest_channel.h"
 #include "skiff/node/shim.h"
+#include "skiff/node/socket_probe.h"
 #include "skiff/node/v1/guest.pb.h"
 
 namespace {
@@ -314,6 +315,21 @@ class Agent {
       case v1::GuestRequest::kPing:
         Reply(request.request_id(), "");
         break;
+      case v1::GuestRequest::kProbe: {
+        // On a thread: a probe waits up to its timeout, and the channel must keep serving.
+        skiff::node::SocketProbeSpec spec;
+        spec.port = request.probe().port();
+        spec.http = request.probe().http();
+        spec.path = request.probe().path();
+        spec.scheme = request.probe().scheme();
+        for (const auto& header : request.probe().headers()) spec.headers.emplace_back(header.name(), header.value());
+        spec.timeout = std::chrono::milliseconds(std::max(100, request.probe().timeout_ms()));
+        std::thread([this, id = request.request_id(), spec] {
+          auto result = skiff::node::ProbeSocket("", spec);
+          Reply(id, result.success ? "" : (result.message.empty() ? "probe failed" : result.message));
+        }).detach();
+        break;
+      }
       case v1::GuestRequest::kUsage: {
         // cgroup v2 in the guest: cpu.stat's usage_usec and memory.current.
         const std::string dir = "/sys/fs/cgroup" + request.usage().cgroup_path();

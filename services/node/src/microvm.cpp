@@ -372,6 +372,23 @@ std::optional<std::pair<double, double>> MicroVm::Usage(const std::string& name,
   return std::make_pair(reply.cpu_seconds(), reply.memory_bytes());
 }
 
+ProbeResult MicroVm::Probe(const SocketProbeSpec& spec) {
+  v1::GuestRequest request;
+  auto* probe = request.mutable_probe();
+  probe->set_port(spec.port);
+  probe->set_http(spec.http);
+  probe->set_path(spec.path);
+  probe->set_scheme(spec.scheme);
+  for (const auto& [name, value] : spec.headers) {
+    auto* header = probe->add_headers();
+    header->set_name(name);
+    header->set_value(value);
+  }
+  probe->set_timeout_ms(static_cast<int32_t>(spec.timeout.count()));
+  if (auto failed = Call(request)) return {false, *failed};
+  return {true, {}};
+}
+
 std::optional<std::string> MicroVm::StartContainer(const Start& start) {
   v1::GuestRequest request;
   auto* body = request.mutable_start();

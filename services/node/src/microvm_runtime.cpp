@@ -356,6 +356,19 @@ std::string MicroVmRuntime::LiveBoot(const std::string& sandbox_id) {
   return sandbox->vm && !sandbox->vm->gone() ? sandbox->boot_id : "";
 }
 
+std::optional<ProbeResult> MicroVmRuntime::ProbeInside(const std::string& sandbox_id, const SocketProbeSpec& spec) {
+  auto sandbox = Find(sandbox_id, false);
+  if (!sandbox) return ProbeResult{false, "no sandbox " + sandbox_id};
+  std::shared_ptr<MicroVm> vm;
+  {
+    std::unique_lock lock(sandbox->mutex, std::try_to_lock);  // booting: nothing listens yet
+    if (!lock.owns_lock()) return ProbeResult{false, "the microVM is booting"};
+    vm = sandbox->vm;
+  }
+  if (!vm || vm->gone()) return ProbeResult{false, "the microVM is not running"};
+  return vm->Probe(spec);
+}
+
 std::optional<std::pair<double, double>> MicroVmRuntime::UsageOf(const std::string& sandbox_id,
                                                                  const std::string& container) {
   auto sandbox = Find(sandbox_id, false);

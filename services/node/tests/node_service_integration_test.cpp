@@ -777,6 +777,35 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
   EXPECT_FALSE(fs::exists(SandboxDir()));
 }
 
+// Probes reach the guest's localhost: httpGet and an exec probe pass for the web server (never
+// Unhealthy, never killed); a tcpSocket probe of a closed port fails and restarts the sidecar.
+TEST_F(MicroVmGroupTest, ProbesRunAgainstTheGuest) {
+  auto reply = Run(R"({"location":"local","properties":{"isolation":"MicroVM","restartPolicy":"Always","containers":[
+    {"name":"web","properties":{"image":")" + Image("httpd") + R"(",
+      "livenessProbe":{"httpGet":{"path":"/","port":80},"periodSeconds":1,"failureThreshold":2},
+      "readinessProbe":{"exec":{"command":["/bin/true"]},"periodSeconds":1},
+      "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}},
+    {"name":"sidecar","properties":{"image":")" + Image("sleeper") + R"(",
+      "livenessProbe":{"tcpSocket":{"port":9},"periodSeconds":1,"failureThreshold":2},
+      "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running", 120s));
+  ASSERT_TRUE(WaitFor("Killing", "", 60s));
+  std::this_thread::sleep_for(5s);  // several more rounds of the web server's probes
+  int unhealthy = 0;
+  for (const auto& e : seen) {
+    if (e.name() == "Unhealthy") {
+      ++unhealthy;
+      EXPECT_EQ(e.container(), "sidecar") << e.message();
+      EXPECT_NE(e.message().find("Liveness probe failed: dial tcp 127.0.0.1:9"), std::string::npos) << e.message();
+    }
+    if (e.name() == "Killing") EXPECT_EQ(e.container(), "sidecar");
+  }
+  EXPECT_GE(unhealthy, 2);
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted", "", 60s));
+}
+
 TEST_F(MicroVmGroupTest, TwoContainersShareTheVmsLocalhost) {
   auto reply = Run(R"({"location":"local","properties":{"isolation":"MicroVM","restartPolicy":"Never",
     "containers":[{"name":"server","properties":{"image":")" + Image("sleeper") + R"(",

@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include "skiff/node/socket_probe.h"
 #include "skiff/node/exec_process.h"
 #include "skiff/node/guest_channel.h"
 
@@ -111,6 +112,8 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   bool Alive();
   // A container's cpu seconds and memory bytes, from its cgroup in the guest.
   std::optional<std::pair<double, double>> Usage(const std::string& name, const std::string& cgroup_path);
+  // A tcpSocket/httpGet probe of the guest's 127.0.0.1, run by the agent.
+  ProbeResult Probe(const SocketProbeSpec& spec);
 
  private:
   MicroVm(MicroVmOptions options, MicroVmEvents events) : options_(std::move(options)), events_(std::move(events)) {}

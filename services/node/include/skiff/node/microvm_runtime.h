@@ -33,6 +33,7 @@ class MicroVmRuntime : public SandboxRuntime {
   std::optional<std::string> CreateSandbox(const SandboxSpec& spec) override;
   std::optional<std::string> PrepareSandbox(const std::string& sandbox_id) override;  // boots the VM
   std::optional<std::pair<double, double>> UsageOf(const std::string& sandbox_id, const std::string& container) override;
+  std::optional<ProbeResult> ProbeInside(const std::string& sandbox_id, const SocketProbeSpec& spec) override;
   std::optional<std::string> StartContainer(const std::string& sandbox_id, const ContainerLaunch& launch) override;
   bool IsRunning(const std::string& sandbox_id, const std::string& container) override;
   std::optional<ContainerExit> ExitOf(const std::string& sandbox_id, const std::string& container) override;
@@ -85,6 +86,9 @@ class IsolatingRuntime : public SandboxRuntime {
   std::optional<std::string> PrepareSandbox(const std::string& id) override { return For(id).PrepareSandbox(id); }
   std::optional<std::pair<double, double>> UsageOf(const std::string& id, const std::string& c) override {
     return For(id).UsageOf(id, c);
+  }
+  std::optional<ProbeResult> ProbeInside(const std::string& id, const SocketProbeSpec& spec) override {
+    return For(id).ProbeInside(id, spec);
   }
   std::optional<std::string> StartContainer(const std::string& id, const ContainerLaunch& launch) override {
     return For(id).StartContainer(id, launch);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "skiff/node/sandbox_runtime.h"
+#include "skiff/node/socket_probe.h"
 
 namespace skiff::containerinstance::v1 {
 class ContainerProbe;
@@ -37,11 +38,6 @@ struct ProbeSpec {
 
 // The ACI model's probe with Kubernetes' defaults for what it leaves out.
 ProbeSpec ProbeFromModel(const containerinstance::v1::ContainerProbe& probe);
-
-struct ProbeResult {
-  bool success = false;
-  std::string message;  // why it failed
-};
 
 // Runs probes off the supervisor's thread: Start returns at once, Poll hands over the result once
 // the probe finished (and forgets it). Forget drops a probe whose answer is no longer wanted.

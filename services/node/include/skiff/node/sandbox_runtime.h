@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "skiff/node/socket_probe.h"
 #include "skiff/node/bundle.h"
 #include "skiff/node/exec_process.h"
 
@@ -69,6 +70,11 @@ class SandboxRuntime {
   // microVM's guest); nullopt: the node reads the container's cgroup on the host.
   virtual std::optional<std::pair<double, double>> UsageOf(const std::string& /*sandbox_id*/,
                                                            const std::string& /*container*/) {
+    return std::nullopt;
+  }
+  // A tcpSocket/httpGet probe run where the containers' localhost is, when that is not the
+  // group's network namespace on this host (a microVM's guest); nullopt: probe the namespace.
+  virtual std::optional<ProbeResult> ProbeInside(const std::string& /*sandbox_id*/, const SocketProbeSpec& /*spec*/) {
     return std::nullopt;
   }
   virtual std::string LogPath(const std::string& sandbox_id, const std::string& container) = 0;
