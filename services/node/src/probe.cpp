@@ -1,15 +1,6 @@
 #include "skiff/node/probe.h"
 
-#include <arpa/inet.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sched.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <condition_variable>
-#include <cstring>
 
 #include "skiff/containerinstance/v1/container_group.pb.h"
 

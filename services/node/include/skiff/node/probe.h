@@ -78,9 +78,4 @@ class SandboxProbeRunner : public ProbeRunner {
 ProbeResult RunProbe(SandboxRuntime& runtime, const std::string& sandbox_id, const std::string& container,
                      const ProbeSpec& spec);
 
-// A TCP connection to 127.0.0.1:port inside the network namespace at `netns_path` (empty: this
-// process's own), within `timeout`. Returns the connected socket, or -1 with `error` set.
-int ConnectInNamespace(const std::string& netns_path, int port, std::chrono::milliseconds timeout,
-                       std::string* error);
-
 }  // namespace skiff::node
