@@ -2,12 +2,8 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <linux/magic.h>
 #include <spawn.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -166,23 +162,6 @@ void MicroVm::Detach() {
     if (reader_.get_id() == std::this_thread::get_id()) reader_.detach();
     else reader_.join();
   }
-}
-
-bool MountGuestMemory(const std::string& dir, std::string* error) {
-  std::error_code ignored;
-  fs::create_directories(dir, ignored);
-  struct stat here {}, parent {};
-  struct statfs kind {};
-  if (::stat(dir.c_str(), &here) == 0 && ::stat((dir + "/..").c_str(), &parent) == 0 && here.st_dev != parent.st_dev &&
-      ::statfs(dir.c_str(), &kind) == 0 && kind.f_type == TMPFS_MAGIC) {
-    return true;  // mounted by an earlier node process
-  }
-  if (::mount("skiff-guest-memory", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "mode=0700,size=100%,huge=within_size") != 0) {
-    *error = "mount tmpfs on " + dir + ": " + std::strerror(errno);
-    return false;
-  }
-  return true;
 }
 
 std::string HostTscKhz() {

@@ -85,6 +85,23 @@ void Unmount(const std::string& path) {
   }
 }
 
+}  // namespace
+
+bool MountGuestMemory(const std::string& dir, std::string* error) {
+  std::error_code ignored;
+  fs::create_directories(dir, ignored);
+  // As /proc/self/mountinfo spells it, so that a later node process finds its own mount.
+  if (IsMountPoint(fs::weakly_canonical(dir, ignored).string())) return true;
+  if (::mount("skiff-guest-memory", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0700,size=100%,huge=within_size") != 0) {
+    *error = "mount tmpfs on " + dir + ": " + std::strerror(errno);
+    return false;
+  }
+  return true;
+}
+
+namespace {
+
 std::string ReadLine(const std::string& path) {
   std::ifstream in(path);
   std::string line;
@@ -142,13 +159,7 @@ std::optional<MicroVmOptions::Nic> GroupInterface(const std::string& netns, std:
 int OpenTap(const std::string& netns_path, std::string* error) {
   int tap = -1;
   std::thread worker([&] {
-    int ns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-      *error = "enter " + netns_path + ": " + std::strerror(errno);
-      if (ns >= 0) ::close(ns);
-      return;
-    }
-    ::close(ns);
+    if (!JoinNetworkNamespace(netns_path, error)) return;
     int fd = ::open("/dev/net/tun", O_RDWR | O_CLOEXEC);
     ifreq request{};
     request.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
@@ -361,8 +372,9 @@ std::optional<ProbeResult> MicroVmRuntime::ProbeInside(const std::string& sandbo
   if (!sandbox) return ProbeResult{false, "no sandbox " + sandbox_id};
   std::shared_ptr<MicroVm> vm;
   {
-    std::unique_lock lock(sandbox->mutex, std::try_to_lock);  // booting: nothing listens yet
-    if (!lock.owns_lock()) return ProbeResult{false, "the microVM is booting"};
+    // A boot or another container's start holds the lock: wait for it as long as the probe may.
+    std::unique_lock lock(sandbox->mutex, std::defer_lock);
+    if (!lock.try_lock_for(spec.timeout)) return ProbeResult{false, "the microVM is busy booting or starting"};
     vm = sandbox->vm;
   }
   if (!vm || vm->gone()) return ProbeResult{false, "the microVM is not running"};

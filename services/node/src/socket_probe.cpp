@@ -16,20 +16,23 @@
 namespace skiff::node {
 using std::chrono::milliseconds;
 
+bool JoinNetworkNamespace(const std::string& path, std::string* error) {
+  int ns = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
+    *error = "cannot enter the network namespace " + path + ": " + std::strerror(errno);
+    if (ns >= 0) ::close(ns);
+    return false;
+  }
+  ::close(ns);
+  return true;
+}
+
 int ConnectInNamespace(const std::string& netns_path, int port, milliseconds timeout, std::string* error) {
   // A socket belongs to the network namespace of the thread that created it: make it on a
   // short-lived thread that joined the group's namespace, then use it from here.
   int fd = -1;
   std::thread maker([&] {
-    if (!netns_path.empty()) {
-      int ns = ::open(netns_path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (ns < 0 || ::setns(ns, CLONE_NEWNET) != 0) {
-        *error = "cannot enter the group's network namespace: " + std::string(std::strerror(errno));
-        if (ns >= 0) ::close(ns);
-        return;
-      }
-      ::close(ns);
-    }
+    if (!netns_path.empty() && !JoinNetworkNamespace(netns_path, error)) return;
     fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd < 0) *error = std::string("socket: ") + std::strerror(errno);
   });

@@ -34,7 +34,7 @@ struct MicroVmOptions {
   std::string state_dir;   // sockets, console log, pids
   int vcpus = 1;
   int memory_mb = 256;
-  // Where guest RAM lives as a file (a tmpfs from MountGuestMemory): shared with virtiofsd and
+  // Where guest RAM lives as a file (a tmpfs from MountGuestMemory, microvm_runtime.h): shared with virtiofsd and
   // backed by huge pages. Empty: a memfd, in 4 KiB pages, whose faults under TCG make a boot
   // ~0.3 s slower (the host's shmem_enabled is usually `never`).
   std::string memory_dir;
@@ -52,10 +52,6 @@ struct MicroVmOptions {
   };
   std::optional<Nic> nic;
 };
-
-// Mounts at `dir`, unless one is there already, a tmpfs whose files take transparent huge pages
-// (huge=within_size), for MicroVmOptions::memory_dir. False, with `error`, where it cannot.
-bool MountGuestMemory(const std::string& dir, std::string* error);
 
 struct MicroVmEvents {
   // A container's shim ended (its exit record is in the share already).

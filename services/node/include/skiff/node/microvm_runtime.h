@@ -26,6 +26,11 @@ struct MicroVmRuntimeOptions {
   int vmm_overhead_mb = 128;        // QEMU and virtiofsd themselves, in the VMM's cgroup limit
 };
 
+// Mounts at `dir`, unless something is mounted there already (an earlier node process's), a
+// tmpfs whose files take transparent huge pages (huge=within_size), for guest RAM
+// (MicroVmOptions::memory_dir). False, with `error`, where it cannot.
+bool MountGuestMemory(const std::string& dir, std::string* error);
+
 class MicroVmRuntime : public SandboxRuntime {
  public:
   explicit MicroVmRuntime(MicroVmRuntimeOptions options);
@@ -56,7 +61,7 @@ class MicroVmRuntime : public SandboxRuntime {
 
  private:
   struct Sandbox {
-    std::mutex mutex;  // one VM boot or request sequence at a time per group
+    std::timed_mutex mutex;  // one VM boot or request sequence at a time per group
     SandboxSpec spec;
     std::shared_ptr<MicroVm> vm;
     std::string boot_id;  // of `vm`: a container started in an earlier boot is not in it

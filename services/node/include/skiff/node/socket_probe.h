@@ -23,6 +23,10 @@ struct SocketProbeSpec {
   std::chrono::milliseconds timeout{1000};
 };
 
+// Moves the calling thread into the network namespace at `path` (namespaces are per thread: call
+// it on a thread of its own). False with `error` set when it cannot.
+bool JoinNetworkNamespace(const std::string& path, std::string* error);
+
 // A non-blocking TCP connection to 127.0.0.1:port inside `netns_path` (empty: this process's
 // namespace). -1 with `error` set ("dial tcp 127.0.0.1:PORT: …", as Kubernetes words it).
 int ConnectInNamespace(const std::string& netns_path, int port, std::chrono::milliseconds timeout, std::string* error);
