@@ -3,13 +3,14 @@
 //   1. publishes N lifecycle events for G groups (created, then start/stop pairs) to SKIFF_EVENTS;
 //   2. reference: a pull consumer that fetches and acks them in batches, doing nothing else
 //      (the transport's floor);
-//   3. billing: a pull consumer that meters them (BillingService + PgBillingStore: dedupe,
-//      meters, intervals, hourly rollup, usage records, one transaction per batch) and acks;
+//   3. billing: a pull consumer that meters them as skiff-billing does (BillingService +
+//      PgBillingStore: dedupe, meters, priced intervals, hourly rollup), committing a checkpoint
+//      every C events (and when the stream is drained) and acking the events after it commits;
 //   4. lag: G groups left running, a steady stream of events at R/s for S seconds while the
 //      billing loop runs; the lag of each batch (commit time - the newest event's stream time).
 // Prints events/s for 2 and 3, their ratio, and lag p50/p99.
 // Usage: billing_bench STORE_URL NATS_URL [events=200000] [groups=1000] [batch=1000] [rate=2000] [seconds=10]
-//        [commit shards=2]
+//        [commit shards=2] [checkpoint events=10000]
 #include <google/protobuf/util/time_util.h>
 
 #include <algorithm>
@@ -93,27 +94,40 @@ void PublishAll(bus::NatsBus& bus, const std::vector<Message>& messages) {
   for (auto& w : workers) w.join();
 }
 
+// Fetches until `expected` messages came; `handle` meters a batch, `flush` (at least every
+// `flush_every` messages and at the end) commits; the held messages are acked after it.
 double Drain(bus::PullConsumer& consumer, size_t expected, int batch,
-             const std::function<void(std::vector<bus::ReceivedMessage>&)>& handle) {
+             const std::function<void(std::vector<bus::ReceivedMessage>&)>& handle, const std::function<void()>& flush,
+             size_t flush_every) {
   size_t seen = 0;
   const auto start = Clock::now();
-  Clock::duration fetching{}, handling{}, acking{};
+  Clock::duration fetching{}, handling{}, flushing{}, acking{};
+  std::vector<bus::ReceivedMessage> held;
+  bus::Prefetcher prefetch(consumer, batch, 2);  // as skiff-billing fetches
   while (seen < expected) {
     auto t0 = Clock::now();
-    auto messages = consumer.Fetch(batch, std::chrono::milliseconds(500));
+    auto messages = prefetch.Next(std::chrono::milliseconds(1000));
     auto t1 = Clock::now();
+    fetching += t1 - t0;
     if (messages.empty()) break;
     handle(messages);
-    auto t2 = Clock::now();
-    for (auto& m : messages) m.Ack();
-    acking += Clock::now() - t2;
-    fetching += t1 - t0;
-    handling += t2 - t1;
     seen += messages.size();
+    for (auto& m : messages) held.push_back(std::move(m));
+    auto t2 = Clock::now();
+    handling += t2 - t1;
+    if (held.size() >= flush_every || seen >= expected) {
+      flush();
+      auto t3 = Clock::now();
+      for (auto& m : held) m.Ack();
+      held.clear();
+      flushing += t3 - t2;
+      acking += Clock::now() - t3;
+    }
   }
   const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   auto ms = [](Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); };
-  std::printf("  time: fetch %.0f ms, handle %.0f ms, ack %.0f ms\n", ms(fetching), ms(handling), ms(acking));
+  std::printf("  time: waiting for fetch %.0f ms, meter %.0f ms, commit %.0f ms, ack %.0f ms\n", ms(fetching), ms(handling),
+              ms(flushing), ms(acking));
   if (seen < expected) std::fprintf(stderr, "only %zu of %zu events arrived\n", seen, expected);
   return static_cast<double>(seen) / seconds;
 }
@@ -137,6 +151,7 @@ int main(int argc, char** argv) {
   const int rate = argc > 6 ? std::stoi(argv[6]) : 2000;
   const int seconds = argc > 7 ? std::stoi(argv[7]) : 10;
   const int shards = argc > 8 ? std::stoi(argv[8]) : 2;
+  const size_t checkpoint_events = argc > 9 ? std::stoul(argv[9]) : 10000;
 
   store::ConnectionPool pool(argv[1], static_cast<size_t>(std::max(2, shards)));
   {
@@ -156,8 +171,9 @@ int main(int argc, char** argv) {
   std::printf("published %zu events for %zu groups in %.1f s\n", workload.size(), group_count,
               std::chrono::duration<double>(Clock::now() - publish_start).count());
 
-  auto reference = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "bench-reference");
-  const double reference_rate = Drain(*reference, workload.size(), batch, [](auto&) {});
+  const int max_ack_pending = static_cast<int>(checkpoint_events) + 4 * batch;
+  auto reference = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "bench-reference", max_ack_pending);
+  const double reference_rate = Drain(*reference, workload.size(), batch, [](auto&) {}, [] {}, 1);
 
   billing::PgBillingStore store(pool, nullptr);
   billing::BillingOptions options;
@@ -165,17 +181,20 @@ int main(int argc, char** argv) {
   billing::BillingService service(store, billing::PriceSheet("USD", {{0, {0.0000135, 0.0000015, 0}, {}}}),
                                   billing::Meter(), options, NowMs);
   service.Start();
-  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "bench-billing");
+  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "bench-billing", max_ack_pending);
   size_t closed = 0;
-  const double billing_rate = Drain(*consumer, workload.size(), batch, [&](std::vector<bus::ReceivedMessage>& messages) {
-    std::vector<billing::InboundEvent> inbound;
-    inbound.reserve(messages.size());
-    for (auto& m : messages) inbound.push_back({m.Subject(), m.Data()});
-    closed += static_cast<size_t>(service.HandleBatch(inbound).closed);
-  });
+  const double billing_rate = Drain(
+      *consumer, workload.size(), batch,
+      [&](std::vector<bus::ReceivedMessage>& messages) {
+        std::vector<billing::InboundEvent> inbound;
+        inbound.reserve(messages.size());
+        for (auto& m : messages) inbound.push_back({m.Subject(), m.Data()});
+        service.Apply(inbound);
+      },
+      [&] { closed += static_cast<size_t>(service.Commit()); }, checkpoint_events);
   std::printf("reference (fetch + ack only): %.0f events/s\n", reference_rate);
-  std::printf("billing (meter + commit + ack): %.0f events/s, %zu intervals closed, %zu groups open\n", billing_rate,
-              closed, service.open_groups());
+  std::printf("billing (meter + checkpoint every %zu + ack): %.0f events/s, %zu intervals closed, %zu groups open\n",
+              checkpoint_events, billing_rate, closed, service.open_groups());
   std::printf("ratio billing/reference: %.2f\n", billing_rate / reference_rate);
 
   // Lag: a steady stream over the running groups while the loop meters it.
@@ -202,7 +221,7 @@ int main(int argc, char** argv) {
     if (messages.empty()) continue;
     std::vector<billing::InboundEvent> inbound;
     for (auto& m : messages) inbound.push_back({m.Subject(), m.Data()});
-    service.HandleBatch(inbound);
+    service.HandleBatch(inbound);  // the stream keeps up: skiff-billing checkpoints each batch
     for (auto& m : messages) m.Ack();
     metered += messages.size();
     if (auto position = messages.back().Position()) {

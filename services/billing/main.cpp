@@ -64,9 +64,12 @@ int Serve(const config::Config& cfg) {
   bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-billing");
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
   bus.EnsureStream({"SKIFF_USAGE", {"skiff.usage.interval"}, std::chrono::seconds(120), true});
-  store::OutboxRelay relay(pool, bus, {billing::kBillingSchema, 500, std::chrono::milliseconds(200)});
-
-  billing::PgBillingStore store(pool, [&relay] { relay.Notify(); });
+  // Drains usage records written to the outbox before billing published them from the intervals.
+  store::OutboxRelay legacy_relay(pool, bus, {billing::kBillingSchema, 500, std::chrono::milliseconds(1000)});
+  std::unique_ptr<billing::UsageRelay> relay;
+  billing::PgBillingStore store(pool, [&relay] {
+    if (relay) relay->Notify();
+  });
   billing::MeterOptions meter_options;
   meter_options.bill_from_pull = cfg.GetString("billing.start_at", "container_start") == "image_pull";
   meter_options.max_future_skew = cfg.GetInt("billing.max_future_skew_ms", 5000);
@@ -75,9 +78,12 @@ int Serve(const config::Config& cfg) {
   options.missing_for = cfg.GetInt("billing.missing_for_ms", 30000);
   options.node_lost_after = cfg.GetInt("billing.node_lost_after_ms", 30000);
   options.commit_shards = static_cast<int>(cfg.GetInt("billing.commit_shards", 2));
+  options.dedupe_window = cfg.GetInt("billing.dedupe_hours", 24) * 3'600'000;
   billing::BillingService service(store, LoadPrices(cfg), billing::Meter(meter_options), options, NowMillis);
   service.Start();
-  relay.Start();
+  relay = std::make_unique<billing::UsageRelay>(store, bus, service.prices().currency());
+  relay->Start();
+  legacy_relay.Start();
 
   auto& applied = registry.GetCounter("skiff_billing_events_total", "Lifecycle events consumed, by result.",
                                       {{"result", "applied"}});
@@ -117,8 +123,15 @@ int Serve(const config::Config& cfg) {
       },
       2);
 
-  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", cfg.GetString("billing.consumer", "billing"));
   const int batch_size = static_cast<int>(cfg.GetInt("billing.batch", 1000));
+  // Events are metered in memory batch by batch and acknowledged only once a checkpoint has
+  // written their effects; a checkpoint comes every `checkpoint_events` events, every
+  // `checkpoint_ms`, and whenever the stream has nothing more.
+  const size_t checkpoint_events = static_cast<size_t>(cfg.GetInt("billing.checkpoint_events", 10000));
+  const auto checkpoint_every = std::chrono::milliseconds(cfg.GetInt("billing.checkpoint_ms", 500));
+  auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", cfg.GetString("billing.consumer", "billing"),
+                                    static_cast<int>(checkpoint_events) + 4 * batch_size);
+  bus::Prefetcher prefetch(*consumer, batch_size, 2);
   const auto tick_every = std::chrono::milliseconds(cfg.GetInt("billing.tick_ms", 1000));
   const auto live_every = std::chrono::milliseconds(cfg.GetInt("billing.live_ms", 5000));
   std::atomic<bool> stopping{false};
@@ -127,43 +140,55 @@ int Serve(const config::Config& cfg) {
     auto next_live = next_tick;
     auto next_prune = next_tick + std::chrono::minutes(1);
     bool caught_up = false;
+    std::vector<bus::ReceivedMessage> held;  // metered, not yet checkpointed: not acknowledged
+    auto held_since = std::chrono::steady_clock::now();
+    std::optional<bus::ReceivedMessage::StreamPosition> position;
+    auto checkpoint = [&] {
+      const auto started = std::chrono::steady_clock::now();
+      try {
+        closed.Add(service.Commit());
+        for (auto& message : held) message.Ack();
+        commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+        if (position) {
+          lag_messages.Set(static_cast<double>(position->pending));
+          lag_seconds.Set(static_cast<double>(NowMillis() - position->stored_at_ns / 1'000'000) / 1000.0);
+        }
+      } catch (const std::exception& e) {
+        failures.Add();
+        spdlog::error("checkpoint of {} events failed, they come again: {}", held.size(), e.what());
+        for (auto& message : held) message.Nak();
+        caught_up = false;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+      }
+      held.clear();
+    };
     while (!stopping) {
       try {
-        auto messages = consumer->Fetch(batch_size, std::chrono::milliseconds(200));
+        auto messages = prefetch.Next(std::chrono::milliseconds(200));
         if (!messages.empty()) {
           std::vector<billing::InboundEvent> batch;
           batch.reserve(messages.size());
           for (auto& message : messages) batch.push_back({message.Subject(), message.Data()});
-          auto position = messages.back().Position();
-          const auto started = std::chrono::steady_clock::now();
-          try {
-            auto stats = service.HandleBatch(batch);
-            for (auto& message : messages) message.Ack();
-            applied.Add(stats.applied);
-            duplicates.Add(stats.duplicates);
-            ignored.Add(stats.events - stats.applied - stats.duplicates);
-            closed.Add(stats.closed);
-            commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-            if (position) {
-              lag_messages.Set(static_cast<double>(position->pending));
-              lag_seconds.Set(static_cast<double>(NowMillis() - position->stored_at_ns / 1'000'000) / 1000.0);
-            }
-            caught_up = position && position->pending == 0;
-          } catch (const std::exception& e) {
-            failures.Add();
-            spdlog::error("metering {} events failed, they come again: {}", batch.size(), e.what());
-            for (auto& message : messages) message.Nak();
-            caught_up = false;
-            std::this_thread::sleep_for(std::chrono::seconds(1));
-          }
+          position = messages.back().Position();
+          auto stats = service.Apply(batch);
+          applied.Add(stats.applied);
+          duplicates.Add(stats.duplicates);
+          ignored.Add(stats.events - stats.applied - stats.duplicates);
+          if (held.empty()) held_since = std::chrono::steady_clock::now();
+          for (auto& message : messages) held.push_back(std::move(message));
+          caught_up = position && position->pending == 0;
         } else {
           caught_up = true;
           lag_messages.Set(0);
           lag_seconds.Set(0);
         }
+        if (!held.empty() && (caught_up || held.size() >= checkpoint_events ||
+                              std::chrono::steady_clock::now() - held_since >= checkpoint_every)) {
+          checkpoint();
+        }
         for (auto& task : inbox.Take()) task();
         const auto now = std::chrono::steady_clock::now();
-        if (now >= next_tick) {
+        if (now >= next_tick && held.empty()) {  // a tick commits: with nothing staged
           reconciled.Add(service.Tick(caught_up));
           open_groups.Set(static_cast<double>(service.open_groups()));
           next_tick = now + tick_every;
@@ -173,7 +198,7 @@ int Serve(const config::Config& cfg) {
           next_live = now + live_every;
         }
         if (now >= next_prune) {
-          store.PruneProcessed(std::chrono::hours(cfg.GetInt("billing.dedupe_hours", 168)));
+          store.PruneProcessed(options.dedupe_window);
           next_prune = now + std::chrono::hours(1);
         }
       } catch (const std::exception& e) {
@@ -181,6 +206,7 @@ int Serve(const config::Config& cfg) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
       }
     }
+    if (!held.empty()) checkpoint();
   });
   spdlog::info("billing metering groups (from {}, {} open)", meter_options.bill_from_pull ? "image pull" : "container start",
                service.open_groups());
@@ -190,7 +216,8 @@ int Serve(const config::Config& cfg) {
   loop.join();
   queries.reset();
   heartbeats.reset();
-  relay.Stop();
+  relay->Stop();
+  legacy_relay.Stop();
   bus.Drain(std::chrono::seconds(5));
   return 0;
 }

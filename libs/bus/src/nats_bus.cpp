@@ -72,6 +72,47 @@ std::vector<ReceivedMessage> PullConsumer::Fetch(int batch, std::chrono::millise
   return out;
 }
 
+Prefetcher::Prefetcher(PullConsumer& consumer, int batch, size_t depth)
+    : consumer_(consumer), batch_(batch), depth_(std::max<size_t>(1, depth)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+Prefetcher::~Prefetcher() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  thread_.join();
+}
+
+void Prefetcher::Run() {
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      changed_.wait(lock, [&] { return stopping_ || ready_.size() < depth_; });
+      if (stopping_) return;
+    }
+    auto messages = consumer_.Fetch(batch_, std::chrono::milliseconds(200));
+    if (messages.empty()) continue;
+    {
+      std::lock_guard lock(mutex_);
+      ready_.push_back(std::move(messages));
+    }
+    changed_.notify_all();
+  }
+}
+
+std::vector<ReceivedMessage> Prefetcher::Next(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  if (!changed_.wait_for(lock, timeout, [&] { return !ready_.empty(); })) return {};
+  auto messages = std::move(ready_.front());
+  ready_.pop_front();
+  lock.unlock();
+  changed_.notify_all();
+  return messages;
+}
+
 NatsBus::NatsBus(const std::string& url, const std::string& client_name) {
   natsOptions* opts = nullptr;
   Check(natsOptions_Create(&opts), "nats options");
@@ -146,12 +187,31 @@ std::optional<std::string> NatsBus::Request(const std::string& subject, const st
 }
 
 std::unique_ptr<PullConsumer> NatsBus::PullSubscribe(const std::string& stream, const std::string& subject,
-                                                     const std::string& durable) {
+                                                     const std::string& durable, int max_ack_pending) {
+  if (max_ack_pending > 0) {
+    // The client refuses a durable whose settings differ from the ones asked for: bring one
+    // made by an older version up to date first.
+    jsConsumerInfo* info = nullptr;
+    jsErrCode js_error{};
+    if (js_GetConsumerInfo(&info, js_, stream.c_str(), durable.c_str(), nullptr, &js_error) == NATS_OK &&
+        info->Config->MaxAckPending != max_ack_pending) {
+      info->Config->MaxAckPending = max_ack_pending;
+      jsConsumerInfo* updated = nullptr;
+      natsStatus status = js_UpdateConsumer(&updated, js_, stream.c_str(), info->Config, nullptr, &js_error);
+      if (updated != nullptr) jsConsumerInfo_Destroy(updated);
+      if (status != NATS_OK) {
+        jsConsumerInfo_Destroy(info);
+        throw std::runtime_error("update consumer " + durable + ": " + StatusText(status, js_error));
+      }
+    }
+    if (info != nullptr) jsConsumerInfo_Destroy(info);
+  }
   jsSubOptions sub_opts;
   jsSubOptions_Init(&sub_opts);
   sub_opts.Stream = stream.c_str();
   sub_opts.Config.AckPolicy = js_AckExplicit;
   sub_opts.Config.DeliverPolicy = js_DeliverAll;
+  if (max_ack_pending > 0) sub_opts.Config.MaxAckPending = max_ack_pending;
   natsSubscription* sub = nullptr;
   jsErrCode js_error{};
   natsStatus status = js_PullSubscribe(&sub, js_, subject.c_str(), durable.c_str(), nullptr, &sub_opts, &js_error);

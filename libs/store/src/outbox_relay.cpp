@@ -18,20 +18,20 @@ size_t PublishInOrder(const std::vector<OutboxEntry>& batch, bus::EventPublisher
   return published;
 }
 
-OutboxRelay::OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options)
-    : pool_(pool), publisher_(publisher), options_(std::move(options)) {}
+RelayLoop::RelayLoop(std::string name, int batch_size, std::chrono::milliseconds poll_interval)
+    : name_(std::move(name)), batch_size_(batch_size), poll_interval_(poll_interval) {}
 
-OutboxRelay::~OutboxRelay() { Stop(); }
+RelayLoop::~RelayLoop() { Stop(); }
 
-void OutboxRelay::Start() { thread_ = std::thread([this] { Loop(); }); }
+void RelayLoop::Start() { thread_ = std::thread([this] { Loop(); }); }
 
-void OutboxRelay::Notify() {
+void RelayLoop::Notify() {
   std::lock_guard lock(mutex_);
   pending_ = true;
   wake_.notify_one();
 }
 
-void OutboxRelay::Stop() {
+void RelayLoop::Stop() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
@@ -39,6 +39,14 @@ void OutboxRelay::Stop() {
   }
   if (thread_.joinable()) thread_.join();
 }
+
+OutboxRelay::OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options)
+    : RelayLoop("outbox relay " + options.schema, options.batch_size, options.poll_interval),
+      pool_(pool),
+      publisher_(publisher),
+      options_(std::move(options)) {}
+
+OutboxRelay::~OutboxRelay() { Stop(); }
 
 size_t OutboxRelay::RunOnce() {
   return InTransaction(pool_, [&](pqxx::work& tx) -> size_t {
@@ -71,25 +79,25 @@ size_t OutboxRelay::RunOnce() {
   });
 }
 
-void OutboxRelay::Loop() {
+void RelayLoop::Loop() {
   while (true) {
     size_t published = 0;
     try {
       published = RunOnce();
     } catch (const std::exception& e) {
-      spdlog::warn("outbox relay: {}", e.what());
+      spdlog::warn("{}: {}", name_, e.what());
     }
     std::unique_lock lock(mutex_);
     if (stopping_) return;
-    if (published >= static_cast<size_t>(options_.batch_size)) continue;  // more waiting
-    wake_.wait_for(lock, options_.poll_interval, [&] { return pending_ || stopping_; });
+    if (published >= static_cast<size_t>(batch_size_)) continue;  // more waiting
+    wake_.wait_for(lock, poll_interval_, [&] { return pending_ || stopping_; });
     pending_ = false;
     if (stopping_) {
       lock.unlock();
       try {
         RunOnce();  // flush what the last requests wrote
       } catch (const std::exception& e) {
-        spdlog::warn("outbox relay final flush: {}", e.what());
+        spdlog::warn("{} final flush: {}", name_, e.what());
       }
       return;
     }

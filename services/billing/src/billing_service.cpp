@@ -29,10 +29,12 @@ bool SameName(const std::string& a, const std::string& b) {
   return a.size() == b.size() && ::strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
-bool InScope(const CostScope& scope, const GroupMeter& meter) {
-  return meter.subscription_id == scope.subscription_id &&
-         (scope.resource_group.empty() || SameName(scope.resource_group, meter.resource_group)) &&
-         (scope.group_name.empty() || SameName(scope.group_name, meter.name));
+// `Of` is a GroupMeter or an Interval: both name their group the same way.
+template <typename Of>
+bool InScope(const CostScope& scope, const Of& of) {
+  return of.subscription_id == scope.subscription_id &&
+         (scope.resource_group.empty() || SameName(scope.resource_group, of.resource_group)) &&
+         (scope.group_name.empty() || SameName(scope.group_name, of.name));
 }
 
 Resources ResourcesOf(const containerinstance::v1::ContainerGroup& spec) {
@@ -144,26 +146,7 @@ std::optional<DecodedSignal> DecodeAnyEvent(const std::string& subject, const st
 
 }  // namespace
 
-BillingService::BillingService(BillingStore& store, PriceSheet prices, Meter meter, BillingOptions options, Clock clock)
-    : store_(store), prices_(std::move(prices)), meter_(meter), options_(options), clock_(std::move(clock)) {}
-
-void BillingService::Start() {
-  started_at_ = clock_();
-  open_.clear();
-  for (auto& meter : store_.OpenMeters()) open_[meter.group_id] = std::move(meter);
-}
-
-void BillingService::Remember(const GroupMeter& meter) {
-  if (meter.open_since) {
-    open_[meter.group_id] = meter;
-  } else {
-    open_.erase(meter.group_id);
-    missing_since_.erase(meter.group_id);
-    unsaved_seen_.erase(meter.group_id);
-  }
-}
-
-v1::UsageRecord BillingService::RecordOf(const Interval& interval, const Charge& charge) const {
+v1::UsageRecord UsageRecordOf(const Interval& interval, const Charge& charge, const std::string& currency) {
   v1::UsageRecord record;
   record.set_record_id(crypto::NameUuid("usage:" + interval.group_id + ":" + interval.start_event_id));
   auto* group = record.mutable_group();
@@ -182,7 +165,7 @@ v1::UsageRecord BillingService::RecordOf(const Interval& interval, const Charge&
   record.set_gb_seconds(charge.gb_seconds);
   record.set_gpu_seconds(charge.gpu_seconds);
   record.set_cost(charge.cost);
-  record.set_currency(prices_.currency());
+  record.set_currency(currency);
   record.set_start_event_id(interval.start_event_id);
   record.set_end_event_id(interval.end_event_id);
   record.set_end_reason(interval.end_reason);
@@ -190,113 +173,183 @@ v1::UsageRecord BillingService::RecordOf(const Interval& interval, const Charge&
   return record;
 }
 
-void BillingService::AddUnsavedEvidence(std::map<std::string, GroupMeter>& meters) const {
-  for (auto& [group_id, meter] : meters) {
-    auto it = open_.find(group_id);
-    if (it != open_.end() && it->second.placement_generation == meter.placement_generation) {
-      meter.last_seen = std::max(meter.last_seen, it->second.last_seen);
-    }
+BillingService::BillingService(BillingStore& store, PriceSheet prices, Meter meter, BillingOptions options, Clock clock)
+    : store_(store), prices_(std::move(prices)), meter_(meter), options_(options), clock_(std::move(clock)) {}
+
+BillingService::EventKey BillingService::KeyOf(const std::string& uuid) {
+  EventKey key;
+  int digits = 0;
+  for (char c : uuid) {
+    int value;
+    if (c >= '0' && c <= '9') value = c - '0';
+    else if (c >= 'a' && c <= 'f') value = c - 'a' + 10;
+    else if (c >= 'A' && c <= 'F') value = c - 'A' + 10;
+    else continue;  // the dashes
+    uint64_t& half = digits < 16 ? key.high : key.low;
+    half = (half << 4) | static_cast<uint64_t>(value);
+    ++digits;
+  }
+  return key;
+}
+
+void BillingService::Start() {
+  started_at_ = clock_();
+  meters_.clear();
+  open_.clear();
+  for (auto& meter : store_.LoadMeters()) {
+    TrackOpen(meter);
+    std::string id = meter.group_id;
+    meters_.emplace(std::move(id), std::move(meter));
+  }
+  processed_.clear();
+  processed_order_.clear();
+  Remember(store_.ProcessedSince(started_at_ - options_.dedupe_window), started_at_);
+}
+
+void BillingService::Remember(const std::vector<std::string>& event_ids, Millis at) {
+  std::vector<EventKey> keys;
+  keys.reserve(event_ids.size());
+  for (const auto& id : event_ids) {
+    keys.push_back(KeyOf(id));
+    processed_.insert(keys.back());
+  }
+  processed_order_.emplace_back(at, std::move(keys));
+}
+
+void BillingService::Forget(Millis now) {
+  while (!processed_order_.empty() && processed_order_.front().first < now - options_.dedupe_window) {
+    for (const auto& key : processed_order_.front().second) processed_.erase(key);
+    processed_order_.pop_front();
   }
 }
 
-void BillingService::Book(Interval interval, BatchChanges& changes) const {
+void BillingService::TrackOpen(const GroupMeter& meter) {
+  if (meter.open_since) {
+    open_.insert(meter.group_id);
+  } else {
+    open_.erase(meter.group_id);
+    missing_since_.erase(meter.group_id);
+  }
+}
+
+GroupMeter& BillingService::Touch(const std::string& group_id) {
+  auto it = meters_.find(group_id);
+  if (!before_.count(group_id)) {
+    before_.emplace(group_id, it == meters_.end() ? std::nullopt : std::optional<GroupMeter>(it->second));
+  }
+  if (it == meters_.end()) {
+    it = meters_.emplace(group_id, GroupMeter{}).first;
+    it->second.group_id = group_id;
+  }
+  return it->second;
+}
+
+void BillingService::Book(Interval interval) {
   const Charge charge = prices_.ChargeFor(interval.resources, interval.start, interval.end);
-  for (auto& row : Rollup(interval, prices_)) changes.hourly.push_back(std::move(row));
-  v1::UsageRecord record = RecordOf(interval, charge);
-  changes.outbox.push_back({"skiff.usage.interval", record.record_id(), record.SerializeAsString()});
-  changes.closed.push_back(std::move(interval));
+  for (auto& row : Rollup(interval, prices_)) staged_hourly_.push_back(std::move(row));
+  staged_closed_.push_back({std::move(interval), charge});
 }
 
-BatchStats BillingService::CommitShard(const std::vector<DecodedSignal>& signals, const std::vector<size_t>& indices,
-                                       Millis now, std::vector<GroupMeter>& changed) const {
-  std::vector<std::string> event_ids;
-  std::vector<std::string> group_ids;
-  event_ids.reserve(indices.size());
-  for (size_t i : indices) {
-    event_ids.push_back(signals[i].signal.event_id);
-    group_ids.push_back(signals[i].group_id);
+int BillingService::ApplySignal(const DecodedSignal& decoded, Millis now) {
+  GroupMeter& meter = Touch(decoded.group_id);
+  int closed = 0;
+  for (auto& interval : meter_.Apply(meter, decoded.signal, now)) {
+    Book(std::move(interval));
+    ++closed;
   }
-  std::sort(group_ids.begin(), group_ids.end());
-  group_ids.erase(std::unique(group_ids.begin(), group_ids.end()), group_ids.end());
+  dirty_.insert(decoded.group_id);
+  TrackOpen(meter);
+  return closed;
+}
 
+BatchStats BillingService::Apply(const std::vector<InboundEvent>& events) {
   BatchStats stats;
-  store_.Commit(event_ids, group_ids, [&](const std::vector<bool>& fresh, std::map<std::string, GroupMeter>& meters) {
-    // May run again if the transaction is retried: start from nothing each time.
-    stats = {};
-    AddUnsavedEvidence(meters);
-    BatchChanges changes;
-    std::set<std::string> touched;
-    for (size_t k = 0; k < indices.size(); ++k) {
-      const DecodedSignal& decoded = signals[indices[k]];
-      if (!fresh[k]) {
-        ++stats.duplicates;
-        continue;
-      }
-      ++stats.applied;
-      GroupMeter& meter = meters[decoded.group_id];
-      meter.group_id = decoded.group_id;
-      for (auto& interval : meter_.Apply(meter, decoded.signal, now)) {
-        Book(std::move(interval), changes);
-        ++stats.closed;
-      }
-      touched.insert(meter.group_id);
+  stats.events = static_cast<int>(events.size());
+  const Millis now = clock_();
+  for (const auto& event : events) {
+    auto decoded = DecodeEvent(event.subject, event.data);
+    if (!decoded) continue;
+    const EventKey key = KeyOf(decoded->signal.event_id);
+    if (processed_.count(key) > 0 || !staged_keys_.insert(key).second) {
+      ++stats.duplicates;  // a redelivery, a second publish, or a repeat inside the batch
+      continue;
     }
-    for (const auto& id : touched) changes.meters.push_back(meters[id]);
-    changed = changes.meters;
-    return changes;
-  });
+    staged_ids_.emplace_back(decoded->group_id, decoded->signal.event_id);
+    ++stats.applied;
+    stats.closed += ApplySignal(*decoded, now);
+  }
   return stats;
 }
 
-BatchStats BillingService::HandleBatch(const std::vector<InboundEvent>& events) {
-  std::vector<DecodedSignal> signals;
-  signals.reserve(events.size());
-  for (const auto& event : events) {
-    if (auto decoded = DecodeEvent(event.subject, event.data)) signals.push_back(std::move(*decoded));
-  }
-  BatchStats stats;
-  stats.events = static_cast<int>(events.size());
-  if (signals.empty()) return stats;
-
+int BillingService::Commit() {
+  if (staged_ids_.empty() && dirty_.empty() && staged_closed_.empty()) return 0;
   const size_t shard_count = static_cast<size_t>(std::max(1, options_.commit_shards));
-  std::vector<std::vector<size_t>> shards(shard_count);
-  for (size_t i = 0; i < signals.size(); ++i) {
-    shards[std::hash<std::string>{}(signals[i].group_id) % shard_count].push_back(i);
-  }
-  shards.erase(std::remove_if(shards.begin(), shards.end(), [](const auto& s) { return s.empty(); }), shards.end());
+  auto shard_of = [shard_count](const std::string& group_id) { return std::hash<std::string>{}(group_id) % shard_count; };
+  std::vector<Checkpoint> checkpoints(shard_count);
+  for (const auto& [group_id, event_id] : staged_ids_) checkpoints[shard_of(group_id)].event_ids.push_back(event_id);
+  for (const auto& group_id : dirty_) checkpoints[shard_of(group_id)].meters.push_back(meters_.at(group_id));
+  for (auto& closed : staged_closed_) checkpoints[shard_of(closed.interval.group_id)].closed.push_back(std::move(closed));
+  for (auto& row : staged_hourly_) checkpoints[shard_of(row.group_id)].hourly.push_back(std::move(row));
 
-  struct ShardOutcome {
-    BatchStats stats;
-    std::vector<GroupMeter> changed;
-    std::exception_ptr error;
-  };
-  std::vector<ShardOutcome> outcomes(shards.size());
-  const Millis now = clock_();
+  std::vector<std::exception_ptr> errors(shard_count);
   auto run = [&](size_t s) {
     try {
-      outcomes[s].stats = CommitShard(signals, shards[s], now, outcomes[s].changed);
+      store_.Commit(checkpoints[s]);
     } catch (...) {
-      outcomes[s].changed.clear();
-      outcomes[s].error = std::current_exception();
+      errors[s] = std::current_exception();
     }
   };
-  // The deciding reads only what Remember writes below, after every shard is done.
   std::vector<std::thread> helpers;
-  for (size_t s = 1; s < shards.size(); ++s) helpers.emplace_back(run, s);
-  run(0);
+  std::vector<size_t> busy;
+  for (size_t s = 0; s < shard_count; ++s) {
+    const Checkpoint& c = checkpoints[s];
+    if (!c.event_ids.empty() || !c.meters.empty() || !c.closed.empty()) busy.push_back(s);
+  }
+  for (size_t k = 1; k < busy.size(); ++k) helpers.emplace_back(run, busy[k]);
+  if (!busy.empty()) run(busy[0]);
   for (auto& helper : helpers) helper.join();
 
   // A shard that committed is kept even if another failed: its events are processed and come
-  // again only as duplicates.
+  // again only as duplicates. A failed shard's groups go back to what was last committed.
+  const Millis now = clock_();
+  int committed = 0;
   std::exception_ptr first_error;
-  for (auto& outcome : outcomes) {
-    for (const auto& meter : outcome.changed) Remember(meter);
-    if (outcome.error && !first_error) first_error = outcome.error;
-    stats.applied += outcome.stats.applied;
-    stats.duplicates += outcome.stats.duplicates;
-    stats.closed += outcome.stats.closed;
+  std::set<std::string> still_dirty;
+  for (size_t s = 0; s < shard_count; ++s) {
+    if (!errors[s]) {
+      Remember(checkpoints[s].event_ids, now);
+      committed += static_cast<int>(checkpoints[s].closed.size());
+      continue;
+    }
+    if (!first_error) first_error = errors[s];
+    for (const auto& meter : checkpoints[s].meters) {
+      auto undo = before_.find(meter.group_id);
+      if (undo == before_.end()) {
+        still_dirty.insert(meter.group_id);  // only heartbeat evidence changed: write it next time
+      } else if (undo->second) {
+        meters_[meter.group_id] = *undo->second;
+        TrackOpen(*undo->second);
+      } else {
+        meters_.erase(meter.group_id);
+        open_.erase(meter.group_id);
+        missing_since_.erase(meter.group_id);
+      }
+    }
   }
+  staged_ids_.clear();
+  staged_keys_.clear();
+  before_.clear();
+  dirty_ = std::move(still_dirty);
+  staged_closed_.clear();
+  staged_hourly_.clear();
+  Forget(now);
   if (first_error) std::rethrow_exception(first_error);
+  return committed;
+}
+
+BatchStats BillingService::HandleBatch(const std::vector<InboundEvent>& events) {
+  BatchStats stats = Apply(events);
+  Commit();
   return stats;
 }
 
@@ -307,66 +360,56 @@ void BillingService::HandleHeartbeat(const node::v1::NodeHeartbeat& heartbeat) {
   node.placed.clear();
   for (const auto& placed : heartbeat.placed()) {
     node.placed.emplace(placed.group_id(), placed.placement_generation());
-    auto it = open_.find(placed.group_id());
-    if (it == open_.end() || it->second.node_id != heartbeat.node_id()) continue;
-    const Millis before = it->second.last_seen;
-    Meter::Seen(it->second, placed.placement_generation(), node.sent_at);
-    if (it->second.last_seen != before) unsaved_seen_[it->first] = it->second.last_seen;
+    if (!open_.count(placed.group_id())) continue;
+    GroupMeter& meter = meters_.at(placed.group_id());
+    if (meter.node_id != heartbeat.node_id()) continue;
+    const Millis before = meter.last_seen;
+    Meter::Seen(meter, placed.placement_generation(), node.sent_at);
+    if (meter.last_seen != before) dirty_.insert(meter.group_id);  // saved with the next checkpoint
   }
 }
 
-void BillingService::CloseLost(const GroupMeter& meter, const std::string& reason) {
+void BillingService::CloseLost(const std::string& group_id, const std::string& reason) {
+  const GroupMeter& meter = meters_.at(group_id);
   DecodedSignal decoded;
-  decoded.group_id = meter.group_id;
+  decoded.group_id = group_id;
   decoded.signal.kind = SignalKind::kLost;
   // Deterministic, so a retry after a crash cannot close the same interval twice.
-  decoded.signal.event_id = crypto::NameUuid("reconcile:" + meter.group_id + ":" + meter.open_event_id);
+  decoded.signal.event_id = crypto::NameUuid("reconcile:" + group_id + ":" + meter.open_event_id);
   decoded.signal.at = meter.last_seen;
   decoded.signal.placement_generation = meter.placement_generation;
   decoded.signal.node_id = meter.node_id;
   decoded.signal.reason = reason;
-  std::vector<GroupMeter> changed;
-  store_.Commit({decoded.signal.event_id}, {meter.group_id},
-                [&](const std::vector<bool>& fresh, std::map<std::string, GroupMeter>& meters) {
-                  BatchChanges changes;
-                  AddUnsavedEvidence(meters);
-                  auto it = meters.find(meter.group_id);
-                  if (!fresh[0] || it == meters.end()) return changes;
-                  for (auto& interval : meter_.Apply(it->second, decoded.signal, clock_())) {
-                    Book(std::move(interval), changes);
-                  }
-                  changes.meters.push_back(it->second);
-                  changed = changes.meters;
-                  return changes;
-                });
-  for (const auto& m : changed) Remember(m);
+  const EventKey key = KeyOf(decoded.signal.event_id);
+  if (processed_.count(key) > 0 || !staged_keys_.insert(key).second) return;
+  staged_ids_.emplace_back(group_id, decoded.signal.event_id);
+  ApplySignal(decoded, clock_());
 }
 
 int BillingService::Tick(bool caught_up) {
   const Millis now = clock_();
-  if (!unsaved_seen_.empty()) {
-    store_.SaveLastSeen({unsaved_seen_.begin(), unsaved_seen_.end()});
-    unsaved_seen_.clear();
-  }
-  if (!caught_up) return 0;  // a stop may still be on its way through the stream
-  std::vector<std::pair<GroupMeter, std::string>> lost;
-  for (const auto& [group_id, meter] : open_) {
-    auto node = nodes_.find(meter.node_id);
-    const Millis heard_at = node == nodes_.end() ? started_at_ : node->second.heard_at;
-    if (now - heard_at > options_.node_lost_after) {
-      lost.emplace_back(meter, "NodeLost");
-      continue;
+  std::vector<std::pair<std::string, std::string>> lost;
+  if (caught_up) {  // else a stop may still be on its way through the stream
+    for (const auto& group_id : open_) {
+      const GroupMeter& meter = meters_.at(group_id);
+      auto node = nodes_.find(meter.node_id);
+      const Millis heard_at = node == nodes_.end() ? started_at_ : node->second.heard_at;
+      if (now - heard_at > options_.node_lost_after) {
+        lost.emplace_back(group_id, "NodeLost");
+        continue;
+      }
+      if (node == nodes_.end()) continue;
+      if (node->second.placed.count({group_id, meter.placement_generation}) > 0) {
+        missing_since_.erase(group_id);
+        continue;
+      }
+      if (node->second.sent_at < *meter.open_since + options_.heartbeat_grace) continue;  // older than the start
+      auto [missing, inserted] = missing_since_.emplace(group_id, now);
+      if (now - missing->second >= options_.missing_for) lost.emplace_back(group_id, "CopyGone");
     }
-    if (node == nodes_.end()) continue;
-    if (node->second.placed.count({group_id, meter.placement_generation}) > 0) {
-      missing_since_.erase(group_id);
-      continue;
-    }
-    if (node->second.sent_at < *meter.open_since + options_.heartbeat_grace) continue;  // older than the start
-    auto [missing, inserted] = missing_since_.emplace(group_id, now);
-    if (now - missing->second >= options_.missing_for) lost.emplace_back(meter, "CopyGone");
   }
-  for (const auto& [meter, reason] : lost) CloseLost(meter, reason);
+  for (const auto& [group_id, reason] : lost) CloseLost(group_id, reason);
+  Commit();  // the closes and the heartbeat evidence
   return static_cast<int>(lost.size());
 }
 
@@ -399,7 +442,12 @@ v1::CostReply BillingService::Costs(const v1::CostRequest& request) {
   };
   std::vector<Piece> pieces;
   for (auto& interval : store_.ClosedIntervals(scope, from, to)) pieces.push_back({std::move(interval), false});
-  for (const auto& [group_id, meter] : open_) {
+  for (const auto& closed : staged_closed_) {  // closed, not yet committed
+    const Interval& i = closed.interval;
+    if (InScope(scope, i) && i.end > from && i.start < to) pieces.push_back({i, false});
+  }
+  for (const auto& group_id : open_) {
+    const GroupMeter& meter = meters_.at(group_id);
     if (!InScope(scope, meter) || *meter.open_since >= to) continue;
     pieces.push_back({OpenInterval(meter, now), true});
   }
@@ -453,7 +501,12 @@ v1::LiveCost BillingService::Live() {
   for (const auto& [subscription, cost] : store_.ClosedCostBySubscription()) {
     by_subscription[subscription].set_cost_so_far(cost);
   }
-  for (const auto& [group_id, meter] : open_) {
+  for (const auto& closed : staged_closed_) {
+    auto& line = by_subscription[closed.interval.subscription_id];
+    line.set_cost_so_far(line.cost_so_far() + closed.charge.cost);
+  }
+  for (const auto& group_id : open_) {
+    const GroupMeter& meter = meters_.at(group_id);
     auto& line = by_subscription[meter.subscription_id];
     line.set_running_groups(line.running_groups() + 1);
     line.set_cost_so_far(line.cost_so_far() + prices_.ChargeFor(meter.resources, *meter.open_since, now).cost);

@@ -6,6 +6,7 @@
 
 #include <pqxx/pqxx>
 
+#include "skiff/log/log.h"
 #include "skiff/store/arrays.h"
 #include "skiff/store/outbox.h"
 #include "skiff/store/pool.h"
@@ -98,13 +99,14 @@ void UpsertMeters(pqxx::work& tx, const std::vector<GroupMeter>& meters) {
                  ArrayLiteral(stop_reasons), NumberArrayLiteral(billed_until), NumberArrayLiteral(deleted));
 }
 
-void InsertIntervals(pqxx::work& tx, const std::vector<Interval>& intervals) {
-  if (intervals.empty()) return;
+// Returns the largest id it gave (0: none).
+int64_t InsertIntervals(pqxx::work& tx, const std::vector<BilledInterval>& billed) {
+  if (billed.empty()) return 0;
   std::vector<std::string> ids, subscriptions, resource_groups, names, nodes, start_events, end_events, reasons;
-  std::vector<double> vcpu, memory;
+  std::vector<double> vcpu, memory, seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost;
   std::vector<int> gpu, spot;
   std::vector<int64_t> starts, ends;
-  for (const auto& i : intervals) {
+  for (const auto& [i, charge] : billed) {
     ids.push_back(i.group_id);
     subscriptions.push_back(i.subscription_id);
     resource_groups.push_back(i.resource_group);
@@ -119,18 +121,28 @@ void InsertIntervals(pqxx::work& tx, const std::vector<Interval>& intervals) {
     start_events.push_back(i.start_event_id);
     end_events.push_back(i.end_event_id);
     reasons.push_back(i.end_reason);
+    seconds.push_back(charge.seconds);
+    vcpu_seconds.push_back(charge.vcpu_seconds);
+    gb_seconds.push_back(charge.gb_seconds);
+    gpu_seconds.push_back(charge.gpu_seconds);
+    cost.push_back(charge.cost);
   }
   using store::ArrayLiteral;
   using store::NumberArrayLiteral;
-  tx.exec_params(
-      "INSERT INTO billing.intervals (group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, "
-      "gpu, spot, start_ms, end_ms, start_event_id, end_event_id, end_reason) "
+  return tx.exec_params1(
+      "WITH inserted AS (INSERT INTO billing.intervals (group_id, subscription_id, resource_group, name, node_id, "
+      "vcpu, memory_gb, gpu, spot, start_ms, end_ms, start_event_id, end_event_id, end_reason, seconds, "
+      "vcpu_seconds, gb_seconds, gpu_seconds, cost) "
       "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[], "
-      "$8::int[], $9::boolean[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[])",
+      "$8::int[], $9::boolean[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], "
+      "$15::float8[], $16::float8[], $17::float8[], $18::float8[], $19::float8[]) RETURNING id) "
+      "SELECT max(id) FROM inserted",
       ArrayLiteral(ids), ArrayLiteral(subscriptions), ArrayLiteral(resource_groups), ArrayLiteral(names),
       ArrayLiteral(nodes), NumberArrayLiteral(vcpu), NumberArrayLiteral(memory), NumberArrayLiteral(gpu),
       NumberArrayLiteral(spot), NumberArrayLiteral(starts), NumberArrayLiteral(ends), ArrayLiteral(start_events),
-      ArrayLiteral(end_events), ArrayLiteral(reasons));
+      ArrayLiteral(end_events), ArrayLiteral(reasons), NumberArrayLiteral(seconds), NumberArrayLiteral(vcpu_seconds),
+      NumberArrayLiteral(gb_seconds), NumberArrayLiteral(gpu_seconds), NumberArrayLiteral(cost))[0]
+      .as<int64_t>();
 }
 
 void AddHourly(pqxx::work& tx, const std::vector<HourlyUsage>& rows) {
@@ -255,74 +267,142 @@ std::vector<store::Migration> BillingMigrations() {
         DROP INDEX processed_events_age;
         ALTER TABLE processed_events ALTER COLUMN event_id TYPE uuid USING event_id::uuid;
       )sql"},
+      // Checkpoints: billing meters in memory and writes each checkpoint's event ids as one row;
+      // the usage records are published from the intervals themselves (priced when they closed)
+      // instead of a second copy in the outbox.
+      {4, "processed ids per checkpoint, priced intervals, usage relay",
+       R"sql(
+        CREATE TABLE processed_batches (
+          id           bigserial PRIMARY KEY,
+          processed_at timestamptz NOT NULL DEFAULT now(),
+          event_ids    uuid[] NOT NULL
+        );
+        INSERT INTO processed_batches (processed_at, event_ids)
+          SELECT max(processed_at), array_agg(event_id) FROM processed_events HAVING count(*) > 0;
+        DROP TABLE processed_events;
+        ALTER TABLE intervals ADD COLUMN seconds double precision NOT NULL DEFAULT 0,
+          ADD COLUMN vcpu_seconds double precision NOT NULL DEFAULT 0,
+          ADD COLUMN gb_seconds double precision NOT NULL DEFAULT 0,
+          ADD COLUMN gpu_seconds double precision NOT NULL DEFAULT 0,
+          ADD COLUMN cost double precision NOT NULL DEFAULT 0;
+        -- Records of the intervals closed before this went through the outbox.
+        CREATE TABLE usage_relay (published_through bigint NOT NULL);
+        INSERT INTO usage_relay SELECT coalesce(max(id), 0) FROM intervals;
+      )sql"},
   };
 }
 
-PgBillingStore::PgBillingStore(store::ConnectionPool& pool, std::function<void()> outbox_written)
-    : pool_(pool), outbox_written_(std::move(outbox_written)) {}
-
-void PgBillingStore::Commit(const std::vector<std::string>& event_ids, const std::vector<std::string>& group_ids,
-                            const Decide& decide) {
-  bool wrote_outbox = false;
-  store::InTransaction(pool_, [&](pqxx::work& tx) {
-    // Marking the ids is the consumer's position: whatever this batch changes commits with it.
-    std::multiset<std::string> inserted;
-    for (const auto& row : tx.exec_params("INSERT INTO billing.processed_events (event_id) "
-                                          "SELECT DISTINCT unnest($1::uuid[]) ON CONFLICT DO NOTHING RETURNING event_id::text",
-                                          store::ArrayLiteral(event_ids))) {
-      inserted.insert(row[0].as<std::string>());
-    }
-    std::vector<bool> fresh(event_ids.size(), false);
-    for (size_t i = 0; i < event_ids.size(); ++i) {
-      auto it = inserted.find(event_ids[i]);
-      if (it != inserted.end()) {
-        fresh[i] = true;  // first occurrence only: a repeat inside the batch is a duplicate too
-        inserted.erase(it);
-      }
-    }
-    std::map<std::string, GroupMeter> meters;
-    for (const auto& row : tx.exec_params(std::string("SELECT ") + kMeterColumns +
-                                              " FROM billing.meters WHERE group_id = ANY($1::text[]) FOR UPDATE",
-                                          store::ArrayLiteral(group_ids))) {
-      GroupMeter meter = RowToMeter(row);
-      meters.emplace(meter.group_id, std::move(meter));
-    }
-    BatchChanges changes = decide(fresh, meters);
-    UpsertMeters(tx, changes.meters);
-    InsertIntervals(tx, changes.closed);
-    AddHourly(tx, changes.hourly);
-    std::vector<store::OutboxEntry> outbox;
-    outbox.reserve(changes.outbox.size());
-    for (auto& event : changes.outbox) outbox.push_back({0, event.event_id, event.subject, event.payload});
-    store::AppendToOutbox(tx, kBillingSchema, outbox);
-    wrote_outbox = !changes.outbox.empty();
+PgBillingStore::PgBillingStore(store::ConnectionPool& pool, std::function<void()> intervals_written)
+    : pool_(pool), intervals_written_(std::move(intervals_written)) {
+  safe_through_ = store::ReadOnly(pool_, [](pqxx::nontransaction& tx) {
+    return tx.exec("SELECT coalesce(max(id), 0) FROM billing.intervals")[0][0].as<int64_t>();
   });
-  if (wrote_outbox && outbox_written_) outbox_written_();
 }
 
-std::vector<GroupMeter> PgBillingStore::OpenMeters() {
+void PgBillingStore::Commit(const Checkpoint& checkpoint) {
+  {
+    std::lock_guard lock(mutex_);
+    ++in_flight_;
+  }
+  int64_t max_id = 0;
+  try {
+    store::InTransaction(pool_, [&](pqxx::work& tx) {
+      // The ids are the consumer's position: whatever this checkpoint changes commits with them.
+      if (!checkpoint.event_ids.empty()) {
+        tx.exec_params("INSERT INTO billing.processed_batches (event_ids) VALUES ($1::uuid[])",
+                       store::ArrayLiteral(checkpoint.event_ids));
+      }
+      UpsertMeters(tx, checkpoint.meters);
+      max_id = InsertIntervals(tx, checkpoint.closed);
+      AddHourly(tx, checkpoint.hourly);
+    });
+  } catch (...) {
+    Finished(0);
+    throw;
+  }
+  Finished(max_id);
+  if (max_id > 0 && intervals_written_) intervals_written_();
+}
+
+void PgBillingStore::Finished(int64_t max_id) {
+  std::lock_guard lock(mutex_);
+  largest_given_ = std::max(largest_given_, max_id);
+  // With nothing in flight, every id given so far belongs to a finished transaction: a relay
+  // reading up to here cannot pass over a row that commits later.
+  if (--in_flight_ == 0) safe_through_ = std::max(safe_through_, largest_given_);
+}
+
+std::vector<GroupMeter> PgBillingStore::LoadMeters() {
   return store::ReadOnly(pool_, [](pqxx::nontransaction& tx) {
     std::vector<GroupMeter> meters;
-    for (const auto& row :
-         tx.exec(std::string("SELECT ") + kMeterColumns + " FROM billing.meters WHERE open_since_ms IS NOT NULL")) {
+    for (const auto& row : tx.exec(std::string("SELECT ") + kMeterColumns + " FROM billing.meters")) {
       meters.push_back(RowToMeter(row));
     }
     return meters;
   });
 }
 
-void PgBillingStore::SaveLastSeen(const std::vector<std::pair<std::string, Millis>>& seen) {
-  if (seen.empty()) return;
-  std::vector<std::string> ids;
-  std::vector<int64_t> times;
-  for (const auto& [id, at] : seen) {
-    ids.push_back(id);
-    times.push_back(at);
+std::vector<std::string> PgBillingStore::ProcessedSince(Millis since) {
+  return store::ReadOnly(pool_, [&](pqxx::nontransaction& tx) {
+    std::vector<std::string> ids;
+    for (const auto& row : tx.exec_params("SELECT unnest(event_ids)::text FROM billing.processed_batches "
+                                          "WHERE processed_at >= to_timestamp($1::float8 / 1000)",
+                                          since)) {
+      ids.push_back(row[0].as<std::string>());
+    }
+    return ids;
+  });
+}
+
+size_t PgBillingStore::PublishUsage(bus::EventPublisher& publisher, const std::string& currency, int limit) {
+  int64_t safe;
+  {
+    std::lock_guard lock(mutex_);
+    safe = safe_through_;
   }
-  store::InTransaction(pool_, [&](pqxx::work& tx) {
-    tx.exec_params("UPDATE billing.meters m SET last_seen_ms = greatest(m.last_seen_ms, s.at) "
-                   "FROM unnest($1::text[], $2::bigint[]) AS s(id, at) WHERE m.group_id = s.id",
-                   store::ArrayLiteral(ids), store::NumberArrayLiteral(times));
+  return store::InTransaction(pool_, [&](pqxx::work& tx) -> size_t {
+    const auto mark = tx.exec("SELECT published_through FROM billing.usage_relay FOR UPDATE")[0][0].as<int64_t>();
+    if (mark >= safe) return 0;
+    auto rows = tx.exec_params(
+        "SELECT id, group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, gpu, spot, start_ms, "
+        "end_ms, start_event_id, end_event_id, end_reason, seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost "
+        "FROM billing.intervals WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+        mark, safe, limit);
+    int64_t published_through = mark;
+    size_t published = 0;
+    for (const auto& row : rows) {
+      Interval i;
+      i.group_id = row[1].as<std::string>();
+      i.subscription_id = row[2].as<std::string>();
+      i.resource_group = row[3].as<std::string>();
+      i.name = row[4].as<std::string>();
+      i.node_id = row[5].as<std::string>();
+      i.resources = {row[6].as<double>(), row[7].as<double>(), row[8].as<int>(), row[9].as<bool>()};
+      i.start = row[10].as<int64_t>();
+      i.end = row[11].as<int64_t>();
+      i.start_event_id = row[12].as<std::string>();
+      i.end_event_id = row[13].as<std::string>();
+      i.end_reason = row[14].as<std::string>();
+      Charge charge;
+      charge.seconds = row[15].as<double>();
+      charge.vcpu_seconds = row[16].as<double>();
+      charge.gb_seconds = row[17].as<double>();
+      charge.gpu_seconds = row[18].as<double>();
+      charge.cost = row[19].as<double>();
+      const v1::UsageRecord record = UsageRecordOf(i, charge, currency);
+      // The record id is the Nats-Msg-Id: publishing again after a crash lands once.
+      bus::PublishResult result = publisher.Publish("skiff.usage.interval", record.record_id(), record.SerializeAsString());
+      if (!result.ok) {
+        spdlog::warn("usage relay: publish failed, will retry: {}", result.error);
+        break;
+      }
+      published_through = row[0].as<int64_t>();
+      ++published;
+    }
+    if (published_through > mark) {
+      tx.exec_params("UPDATE billing.usage_relay SET published_through = $1", published_through);
+    }
+    return published;
   });
 }
 
@@ -365,13 +445,23 @@ std::map<std::string, double> PgBillingStore::ClosedCostBySubscription() {
   });
 }
 
-long PgBillingStore::PruneProcessed(std::chrono::hours age) {
+long PgBillingStore::PruneProcessed(Millis age) {
   return store::InTransaction(pool_, [&](pqxx::work& tx) {
-    return static_cast<long>(
-        tx.exec_params("DELETE FROM billing.processed_events WHERE processed_at < now() - make_interval(hours => $1)",
-                       static_cast<int>(age.count()))
-            .affected_rows());
+    return static_cast<long>(tx.exec_params("DELETE FROM billing.processed_batches "
+                                            "WHERE processed_at < now() - make_interval(secs => $1::float8 / 1000)",
+                                            age)
+                                 .affected_rows());
   });
 }
+
+UsageRelay::UsageRelay(PgBillingStore& store, bus::EventPublisher& publisher, std::string currency)
+    : RelayLoop("usage relay", 500, std::chrono::milliseconds(200)),
+      store_(store),
+      publisher_(publisher),
+      currency_(std::move(currency)) {}
+
+UsageRelay::~UsageRelay() { Stop(); }
+
+size_t UsageRelay::RunOnce() { return store_.PublishUsage(publisher_, currency_, 500); }
 
 }  // namespace skiff::billing

@@ -15,46 +15,38 @@ namespace {
 
 constexpr Millis kT0 = 1'800'000'000'000;
 
-// The store as Postgres keeps it, in memory; `fail_next` makes one Commit throw after deciding,
-// as a lost connection would, so nothing of that batch is kept (`fail_group`: the next Commit that
-// touches that group). Commits of a sharded batch come from several threads at once.
+// The store as Postgres keeps it, in memory; `fail_next` makes the next Commit throw, as a lost
+// connection would, so nothing of that checkpoint is kept (`fail_group`: the next Commit that
+// touches that group). Checkpoints of several shards come from several threads at once.
 class MemoryStore : public BillingStore {
  public:
-  void Commit(const std::vector<std::string>& event_ids, const std::vector<std::string>& group_ids,
-              const Decide& decide) override {
+  void Commit(const Checkpoint& checkpoint) override {
     std::lock_guard lock(mutex_);
-    if (!fail_group.empty() && std::count(group_ids.begin(), group_ids.end(), fail_group) > 0) {
-      fail_group.clear();
-      fail_next = true;
+    for (const auto& meter : checkpoint.meters) {
+      if (!fail_group.empty() && meter.group_id == fail_group) {
+        fail_group.clear();
+        fail_next = true;
+      }
     }
-    std::set<std::string> processed = processed_;
-    std::vector<bool> fresh;
-    for (const auto& id : event_ids) fresh.push_back(processed.insert(id).second);
-    std::map<std::string, GroupMeter> meters;
-    for (const auto& id : group_ids) {
-      if (auto it = meters_.find(id); it != meters_.end()) meters.emplace(id, it->second);
-    }
-    BatchChanges changes = decide(fresh, meters);
     if (fail_next) {
       fail_next = false;
       throw std::runtime_error("connection lost");
     }
-    processed_ = std::move(processed);
-    for (auto& meter : changes.meters) meters_[meter.group_id] = meter;
-    intervals.insert(intervals.end(), changes.closed.begin(), changes.closed.end());
-    for (const auto& row : changes.hourly) hourly_cost[row.subscription_id] += row.charge.cost;
-    outbox.insert(outbox.end(), changes.outbox.begin(), changes.outbox.end());
-  }
-  std::vector<GroupMeter> OpenMeters() override {
-    std::vector<GroupMeter> open;
-    for (const auto& [id, meter] : meters_) {
-      if (meter.open_since) open.push_back(meter);
+    ++commits;
+    processed_.insert(processed_.end(), checkpoint.event_ids.begin(), checkpoint.event_ids.end());
+    for (const auto& meter : checkpoint.meters) meters_[meter.group_id] = meter;
+    for (const auto& [interval, charge] : checkpoint.closed) {
+      intervals.push_back(interval);
+      records.push_back(UsageRecordOf(interval, charge, "USD"));
     }
-    return open;
+    for (const auto& row : checkpoint.hourly) hourly_cost[row.subscription_id] += row.charge.cost;
   }
-  void SaveLastSeen(const std::vector<std::pair<std::string, Millis>>& seen) override {
-    for (const auto& [id, at] : seen) meters_[id].last_seen = std::max(meters_[id].last_seen, at);
+  std::vector<GroupMeter> LoadMeters() override {
+    std::vector<GroupMeter> all;
+    for (const auto& [id, meter] : meters_) all.push_back(meter);
+    return all;
   }
+  std::vector<std::string> ProcessedSince(Millis) override { return processed_; }
   std::vector<Interval> ClosedIntervals(const CostScope& scope, Millis from, Millis to) override {
     std::vector<Interval> out;
     for (const auto& i : intervals) {
@@ -70,13 +62,14 @@ class MemoryStore : public BillingStore {
 
   bool fail_next = false;
   std::string fail_group;
+  int commits = 0;
   std::vector<Interval> intervals;
+  std::vector<v1::UsageRecord> records;
   std::map<std::string, double> hourly_cost;
-  std::vector<OutgoingEvent> outbox;
 
  private:
   std::mutex mutex_;
-  std::set<std::string> processed_;
+  std::vector<std::string> processed_;
   std::map<std::string, GroupMeter> meters_;
 };
 
@@ -190,10 +183,8 @@ TEST_F(BillingServiceTest, RedeliveredBatchIsNotCountedTwice) {
   EXPECT_EQ(again.closed, 0);
   ASSERT_EQ(store_.intervals.size(), 1u);
   EXPECT_DOUBLE_EQ(Seconds(), 60);
-  ASSERT_EQ(store_.outbox.size(), 1u);
-  EXPECT_EQ(store_.outbox[0].subject, "skiff.usage.interval");
-  v1::UsageRecord record;
-  ASSERT_TRUE(record.ParseFromString(store_.outbox[0].payload));
+  ASSERT_EQ(store_.records.size(), 1u);
+  const v1::UsageRecord& record = store_.records[0];
   EXPECT_DOUBLE_EQ(record.vcpu_seconds(), 60);
   EXPECT_DOUBLE_EQ(record.gb_seconds(), 120);
   EXPECT_NEAR(record.cost(), 60 * 0.001 + 120 * 0.0001, 1e-12);
@@ -372,6 +363,65 @@ TEST_F(BillingServiceTest, LiveCostAddsClosedAndRunning) {
   EXPECT_EQ(live.subscriptions(0).running_groups(), 1);
   EXPECT_NEAR(live.subscriptions(0).cost_so_far(), 10 * 0.001 + 20 * 0.001, 1e-12);
   EXPECT_NEAR(live.subscriptions(0).cost_per_hour(), 3600 * 0.001, 1e-9);
+}
+
+TEST_F(BillingServiceTest, StagedBatchesCommitTogetherAndCostsSeeThemBefore) {
+  service_.Apply({Created("c", "g1", 0, 1, 0), NodeEvent("skiff.events.container.started", "s", "g1", 0, "Running")});
+  service_.Apply({NodeEvent("skiff.events.sandbox.state", "t", "g1", 30, "Stopped"),
+                  NodeEvent("skiff.events.container.started", "s", "g1", 0, "Running")});  // a repeat of a staged one
+  EXPECT_EQ(service_.staged_events(), 3u);
+  EXPECT_EQ(store_.commits, 0);
+  EXPECT_TRUE(store_.intervals.empty());
+  v1::CostRequest request;
+  request.set_subscription_id("sub");
+  *request.mutable_from() = At(0);
+  *request.mutable_to() = At(100);
+  EXPECT_DOUBLE_EQ(service_.Costs(request).total_cost(), 30 * 0.001);  // staged, yet counted
+  EXPECT_NEAR(service_.Live().subscriptions(0).cost_so_far(), 30 * 0.001, 1e-12);
+
+  EXPECT_EQ(service_.Commit(), 1);
+  EXPECT_EQ(store_.commits, 1);
+  EXPECT_EQ(service_.staged_events(), 0u);
+  EXPECT_DOUBLE_EQ(Seconds(), 30);
+  EXPECT_DOUBLE_EQ(service_.Costs(request).total_cost(), 30 * 0.001);  // once, not twice
+  EXPECT_EQ(service_.Commit(), 0);  // nothing staged: no transaction
+  EXPECT_EQ(store_.commits, 1);
+}
+
+TEST_F(BillingServiceTest, FailedCheckpointUndoesTheMetersAndTheRedeliveryCountsOnce) {
+  service_.HandleBatch({Created("c", "g1", 0, 1, 0), NodeEvent("skiff.events.container.started", "s1", "g1", 0, "Running")});
+  std::vector<InboundEvent> first = {NodeEvent("skiff.events.sandbox.state", "t1", "g1", 10, "Stopped"),
+                                     Created("c2", "g2", 0, 1, 0)};
+  std::vector<InboundEvent> second = {NodeEvent("skiff.events.container.started", "s2", "g1", 20, "Running"),
+                                      NodeEvent("skiff.events.container.started", "s3", "g2", 5, "Running")};
+  service_.Apply(first);
+  service_.Apply(second);
+  EXPECT_EQ(service_.open_groups(), 2u);
+  store_.fail_next = true;
+  EXPECT_THROW(service_.Commit(), std::runtime_error);
+  // Back to the last checkpoint: g1 open since 0, g2 unknown.
+  EXPECT_EQ(service_.open_groups(), 1u);
+  EXPECT_TRUE(store_.intervals.empty());
+  // JetStream delivers both batches again.
+  auto again = service_.Apply(first);
+  EXPECT_EQ(again.applied, 2);
+  service_.Apply(second);
+  service_.Commit();
+  EXPECT_DOUBLE_EQ(Seconds(), 10);
+  EXPECT_EQ(service_.open_groups(), 2u);
+}
+
+TEST_F(BillingServiceTest, RestartedBillingRemembersWhatItProcessed) {
+  std::vector<InboundEvent> batch = {Created("c", "g1", 0, 1, 0),
+                                     NodeEvent("skiff.events.container.started", "s", "g1", 0, "Running"),
+                                     NodeEvent("skiff.events.sandbox.state", "t", "g1", 40, "Stopped")};
+  service_.HandleBatch(batch);
+  BillingService restarted(store_, service_.prices(), Meter(), BillingOptions{}, [this] { return now_; });
+  restarted.Start();
+  auto stats = restarted.HandleBatch(batch);  // an old publish of the same events, again
+  EXPECT_EQ(stats.duplicates, 3);
+  EXPECT_DOUBLE_EQ(Seconds(), 40);
+  ASSERT_EQ(store_.intervals.size(), 1u);
 }
 
 TEST_F(BillingServiceTest, DeleteOfTheGroupClosesIt) {

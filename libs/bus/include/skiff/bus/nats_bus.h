@@ -69,6 +69,32 @@ class PullConsumer {
   natsSubscription* sub_;
 };
 
+// Fetches from a pull consumer on its own thread, up to `depth` batches ahead, so the next batch
+// is on its way while the caller works on this one. Prefetched messages count against the
+// consumer's max_ack_pending; those never taken when it stops come again after the ack wait.
+class Prefetcher {
+ public:
+  Prefetcher(PullConsumer& consumer, int batch, size_t depth);
+  ~Prefetcher();
+  Prefetcher(const Prefetcher&) = delete;
+  Prefetcher& operator=(const Prefetcher&) = delete;
+
+  // The next fetched batch; empty if none came within `timeout`.
+  std::vector<ReceivedMessage> Next(std::chrono::milliseconds timeout);
+
+ private:
+  void Run();
+
+  PullConsumer& consumer_;
+  int batch_;
+  size_t depth_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::vector<ReceivedMessage>> ready_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 // A queue-group subscription that answers requests on a pool of worker threads, so a slow
 // request (an image pull) does not hold up the others. Unsubscribes and joins on destruction.
 class RequestServer {
@@ -132,8 +158,10 @@ class NatsBus : public EventPublisher {
                                      std::chrono::milliseconds timeout);
 
   // Durable pull consumer with explicit acks on `stream`, filtered to `subject`.
+  // `max_ack_pending` > 0: how many delivered messages may wait for their acks (an existing
+  // consumer is updated to it); 0 keeps the server's default.
   std::unique_ptr<PullConsumer> PullSubscribe(const std::string& stream, const std::string& subject,
-                                              const std::string& durable);
+                                              const std::string& durable, int max_ack_pending = 0);
 
   // Answers requests on `subject` (wildcards allowed) in queue group `queue`.
   std::unique_ptr<RequestServer> Serve(const std::string& subject, const std::string& queue,

@@ -20,11 +20,41 @@ class ConnectionPool;
 // entries are now on the stream.
 size_t PublishInOrder(const std::vector<OutboxEntry>& batch, bus::EventPublisher& publisher, std::string* error);
 
+// A thread that runs RunOnce() when woken, every poll interval, and again at once while a pass
+// filled its batch (more is waiting). Stop() runs one last pass. A subclass calls Stop() in its
+// own destructor, before its members go.
+class RelayLoop {
+ public:
+  RelayLoop(std::string name, int batch_size, std::chrono::milliseconds poll_interval);
+  virtual ~RelayLoop();
+  RelayLoop(const RelayLoop&) = delete;
+  RelayLoop& operator=(const RelayLoop&) = delete;
+
+  void Start();
+  // Wake the relay now (a transaction just committed something to publish).
+  void Notify();
+  void Stop();
+  // One pass; returns how many entries were published. Public for tests and tools.
+  virtual size_t RunOnce() = 0;
+
+ private:
+  void Loop();
+
+  std::string name_;
+  int batch_size_;
+  std::chrono::milliseconds poll_interval_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool pending_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
 // Moves the outbox to JetStream: one relay at a time per schema (advisory lock), in sequence
 // order, marking rows published only after JetStream's ack. A crash between ack and mark makes
 // the next relay publish again with the same Nats-Msg-Id, which the stream drops as duplicate,
 // so each event lands once.
-class OutboxRelay {
+class OutboxRelay : public RelayLoop {
  public:
   struct Options {
     std::string schema;
@@ -33,27 +63,14 @@ class OutboxRelay {
   };
 
   OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options);
-  ~OutboxRelay();
+  ~OutboxRelay() override;
 
-  void Start();
-  // Wake the relay now (a transaction just committed an event).
-  void Notify();
-  void Stop();
-
-  // One pass; returns how many entries were published. Public for tests and tools.
-  size_t RunOnce();
+  size_t RunOnce() override;
 
  private:
-  void Loop();
-
   ConnectionPool& pool_;
   bus::EventPublisher& publisher_;
   Options options_;
-  std::mutex mutex_;
-  std::condition_variable wake_;
-  bool pending_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
 };
 
 }  // namespace skiff::store

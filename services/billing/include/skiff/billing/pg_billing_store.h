@@ -1,11 +1,13 @@
 #pragma once
 
 #include <functional>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "skiff/billing/billing_service.h"
 #include "skiff/store/migrations.h"
+#include "skiff/store/outbox_relay.h"
 
 namespace skiff::store {
 class ConnectionPool;
@@ -16,24 +18,46 @@ namespace skiff::billing {
 inline constexpr const char* kBillingSchema = "billing";
 std::vector<store::Migration> BillingMigrations();
 
-// BillingStore on Postgres (schema `billing`). Each Commit is one transaction holding the
-// processed event ids (the consumer's position), the meters, the closed intervals, the hourly
-// rollup and the usage records for the outbox; a whole batch costs a fixed handful of statements.
+// BillingStore on Postgres (schema `billing`). Each checkpoint is one transaction holding its
+// event ids (one row: the consumer's position), the meters, the priced intervals and the hourly
+// rollup; a whole checkpoint costs a fixed handful of statements.
 class PgBillingStore : public BillingStore {
  public:
-  PgBillingStore(store::ConnectionPool& pool, std::function<void()> outbox_written);
-  void Commit(const std::vector<std::string>& event_ids, const std::vector<std::string>& group_ids,
-              const Decide& decide) override;
-  std::vector<GroupMeter> OpenMeters() override;
-  void SaveLastSeen(const std::vector<std::pair<std::string, Millis>>& seen) override;
+  // `intervals_written`: called after a commit that added intervals (to wake the usage relay).
+  PgBillingStore(store::ConnectionPool& pool, std::function<void()> intervals_written);
+  void Commit(const Checkpoint& checkpoint) override;
+  std::vector<GroupMeter> LoadMeters() override;
+  std::vector<std::string> ProcessedSince(Millis since) override;
   std::vector<Interval> ClosedIntervals(const CostScope& scope, Millis from, Millis to) override;
   std::map<std::string, double> ClosedCostBySubscription() override;
-  // Forgets processed event ids older than `age` (redelivery never comes that late).
-  long PruneProcessed(std::chrono::hours age);
+  // Forgets processed event ids older than `age` (billing's window: redelivery never comes later).
+  long PruneProcessed(Millis age);
+  // Publishes the usage record of each interval committed since the last call, in id order,
+  // up to `limit`; returns how many. One relay per database (a row lock on its position).
+  size_t PublishUsage(bus::EventPublisher& publisher, const std::string& currency, int limit);
 
  private:
+  void Finished(int64_t max_id);
+
   store::ConnectionPool& pool_;
-  std::function<void()> outbox_written_;
+  std::function<void()> intervals_written_;
+  std::mutex mutex_;
+  int in_flight_ = 0;
+  int64_t largest_given_ = 0;
+  int64_t safe_through_ = 0;   // every interval id up to here is committed (or never will be)
+};
+
+// Publishes billing's usage records (skiff.usage.interval) from the intervals table.
+class UsageRelay : public store::RelayLoop {
+ public:
+  UsageRelay(PgBillingStore& store, bus::EventPublisher& publisher, std::string currency);
+  ~UsageRelay() override;
+  size_t RunOnce() override;
+
+ private:
+  PgBillingStore& store_;
+  bus::EventPublisher& publisher_;
+  std::string currency_;
 };
 
 }  // namespace skiff::billing
