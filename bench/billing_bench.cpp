@@ -98,12 +98,12 @@ void PublishAll(bus::NatsBus& bus, const std::vector<Message>& messages) {
 // `flush_every` messages and at the end) commits; the held messages are acked after it.
 double Drain(bus::PullConsumer& consumer, size_t expected, int batch,
              const std::function<void(std::vector<bus::ReceivedMessage>&)>& handle, const std::function<void()>& flush,
-             size_t flush_every) {
+             size_t flush_every, size_t prefetch_depth) {
   size_t seen = 0;
   const auto start = Clock::now();
   Clock::duration fetching{}, handling{}, flushing{}, acking{};
   std::vector<bus::ReceivedMessage> held;
-  bus::Prefetcher prefetch(consumer, batch, 2);  // as skiff-billing fetches
+  bus::Prefetcher prefetch(consumer, batch, prefetch_depth);  // as skiff-billing fetches
   while (seen < expected) {
     auto t0 = Clock::now();
     auto messages = prefetch.Next(std::chrono::milliseconds(1000));
@@ -171,9 +171,11 @@ int main(int argc, char** argv) {
   std::printf("published %zu events for %zu groups in %.1f s\n", workload.size(), group_count,
               std::chrono::duration<double>(Clock::now() - publish_start).count());
 
-  const int max_ack_pending = static_cast<int>(checkpoint_events) + 4 * batch;
+  // As skiff-billing: fetch a checkpoint's worth ahead while one commits.
+  const size_t prefetch_depth = std::max<size_t>(2, checkpoint_events / static_cast<size_t>(batch));
+  const int max_ack_pending = static_cast<int>(checkpoint_events + (prefetch_depth + 1) * static_cast<size_t>(batch));
   auto reference = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", "bench-reference", max_ack_pending);
-  const double reference_rate = Drain(*reference, workload.size(), batch, [](auto&) {}, [] {}, 1);
+  const double reference_rate = Drain(*reference, workload.size(), batch, [](auto&) {}, [] {}, 1, prefetch_depth);
 
   billing::PgBillingStore store(pool, nullptr);
   billing::BillingOptions options;
@@ -191,7 +193,7 @@ int main(int argc, char** argv) {
         for (auto& m : messages) inbound.push_back({m.Subject(), m.Data()});
         service.Apply(inbound);
       },
-      [&] { closed += static_cast<size_t>(service.Commit()); }, checkpoint_events);
+      [&] { closed += static_cast<size_t>(service.Commit()); }, checkpoint_events, prefetch_depth);
   std::printf("reference (fetch + ack only): %.0f events/s\n", reference_rate);
   std::printf("billing (meter + checkpoint every %zu + ack): %.0f events/s, %zu intervals closed, %zu groups open\n",
               checkpoint_events, billing_rate, closed, service.open_groups());

@@ -129,9 +129,11 @@ int Serve(const config::Config& cfg) {
   // `checkpoint_ms`, and whenever the stream has nothing more.
   const size_t checkpoint_events = static_cast<size_t>(cfg.GetInt("billing.checkpoint_events", 10000));
   const auto checkpoint_every = std::chrono::milliseconds(cfg.GetInt("billing.checkpoint_ms", 500));
+  // A checkpoint's worth is fetched ahead while one commits.
+  const size_t prefetch_depth = std::max<size_t>(2, checkpoint_events / static_cast<size_t>(batch_size));
   auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.>", cfg.GetString("billing.consumer", "billing"),
-                                    static_cast<int>(checkpoint_events) + 4 * batch_size);
-  bus::Prefetcher prefetch(*consumer, batch_size, 2);
+                                    static_cast<int>(checkpoint_events + (prefetch_depth + 1) * static_cast<size_t>(batch_size)));
+  auto prefetch = std::make_unique<bus::Prefetcher>(*consumer, batch_size, prefetch_depth);
   const auto tick_every = std::chrono::milliseconds(cfg.GetInt("billing.tick_ms", 1000));
   const auto live_every = std::chrono::milliseconds(cfg.GetInt("billing.live_ms", 5000));
   std::atomic<bool> stopping{false};
@@ -164,7 +166,7 @@ int Serve(const config::Config& cfg) {
     };
     while (!stopping) {
       try {
-        auto messages = prefetch.Next(std::chrono::milliseconds(200));
+        auto messages = prefetch->Next(std::chrono::milliseconds(200));
         if (!messages.empty()) {
           std::vector<billing::InboundEvent> batch;
           batch.reserve(messages.size());
@@ -214,6 +216,7 @@ int Serve(const config::Config& cfg) {
   spdlog::info("signal {}: shutting down", signal);
   stopping = true;
   loop.join();
+  prefetch.reset();  // gives back what it fetched ahead, while the connection is up
   queries.reset();
   heartbeats.reset();
   relay->Stop();

@@ -84,6 +84,10 @@ Prefetcher::~Prefetcher() {
   }
   changed_.notify_all();
   thread_.join();
+  // Never handed out: back to the stream now rather than after the ack wait.
+  for (auto& messages : ready_) {
+    for (auto& message : messages) message.Nak();
+  }
 }
 
 void Prefetcher::Run() {
@@ -97,7 +101,7 @@ void Prefetcher::Run() {
     if (messages.empty()) continue;
     {
       std::lock_guard lock(mutex_);
-      ready_.push_back(std::move(messages));
+      ready_.push_back(std::move(messages));  // the destructor gives them back if stopping
     }
     changed_.notify_all();
   }

@@ -186,6 +186,28 @@ void AddHourly(pqxx::work& tx, const std::vector<HourlyUsage>& rows) {
       NumberArrayLiteral(gb_seconds), NumberArrayLiteral(gpu_seconds), NumberArrayLiteral(cost));
 }
 
+// The UUIDs' 16 bytes each, back to back (a checkpoint's ids as one binary value).
+std::string PackUuids(const std::vector<std::string>& uuids) {
+  std::string packed;
+  packed.reserve(uuids.size() * 16);
+  for (const auto& uuid : uuids) {
+    std::string hex;
+    for (char c : uuid) {
+      if (c != '-') hex += c;
+    }
+    packed += store::HexDecode(hex);
+  }
+  return packed;
+}
+
+// The hex of PackUuids' bytes, back to UUIDs in their usual form.
+void UnpackUuids(const std::string& hex, std::vector<std::string>& out) {
+  for (size_t at = 0; at + 32 <= hex.size(); at += 32) {
+    out.push_back(hex.substr(at, 8) + "-" + hex.substr(at + 8, 4) + "-" + hex.substr(at + 12, 4) + "-" +
+                  hex.substr(at + 16, 4) + "-" + hex.substr(at + 20, 12));
+  }
+}
+
 }  // namespace
 
 std::vector<store::Migration> BillingMigrations() {
@@ -275,10 +297,12 @@ std::vector<store::Migration> BillingMigrations() {
         CREATE TABLE processed_batches (
           id           bigserial PRIMARY KEY,
           processed_at timestamptz NOT NULL DEFAULT now(),
-          event_ids    uuid[] NOT NULL
+          event_ids    bytea NOT NULL   -- the ids' 16 bytes each, one after another
         );
+        ALTER TABLE processed_batches ALTER COLUMN event_ids SET STORAGE EXTERNAL;  -- random: no compression
         INSERT INTO processed_batches (processed_at, event_ids)
-          SELECT max(processed_at), array_agg(event_id) FROM processed_events HAVING count(*) > 0;
+          SELECT max(processed_at), string_agg(uuid_send(event_id), ''::bytea) FROM processed_events
+          HAVING count(*) > 0;
         DROP TABLE processed_events;
         ALTER TABLE intervals ADD COLUMN seconds double precision NOT NULL DEFAULT 0,
           ADD COLUMN vcpu_seconds double precision NOT NULL DEFAULT 0,
@@ -309,8 +333,9 @@ void PgBillingStore::Commit(const Checkpoint& checkpoint) {
     store::InTransaction(pool_, [&](pqxx::work& tx) {
       // The ids are the consumer's position: whatever this checkpoint changes commits with them.
       if (!checkpoint.event_ids.empty()) {
-        tx.exec_params("INSERT INTO billing.processed_batches (event_ids) VALUES ($1::uuid[])",
-                       store::ArrayLiteral(checkpoint.event_ids));
+        const std::string packed = PackUuids(checkpoint.event_ids);
+        tx.exec_params("INSERT INTO billing.processed_batches (event_ids) VALUES ($1)",
+                       pqxx::binarystring(packed.data(), packed.size()));
       }
       UpsertMeters(tx, checkpoint.meters);
       max_id = InsertIntervals(tx, checkpoint.closed);
@@ -345,10 +370,10 @@ std::vector<GroupMeter> PgBillingStore::LoadMeters() {
 std::vector<std::string> PgBillingStore::ProcessedSince(Millis since) {
   return store::ReadOnly(pool_, [&](pqxx::nontransaction& tx) {
     std::vector<std::string> ids;
-    for (const auto& row : tx.exec_params("SELECT unnest(event_ids)::text FROM billing.processed_batches "
+    for (const auto& row : tx.exec_params("SELECT encode(event_ids, 'hex') FROM billing.processed_batches "
                                           "WHERE processed_at >= to_timestamp($1::float8 / 1000)",
                                           since)) {
-      ids.push_back(row[0].as<std::string>());
+      UnpackUuids(row[0].as<std::string>(), ids);
     }
     return ids;
   });

@@ -71,7 +71,7 @@ class PullConsumer {
 
 // Fetches from a pull consumer on its own thread, up to `depth` batches ahead, so the next batch
 // is on its way while the caller works on this one. Prefetched messages count against the
-// consumer's max_ack_pending; those never taken when it stops come again after the ack wait.
+// consumer's max_ack_pending; those never taken are given back (Nak) when it stops.
 class Prefetcher {
  public:
   Prefetcher(PullConsumer& consumer, int batch, size_t depth);

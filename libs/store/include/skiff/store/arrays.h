@@ -1,6 +1,5 @@
 #pragma once
 
-#include <cstdio>
 #include <optional>
 #include <type_traits>
 #include <string>
@@ -12,17 +11,19 @@ namespace skiff::store {
 // ($1::text[]): a whole batch in one statement with unnest, in every libpqxx version.
 std::string ArrayLiteral(const std::vector<std::string>& items);
 std::string ArrayLiteral(const std::vector<std::optional<std::string>>& items);
+// Appends the shortest text that reads back as exactly `value`.
+void AppendNumber(std::string& out, double value);
+void AppendNumber(std::string& out, long long value);
 template <typename Number>
 std::string NumberArrayLiteral(const std::vector<Number>& items) {
   std::string out = "{";
+  out.reserve(items.size() * 8 + 2);
   for (size_t i = 0; i < items.size(); ++i) {
     if (i > 0) out += ',';
     if constexpr (std::is_floating_point_v<Number>) {
-      char buffer[32];
-      std::snprintf(buffer, sizeof buffer, "%.17g", static_cast<double>(items[i]));  // exact round trip
-      out += buffer;
+      AppendNumber(out, static_cast<double>(items[i]));
     } else {
-      out += std::to_string(items[i]);
+      AppendNumber(out, static_cast<long long>(items[i]));
     }
   }
   return out + "}";
