@@ -9,6 +9,9 @@
 #include <sstream>
 #include <thread>
 
+#include <signal.h>
+#include <unistd.h>
+
 #include "skiff/billing/billing_service.h"
 #include "skiff/billing/pg_billing_store.h"
 #include "skiff/bus/nats_bus.h"
@@ -60,6 +63,12 @@ int Serve(const config::Config& cfg) {
   {
     auto conn = pool.Acquire();
     store::ApplyMigrations(*conn, billing::kBillingSchema, billing::BillingMigrations());
+  }
+  // Billing meters in memory: one process at a time, the others wait as standbys.
+  store::ExclusiveLock leader(cfg.Require("store.url"), "skiff.billing");
+  for (bool first = true; !leader.TryAcquire(); first = false) {
+    if (first) spdlog::info("another billing is active: standing by");
+    if (termination.WaitFor(std::chrono::seconds(2))) return 0;
   }
   bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-billing");
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
@@ -137,6 +146,7 @@ int Serve(const config::Config& cfg) {
   const auto tick_every = std::chrono::milliseconds(cfg.GetInt("billing.tick_ms", 1000));
   const auto live_every = std::chrono::milliseconds(cfg.GetInt("billing.live_ms", 5000));
   std::atomic<bool> stopping{false};
+  bool lost_lock = false;  // the loop's own
   std::thread loop([&] {
     auto next_tick = std::chrono::steady_clock::now();
     auto next_live = next_tick;
@@ -191,6 +201,13 @@ int Serve(const config::Config& cfg) {
         for (auto& task : inbox.Take()) task();
         const auto now = std::chrono::steady_clock::now();
         if (now >= next_tick && held.empty()) {  // a tick commits: with nothing staged
+          if (!leader.StillHeld()) {
+            // Another billing may be active now: commit nothing more.
+            spdlog::critical("lost the billing lock's Postgres connection: stopping");
+            lost_lock = true;
+            ::kill(::getpid(), SIGTERM);
+            break;
+          }
           reconciled.Add(service.Tick(caught_up));
           open_groups.Set(static_cast<double>(service.open_groups()));
           next_tick = now + tick_every;
@@ -212,7 +229,7 @@ int Serve(const config::Config& cfg) {
   });
   spdlog::info("billing metering groups (from {}, {} open)", meter_options.bill_from_pull ? "image pull" : "container start",
                service.open_groups());
-  int signal = termination.Wait();
+  int signal = termination.Wait();  // also raised by the loop when it loses the lock
   spdlog::info("signal {}: shutting down", signal);
   stopping = true;
   loop.join();
@@ -222,7 +239,7 @@ int Serve(const config::Config& cfg) {
   relay->Stop();
   legacy_relay.Stop();
   bus.Drain(std::chrono::seconds(5));
-  return 0;
+  return lost_lock ? 1 : 0;
 }
 
 }  // namespace

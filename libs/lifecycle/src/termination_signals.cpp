@@ -17,4 +17,12 @@ int TerminationSignals::Wait() {
   return signal;
 }
 
+int TerminationSignals::WaitFor(std::chrono::milliseconds timeout) {
+  timespec wait{};
+  wait.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+  wait.tv_nsec = static_cast<long>(timeout.count() % 1000) * 1'000'000;
+  const int signal = sigtimedwait(&signals_, nullptr, &wait);
+  return signal > 0 ? signal : 0;
+}
+
 }  // namespace skiff::lifecycle

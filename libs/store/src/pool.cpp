@@ -37,3 +37,30 @@ void ConnectionPool::Return(std::unique_ptr<pqxx::connection> conn) {
 }
 
 }  // namespace skiff::store
+
+namespace skiff::store {
+
+ExclusiveLock::ExclusiveLock(std::string conninfo, std::string name)
+    : conninfo_(std::move(conninfo)), name_(std::move(name)) {}
+
+bool ExclusiveLock::TryAcquire() {
+  if (held_) return true;
+  if (!conn_ || !conn_->is_open()) conn_ = std::make_unique<pqxx::connection>(conninfo_);
+  pqxx::nontransaction tx(*conn_);
+  held_ = tx.exec_params("SELECT pg_try_advisory_lock(hashtext($1))", name_)[0][0].as<bool>();
+  return held_;
+}
+
+bool ExclusiveLock::StillHeld() {
+  if (!held_ || !conn_) return false;
+  try {
+    pqxx::nontransaction tx(*conn_);
+    tx.exec("SELECT 1");
+    return true;
+  } catch (const pqxx::broken_connection&) {
+    held_ = false;
+    return false;
+  }
+}
+
+}  // namespace skiff::store

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <csignal>
 
 namespace skiff::lifecycle {
@@ -12,6 +13,8 @@ class TerminationSignals {
   TerminationSignals();
   // Blocks until SIGINT or SIGTERM arrives; returns which.
   int Wait();
+  // As Wait(), for at most `timeout`; 0 if none came.
+  int WaitFor(std::chrono::milliseconds timeout);
 
  private:
   sigset_t signals_;

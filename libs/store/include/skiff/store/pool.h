@@ -50,6 +50,23 @@ class ConnectionPool {
   size_t open_ = 0;
 };
 
+// A Postgres session advisory lock on a connection of its own: at most one holder among all
+// processes sharing the database, released when the holder's connection (or process) ends.
+class ExclusiveLock {
+ public:
+  ExclusiveLock(std::string conninfo, std::string name);
+  // True once this process holds the lock (throws pqxx::broken_connection while Postgres is away).
+  bool TryAcquire();
+  // False once the lock's connection broke: the lock went with it, so another may hold it now.
+  bool StillHeld();
+
+ private:
+  std::string conninfo_;
+  std::string name_;
+  std::unique_ptr<pqxx::connection> conn_;
+  bool held_ = false;
+};
+
 // Runs `body(pqxx::work&)` in a transaction and commits it, retrying the whole transaction on
 // serialization failure, deadlock or a connection broken before commit. Never retries after
 // in_doubt_error: the commit may have happened.
