@@ -41,6 +41,28 @@ GroupMeter RowToMeter(const pqxx::row& row) {
   return meter;
 }
 
+constexpr const char* kIntervalColumns =
+    "group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, gpu, spot, start_ms, end_ms, "
+    "start_event_id, end_event_id, end_reason";
+
+// The kIntervalColumns of `row`, from column `first` on.
+Interval RowToInterval(const pqxx::row& row, int first) {
+  auto at = [&](int k) { return row[first + k]; };
+  Interval i;
+  i.group_id = at(0).as<std::string>();
+  i.subscription_id = at(1).as<std::string>();
+  i.resource_group = at(2).as<std::string>();
+  i.name = at(3).as<std::string>();
+  i.node_id = at(4).as<std::string>();
+  i.resources = {at(5).as<double>(), at(6).as<double>(), at(7).as<int>(), at(8).as<bool>()};
+  i.start = at(9).as<int64_t>();
+  i.end = at(10).as<int64_t>();
+  i.start_event_id = at(11).as<std::string>();
+  i.end_event_id = at(12).as<std::string>();
+  i.end_reason = at(13).as<std::string>();
+  return i;
+}
+
 std::optional<std::string> OptionalMillis(const std::optional<Millis>& value) {
   if (!value) return std::nullopt;
   return std::to_string(*value);
@@ -130,9 +152,8 @@ int64_t InsertIntervals(pqxx::work& tx, const std::vector<BilledInterval>& bille
   using store::ArrayLiteral;
   using store::NumberArrayLiteral;
   return tx.exec_params1(
-      "WITH inserted AS (INSERT INTO billing.intervals (group_id, subscription_id, resource_group, name, node_id, "
-      "vcpu, memory_gb, gpu, spot, start_ms, end_ms, start_event_id, end_event_id, end_reason, seconds, "
-      "vcpu_seconds, gb_seconds, gpu_seconds, cost) "
+      std::string("WITH inserted AS (INSERT INTO billing.intervals (") + kIntervalColumns +
+          ", seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost) "
       "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::float8[], $7::float8[], "
       "$8::int[], $9::boolean[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], "
       "$15::float8[], $16::float8[], $17::float8[], $18::float8[], $19::float8[]) RETURNING id) "
@@ -388,26 +409,14 @@ size_t PgBillingStore::PublishUsage(bus::EventPublisher& publisher, const std::s
   return store::InTransaction(pool_, [&](pqxx::work& tx) -> size_t {
     const auto mark = tx.exec("SELECT published_through FROM billing.usage_relay FOR UPDATE")[0][0].as<int64_t>();
     if (mark >= safe) return 0;
-    auto rows = tx.exec_params(
-        "SELECT id, group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, gpu, spot, start_ms, "
-        "end_ms, start_event_id, end_event_id, end_reason, seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost "
-        "FROM billing.intervals WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
-        mark, safe, limit);
+    auto rows = tx.exec_params(std::string("SELECT id, ") + kIntervalColumns +
+                                   ", seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost FROM billing.intervals "
+                                   "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
+                               mark, safe, limit);
     int64_t published_through = mark;
     size_t published = 0;
     for (const auto& row : rows) {
-      Interval i;
-      i.group_id = row[1].as<std::string>();
-      i.subscription_id = row[2].as<std::string>();
-      i.resource_group = row[3].as<std::string>();
-      i.name = row[4].as<std::string>();
-      i.node_id = row[5].as<std::string>();
-      i.resources = {row[6].as<double>(), row[7].as<double>(), row[8].as<int>(), row[9].as<bool>()};
-      i.start = row[10].as<int64_t>();
-      i.end = row[11].as<int64_t>();
-      i.start_event_id = row[12].as<std::string>();
-      i.end_event_id = row[13].as<std::string>();
-      i.end_reason = row[14].as<std::string>();
+      const Interval i = RowToInterval(row, 1);
       Charge charge;
       charge.seconds = row[15].as<double>();
       charge.vcpu_seconds = row[16].as<double>();
@@ -435,27 +444,12 @@ std::vector<Interval> PgBillingStore::ClosedIntervals(const CostScope& scope, Mi
   return store::ReadOnly(pool_, [&](pqxx::nontransaction& tx) {
     std::vector<Interval> intervals;
     auto rows = tx.exec_params(
-        "SELECT group_id, subscription_id, resource_group, name, node_id, vcpu, memory_gb, gpu, spot, start_ms, "
-        "end_ms, start_event_id, end_event_id, end_reason FROM billing.intervals "
-        "WHERE subscription_id = $1 AND end_ms > $2 AND start_ms < $3 "
-        "AND ($4 = '' OR lower(resource_group) = lower($4)) AND ($5 = '' OR lower(name) = lower($5)) "
-        "ORDER BY start_ms, id",
+        std::string("SELECT ") + kIntervalColumns +
+            " FROM billing.intervals WHERE subscription_id = $1 AND end_ms > $2 AND start_ms < $3 "
+            "AND ($4 = '' OR lower(resource_group) = lower($4)) AND ($5 = '' OR lower(name) = lower($5)) "
+            "ORDER BY start_ms, id",
         scope.subscription_id, from, to, scope.resource_group, scope.group_name);
-    for (const auto& row : rows) {
-      Interval i;
-      i.group_id = row[0].as<std::string>();
-      i.subscription_id = row[1].as<std::string>();
-      i.resource_group = row[2].as<std::string>();
-      i.name = row[3].as<std::string>();
-      i.node_id = row[4].as<std::string>();
-      i.resources = {row[5].as<double>(), row[6].as<double>(), row[7].as<int>(), row[8].as<bool>()};
-      i.start = row[9].as<int64_t>();
-      i.end = row[10].as<int64_t>();
-      i.start_event_id = row[11].as<std::string>();
-      i.end_event_id = row[12].as<std::string>();
-      i.end_reason = row[13].as<std::string>();
-      intervals.push_back(std::move(i));
-    }
+    for (const auto& row : rows) intervals.push_back(RowToInterval(row, 0));
     return intervals;
   });
 }
