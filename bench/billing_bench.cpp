@@ -8,7 +8,7 @@
 //      every C events (and when the stream is drained) and acking the events after it commits;
 //   4. lag: G groups left running, a steady stream of events at R/s for S seconds while the
 //      billing loop runs; the lag of each batch (commit time - the newest event's stream time).
-// Prints events/s for 2 and 3, their ratio, and lag p50/p99.
+// Prints events/s for 2 and 3, their ratio, the usage relay's records/s, and lag p50/p99.
 // Usage: billing_bench STORE_URL NATS_URL [events=200000] [groups=1000] [batch=1000] [rate=2000] [seconds=10]
 //        [commit shards=2] [checkpoint events=10000]
 #include <google/protobuf/util/time_util.h>
@@ -198,6 +198,14 @@ int main(int argc, char** argv) {
   std::printf("billing (meter + checkpoint every %zu + ack): %.0f events/s, %zu intervals closed, %zu groups open\n",
               checkpoint_events, billing_rate, closed, service.open_groups());
   std::printf("ratio billing/reference: %.2f\n", billing_rate / reference_rate);
+
+  // The usage relay (its own thread in skiff-billing): every closed interval's record to SKIFF_USAGE.
+  const auto relay_start = Clock::now();
+  size_t relayed = 0;
+  for (size_t n; (n = store.PublishUsage(bus, "USD", 500)) > 0;) relayed += n;
+  const double relay_seconds = std::chrono::duration<double>(Clock::now() - relay_start).count();
+  std::printf("usage relay: %zu records published in %.1f s, %.0f records/s\n", relayed, relay_seconds,
+              static_cast<double>(relayed) / relay_seconds);
 
   // Lag: a steady stream over the running groups while the loop meters it.
   std::atomic<bool> done{false};
