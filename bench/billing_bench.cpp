@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   // The usage relay (its own thread in skiff-billing): every closed interval's record to SKIFF_USAGE.
   const auto relay_start = Clock::now();
   size_t relayed = 0;
-  for (size_t n; (n = store.PublishUsage(bus, "USD", 500)) > 0;) relayed += n;
+  for (size_t n; (n = store.PublishUsage(bus, "USD", 2000)) > 0;) relayed += n;
   const double relay_seconds = std::chrono::duration<double>(Clock::now() - relay_start).count();
   std::printf("usage relay: %zu records published in %.1f s, %.0f records/s\n", relayed, relay_seconds,
               static_cast<double>(relayed) / relay_seconds);

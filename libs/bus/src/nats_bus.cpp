@@ -132,6 +132,11 @@ NatsBus::NatsBus(const std::string& url, const std::string& client_name) {
   jsOptions js_opts;
   jsOptions_Init(&js_opts);
   js_opts.Wait = 5000;
+  js_opts.PublishAsync.ErrHandler = [](jsCtx*, jsPubAckErr* failure, void* closure) {
+    spdlog::warn("async publish failed: {}", failure->ErrText != nullptr ? failure->ErrText : natsStatus_GetText(failure->Err));
+    static_cast<NatsBus*>(closure)->async_failures_++;
+  };
+  js_opts.PublishAsync.ErrHandlerClosure = this;
   Check(natsConnection_JetStream(&js_, conn_, &js_opts), "jetstream context");
 }
 
@@ -158,6 +163,31 @@ void NatsBus::EnsureStream(const StreamSpec& spec) {
   }
   if (info != nullptr) jsStreamInfo_Destroy(info);
   if (status != NATS_OK) throw std::runtime_error("stream " + spec.name + ": " + StatusText(status, js_error));
+}
+
+size_t NatsBus::PublishAll(const std::vector<OutgoingMessage>& messages, std::string* error) {
+  std::lock_guard lock(async_mutex_);
+  const int failures_before = async_failures_;
+  for (const auto& m : messages) {
+    jsPubOptions opts;
+    jsPubOptions_Init(&opts);
+    opts.MsgId = m.message_id.c_str();
+    natsStatus status = js_PublishAsync(js_, m.subject.c_str(), m.payload.data(), static_cast<int>(m.payload.size()), &opts);
+    if (status != NATS_OK) {
+      if (error != nullptr) *error = StatusText(status);
+      js_PublishAsyncComplete(js_, nullptr);  // let what was sent settle before a retry
+      return 0;
+    }
+  }
+  jsPubOptions wait;
+  jsPubOptions_Init(&wait);
+  wait.MaxWait = 5000;
+  natsStatus status = js_PublishAsyncComplete(js_, &wait);
+  if (status != NATS_OK || async_failures_ != failures_before) {
+    if (error != nullptr) *error = status != NATS_OK ? StatusText(status) : "the stream refused a message";
+    return 0;
+  }
+  return messages.size();
 }
 
 PublishResult NatsBus::Publish(const std::string& subject, const std::string& message_id,

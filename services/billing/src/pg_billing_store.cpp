@@ -413,8 +413,9 @@ size_t PgBillingStore::PublishUsage(bus::EventPublisher& publisher, const std::s
                                    ", seconds, vcpu_seconds, gb_seconds, gpu_seconds, cost FROM billing.intervals "
                                    "WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3",
                                mark, safe, limit);
-    int64_t published_through = mark;
-    size_t published = 0;
+    std::vector<bus::OutgoingMessage> messages;
+    std::vector<int64_t> ids;
+    messages.reserve(rows.size());
     for (const auto& row : rows) {
       const Interval i = RowToInterval(row, 1);
       Charge charge;
@@ -425,14 +426,13 @@ size_t PgBillingStore::PublishUsage(bus::EventPublisher& publisher, const std::s
       charge.cost = row[19].as<double>();
       const v1::UsageRecord record = UsageRecordOf(i, charge, currency);
       // The record id is the Nats-Msg-Id: publishing again after a crash lands once.
-      bus::PublishResult result = publisher.Publish("skiff.usage.interval", record.record_id(), record.SerializeAsString());
-      if (!result.ok) {
-        spdlog::warn("usage relay: publish failed, will retry: {}", result.error);
-        break;
-      }
-      published_through = row[0].as<int64_t>();
-      ++published;
+      messages.push_back({"skiff.usage.interval", record.record_id(), record.SerializeAsString()});
+      ids.push_back(row[0].as<int64_t>());
     }
+    std::string error;
+    const size_t published = publisher.PublishAll(messages, &error);
+    if (published < messages.size()) spdlog::warn("usage relay: publish failed, will retry: {}", error);
+    const int64_t published_through = published > 0 ? ids[published - 1] : mark;
     if (published_through > mark) {
       tx.exec_params("UPDATE billing.usage_relay SET published_through = $1", published_through);
     }
@@ -474,13 +474,13 @@ long PgBillingStore::PruneProcessed(Millis age) {
 }
 
 UsageRelay::UsageRelay(PgBillingStore& store, bus::EventPublisher& publisher, std::string currency)
-    : RelayLoop("usage relay", 500, std::chrono::milliseconds(200)),
+    : RelayLoop("usage relay", 2000, std::chrono::milliseconds(200)),
       store_(store),
       publisher_(publisher),
       currency_(std::move(currency)) {}
 
 UsageRelay::~UsageRelay() { Stop(); }
 
-size_t UsageRelay::RunOnce() { return store_.PublishUsage(publisher_, currency_, 500); }
+size_t UsageRelay::RunOnce() { return store_.PublishUsage(publisher_, currency_, 2000); }
 
 }  // namespace skiff::billing

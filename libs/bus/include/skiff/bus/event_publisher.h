@@ -1,8 +1,15 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 namespace skiff::bus {
+
+struct OutgoingMessage {
+  std::string subject;
+  std::string message_id;
+  std::string payload;
+};
 
 struct PublishResult {
   bool ok = false;
@@ -19,6 +26,20 @@ class EventPublisher {
   // Nats-Msg-Id so a republish after a crash is dropped by JetStream's duplicate window.
   virtual PublishResult Publish(const std::string& subject, const std::string& message_id,
                                 const std::string& payload) = 0;
+  // Publishes `messages` and returns how many leading ones the stream surely holds (`error`:
+  // why not all). This one publishes them one by one; an adapter may pipeline them.
+  virtual size_t PublishAll(const std::vector<OutgoingMessage>& messages, std::string* error) {
+    size_t published = 0;
+    for (const auto& m : messages) {
+      PublishResult result = Publish(m.subject, m.message_id, m.payload);
+      if (!result.ok) {
+        if (error != nullptr) *error = result.error;
+        break;
+      }
+      ++published;
+    }
+    return published;
+  }
 };
 
 }  // namespace skiff::bus

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <condition_variable>
@@ -152,6 +153,9 @@ class NatsBus : public EventPublisher {
 
   PublishResult Publish(const std::string& subject, const std::string& message_id,
                         const std::string& payload) override;
+  // Pipelined: every message is sent, then the acks are awaited together. All or none count
+  // (a failed one may sit anywhere); a republish is dropped by the stream's duplicate window.
+  size_t PublishAll(const std::vector<OutgoingMessage>& messages, std::string* error) override;
 
   // Plain core-NATS request/reply. nullopt on timeout or no responders.
   std::optional<std::string> Request(const std::string& subject, const std::string& payload,
@@ -180,6 +184,8 @@ class NatsBus : public EventPublisher {
  private:
   natsConnection* conn_ = nullptr;
   jsCtx* js_ = nullptr;
+  std::mutex async_mutex_;        // one PublishAll at a time: its acks are awaited together
+  std::atomic<int> async_failures_{0};
 };
 
 }  // namespace skiff::bus
