@@ -155,11 +155,15 @@ int Serve(const config::Config& cfg) {
     std::vector<bus::ReceivedMessage> held;  // metered, not yet checkpointed: not acknowledged
     auto held_since = std::chrono::steady_clock::now();
     std::optional<bus::ReceivedMessage::StreamPosition> position;
+    billing::BatchStats held_stats;  // counted once their checkpoint commits (a failed one comes again)
     auto checkpoint = [&] {
       const auto started = std::chrono::steady_clock::now();
       try {
         closed.Add(service.Commit());
         for (auto& message : held) message.Ack();
+        applied.Add(held_stats.applied);
+        duplicates.Add(held_stats.duplicates);
+        ignored.Add(held_stats.events - held_stats.applied - held_stats.duplicates);
         commit_seconds.Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
         if (position) {
           lag_messages.Set(static_cast<double>(position->pending));
@@ -173,6 +177,7 @@ int Serve(const config::Config& cfg) {
         std::this_thread::sleep_for(std::chrono::seconds(1));
       }
       held.clear();
+      held_stats = {};
     };
     while (!stopping) {
       try {
@@ -183,9 +188,9 @@ int Serve(const config::Config& cfg) {
           for (auto& message : messages) batch.push_back({message.Subject(), message.Data()});
           position = messages.back().Position();
           auto stats = service.Apply(batch);
-          applied.Add(stats.applied);
-          duplicates.Add(stats.duplicates);
-          ignored.Add(stats.events - stats.applied - stats.duplicates);
+          held_stats.events += stats.events;
+          held_stats.applied += stats.applied;
+          held_stats.duplicates += stats.duplicates;
           if (held.empty()) held_since = std::chrono::steady_clock::now();
           for (auto& message : messages) held.push_back(std::move(message));
           caught_up = position && position->pending == 0;
