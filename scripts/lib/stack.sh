@@ -36,7 +36,7 @@ start_postgres() {  # dir port -> sets PG_PID; creates the cluster on first use
     as_postgres "$PG_BIN/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
   fi
   as_postgres "$PG_BIN/postgres" -D "$dir/data" -p "$port" -k "$dir" -c listen_addresses=127.0.0.1 \
-    -c fsync=on -c max_connections=200 >"$dir/postgres.log" 2>&1 &
+    -c fsync=on -c max_connections=200 ${SKIFF_PG_EXTRA_ARGS:-} >"$dir/postgres.log" 2>&1 &
   PG_PID=$!
   wait_for_port 127.0.0.1 "$port" 60
   until as_postgres "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port"; do sleep 0.1; done

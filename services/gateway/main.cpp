@@ -81,8 +81,10 @@ int Serve(const config::Config& cfg) {
 
   crypto::SecretBox secrets = crypto::SecretBox::FromBase64Key(cfg.Require("gateway.secret_key"));
   gateway::PgGroupStore pg_store(pool);
-  gateway::CachedGroupStore group_store(pg_store,
-                                        std::chrono::milliseconds(cfg.GetInt("gateway.read_cache_ttl_ms", 1000)));
+  gateway::CachedGroupStore group_store(
+      pg_store, std::chrono::milliseconds(cfg.GetInt("gateway.read_cache_ttl_ms", 1000)), 100000,
+      [] { return std::chrono::steady_clock::now(); },
+      std::chrono::milliseconds(cfg.GetInt("gateway.usage_cache_ms", 1000)));
   gateway::SystemClock clock;
   gateway::GroupApi api(group_store, clock, secrets, ApiOptions(cfg), [] { return crypto::NewUuid(); });
   api.OnEventWritten([&relay] { relay.Notify(); });

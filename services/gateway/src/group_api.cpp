@@ -273,14 +273,6 @@ HttpResponse GroupApi::GroupView(const GroupRecord& record, int status) {
 }
 
 namespace {
-double RequestedCores(const ci::ContainerGroup& group) {
-  double cores = 0;
-  for (const auto& container : group.properties().containers()) {
-    cores += container.properties().resources().requests().cpu();
-  }
-  return cores;
-}
-
 std::string FormatNumber(double value) {
   std::ostringstream text;
   text << value;

@@ -57,6 +57,14 @@ std::variant<ci::ContainerExecRequest, ApiError> ParseExecRequestJson(const std:
   return Parse<ci::ContainerExecRequest>(body, "exec request");
 }
 
+double RequestedCores(const containerinstance::v1::ContainerGroup& group) {
+  double cores = 0;
+  for (const auto& container : group.properties().containers()) {
+    cores += container.properties().resources().requests().cpu();
+  }
+  return cores;
+}
+
 std::string ToJson(const google::protobuf::Message& message) {
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(message, &out);

@@ -58,6 +58,35 @@ auto GuardedRead(store::ConnectionPool& pool, Body&& body) {
   return TranslateErrors([&] { return store::ReadOnly(pool, std::forward<Body>(body)); });
 }
 
+// $1 subscription key, $2 now (epoch ms), $3 how many creates to count at most.
+constexpr store::Statement kUsage{"gateway.usage", R"sql(
+  SELECT g.groups, g.cores, c.last_5_minutes, c.last_hour, c.oldest_in_5_minutes, c.oldest_in_hour
+  FROM (SELECT count(*) AS groups, coalesce(sum(cores), 0) AS cores
+        FROM gateway.container_groups WHERE subscription_key = $1) g,
+       (SELECT count(*) FILTER (WHERE at > $2::bigint - 300000) AS last_5_minutes, count(*) AS last_hour,
+               coalesce(min(at) FILTER (WHERE at > $2::bigint - 300000), 0) AS oldest_in_5_minutes,
+               coalesce(min(at), 0) AS oldest_in_hour
+        FROM (SELECT (extract(epoch FROM started_at) * 1000)::bigint AS at FROM gateway.operations
+              WHERE subscription_key = $1 AND kind = 'create'
+                AND started_at > to_timestamp($2::bigint / 1000.0) - interval '1 hour'
+              ORDER BY started_at DESC LIMIT $3::bigint) recent) c)sql"};
+
+// The group, its operation (when $11) and its event, or nothing when the key or id is taken.
+constexpr store::Statement kInsertGroup{"gateway.insert_group", R"sql(
+  WITH g AS (
+    INSERT INTO gateway.container_groups (subscription_key, resource_group_key, name_key, subscription_id,
+      resource_group, name, group_id, generation, spec_pb, spec)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8, decode($9, 'hex'), $10::jsonb)
+    ON CONFLICT DO NOTHING RETURNING 1),
+  o AS (
+    INSERT INTO gateway.operations (id, subscription_key, kind, resource_id, status, started_at, ended_at,
+      error_code, error_message)
+    SELECT $12::uuid, $1, $13, $14, $15, $16::timestamptz, NULLIF($17, '')::timestamptz, $18, $19
+    FROM g WHERE $11::boolean),
+  e AS (
+    INSERT INTO gateway.outbox (event_id, subject, payload) SELECT $20::uuid, $21, decode($22, 'hex') FROM g)
+  SELECT EXISTS (SELECT 1 FROM g))sql"};
+
 GroupRecord ReadRecord(const pqxx::row& row) {
   GroupRecord record;
   record.key = {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>()};
@@ -185,21 +214,11 @@ std::vector<store::Migration> GatewayMigrations() {
 
 SubscriptionUsage PgGroupStore::Usage(const std::string& subscription_id, int64_t now_ms, int64_t count_cap) {
   return GuardedRead(pool_, [&](pqxx::nontransaction& tx) {
-    // Index range scans bounded by the quotas: the subscription's groups (its primary-key
-    // prefix), and create operations in each window counted only up to the cap (limit + 1).
-    const std::string window5 = "started_at > to_timestamp($2 / 1000.0) - interval '5 minutes'";
-    const std::string window60 = "started_at > to_timestamp($2 / 1000.0) - interval '1 hour'";
-    const std::string creates = "FROM gateway.operations WHERE subscription_key = $1 AND kind = 'create' AND ";
-    auto rows = tx.exec_params(
-        "SELECT (SELECT count(*) FROM gateway.container_groups WHERE subscription_key = $1), "
-        "(SELECT coalesce(sum(cores), 0) FROM gateway.container_groups WHERE subscription_key = $1), "
-        "(SELECT count(*) FROM (SELECT 1 " + creates + window5 + " LIMIT $3) w), "
-        "(SELECT count(*) FROM (SELECT 1 " + creates + window60 + " LIMIT $3) w), "
-        "coalesce((SELECT (extract(epoch FROM started_at) * 1000)::bigint " + creates + window5 +
-            " ORDER BY started_at LIMIT 1), 0), "
-        "coalesce((SELECT (extract(epoch FROM started_at) * 1000)::bigint " + creates + window60 +
-            " ORDER BY started_at LIMIT 1), 0)",
-        Lower(subscription_id), now_ms, count_cap);
+    // One index range scan per table, bounded by the quotas: the subscription's groups (its
+    // primary-key prefix), and its most recent creates of the last hour, at most `count_cap`
+    // of them (beyond the limit the exact number does not matter); the 5-minute window is the
+    // newest part of the same rows.
+    auto rows = store::ExecPrepared(tx, kUsage, Lower(subscription_id), now_ms, count_cap);
     SubscriptionUsage usage;
     usage.groups = rows[0][0].as<int64_t>();
     usage.cores = rows[0][1].as<double>();
@@ -224,18 +243,20 @@ std::optional<GroupRecord> PgGroupStore::Find(const GroupKey& key) {
 
 bool PgGroupStore::Insert(const GroupRecord& record, const std::optional<OperationRecord>& operation,
                           const store::OutboxEntry& event) {
-  return Guarded(pool_, [&](pqxx::work& tx) {
-    auto inserted = tx.exec_params(
-        "INSERT INTO gateway.container_groups (subscription_key, resource_group_key, name_key, subscription_id, "
-        "resource_group, name, group_id, generation, spec_pb, spec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, "
-        "decode($9, 'hex'), $10::jsonb) ON CONFLICT DO NOTHING RETURNING 1",
-        Lower(record.key.subscription_id), Lower(record.key.resource_group), Lower(record.key.name),
-        record.key.subscription_id, record.key.resource_group, record.key.name, record.group_id, record.generation,
-        store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec));
-    if (inserted.empty()) return false;
-    if (operation) WriteOperation(tx, *operation);
-    store::AppendToOutbox(tx, kGatewaySchema, event);
-    return true;
+  // One statement, so one round trip and no BEGIN/COMMIT: a statement is its own transaction,
+  // so the group, its operation and its event are written together or not at all.
+  const OperationRecord op = operation.value_or(OperationRecord{});
+  return TranslateErrors([&] {
+    return store::AutoCommit(pool_, [&](pqxx::nontransaction& tx) {
+      auto inserted = store::ExecPrepared(
+          tx, kInsertGroup, Lower(record.key.subscription_id), Lower(record.key.resource_group),
+          Lower(record.key.name), record.key.subscription_id, record.key.resource_group, record.key.name,
+          record.group_id, record.generation, store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec),
+          operation.has_value(), op.id.empty() ? record.group_id : op.id, op.kind, op.resource_id, op.status,
+          op.started_at.empty() ? "epoch" : op.started_at, op.ended_at, op.error_code, op.error_message,
+          event.event_id, event.subject, store::HexEncode(event.payload));
+      return inserted[0][0].as<bool>();
+    });
   });
 }
 

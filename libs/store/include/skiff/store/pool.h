@@ -67,6 +67,19 @@ class ExclusiveLock {
   bool held_ = false;
 };
 
+// A statement parsed and planned once per connection instead of on every call: libpqxx keeps
+// the definition on the connection and prepares it on the server the first time it runs there.
+struct Statement {
+  const char* name;  // unique per connection, e.g. "gateway.usage"
+  const char* sql;
+};
+
+template <typename... Args>
+pqxx::result ExecPrepared(pqxx::transaction_base& tx, const Statement& statement, Args&&... args) {
+  tx.conn().prepare(statement.name, statement.sql);  // no-op once defined on this connection
+  return tx.exec_prepared(statement.name, std::forward<Args>(args)...);
+}
+
 // Runs `body(pqxx::work&)` in a transaction and commits it, retrying the whole transaction on
 // serialization failure, deadlock or a connection broken before commit. Never retries after
 // in_doubt_error: the commit may have happened.
@@ -111,6 +124,20 @@ auto ReadOnly(ConnectionPool& pool, Body&& body) {
       lease.Discard();
       if (attempt >= 2) throw;
     }
+  }
+}
+
+// Runs `body(pqxx::nontransaction&)` whose single statement writes atomically on its own (no
+// BEGIN/COMMIT round trips). Never retried: a broken connection leaves the write in doubt.
+template <typename Body>
+auto AutoCommit(ConnectionPool& pool, Body&& body) {
+  auto lease = pool.Acquire();
+  try {
+    pqxx::nontransaction tx(*lease);
+    return body(tx);
+  } catch (const pqxx::broken_connection&) {
+    lease.Discard();
+    throw;
   }
 }
 

@@ -25,6 +25,9 @@ std::variant<containerinstance::v1::ContainerGroup, ApiError> ParseGroupJson(con
 std::variant<containerinstance::v1::ResourceTagsPatch, ApiError> ParseTagsPatchJson(const std::string& body);
 std::variant<containerinstance::v1::ContainerExecRequest, ApiError> ParseExecRequestJson(const std::string& body);
 std::string ToJson(const google::protobuf::Message& message);
+// Requested cpu summed over the group's containers: what the cores quota counts (the store's
+// generated `cores` column computes the same from the stored JSON).
+double RequestedCores(const containerinstance::v1::ContainerGroup& group);
 
 // Replaces every secret in the group (secureValue, registry passwords, secret volume contents,
 // storage account and workspace keys) by its sealed form. Already sealed values are kept.
