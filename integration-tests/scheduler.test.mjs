@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { connect } from 'nats';
 import { startInfra, Gateway, request, groupPath, sleep, until, serviceKit } from './harness.mjs';
 
 let infra, gw, kit;
@@ -109,6 +110,14 @@ test('the old node returning stops its stale copies: no group runs twice', async
 
 test('a Regular group evicts a Spot group when it needs the room', async () => {
   const sub = subs.spot;
+  // The placement events as the scheduler's outbox relay publishes them (published rows leave
+  // the outbox).
+  const nc = await connect({ servers: infra.env.NATS_URL });
+  const published = [];
+  nc.subscribe('skiff.events.placement.>', {
+    callback: (err, msg) => { if (!err) published.push({ subject: msg.subject, text: Buffer.from(msg.data).toString('latin1') }); },
+  });
+  await nc.flush();
   // it-b is full (2 cpu); it-a (1 cpu) is empty again.
   const spot = await create(sub, 'spot', sleeperGroup({ cpu: 1, priority: 'Spot' }));
   await until('spot placed on it-a', () => placement(spot).startsWith('Placed it-a'));
@@ -120,8 +129,10 @@ test('a Regular group evicts a Spot group when it needs the room', async () => {
     const now = running('it-a');
     return now.includes(regular) && !now.includes(spot);
   });
-  const events = sql(`SELECT subject FROM scheduler.outbox WHERE encode(payload, 'escape') LIKE '%${spot}%' ORDER BY seq`);
-  assert.deepEqual(events.split('\n'), ['skiff.events.placement.placed', 'skiff.events.placement.evicted']);
+  const spotEvents = () => published.filter((e) => e.text.includes(spot)).map((e) => e.subject);
+  await until('spot placed and evicted published', () => spotEvents().length >= 2);
+  assert.deepEqual(spotEvents(), ['skiff.events.placement.placed', 'skiff.events.placement.evicted']);
+  await nc.close();
 });
 
 test('quota and create-rate errors come back as ARM errors', async () => {

@@ -40,22 +40,33 @@ void RelayLoop::Stop() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+std::string QuotedName(const std::string& identifier) {
+  std::string quoted = "\"";
+  for (char c : identifier) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+}  // namespace
+
 OutboxRelay::OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options)
     : RelayLoop("outbox relay " + options.schema, options.batch_size, options.poll_interval),
       pool_(pool),
       publisher_(publisher),
-      options_(std::move(options)) {}
+      options_(std::move(options)),
+      unpublished_{"outbox.unpublished." + options_.schema,
+                   "SELECT seq, event_id::text, subject, encode(payload, 'hex') FROM " + QuotedName(options_.schema) +
+                       ".outbox WHERE published_at IS NULL ORDER BY seq LIMIT $1"},
+      published_{"outbox.published." + options_.schema,
+                 "DELETE FROM " + QuotedName(options_.schema) + ".outbox WHERE seq = ANY($1::bigint[])"} {}
 
 OutboxRelay::~OutboxRelay() { Stop(); }
 
 size_t OutboxRelay::RunOnce() {
+  static const Statement lock{"outbox.lock", "SELECT pg_try_advisory_xact_lock(hashtext($1))"};
   return InTransaction(pool_, [&](pqxx::work& tx) -> size_t {
-    const std::string table = tx.quote_name(options_.schema) + ".outbox";
-    auto locked = tx.exec_params1("SELECT pg_try_advisory_xact_lock(hashtext($1))", "skiff.outbox." + options_.schema);
-    if (!locked[0].as<bool>()) return 0;  // another relay is at work
-    auto rows = tx.exec_params("SELECT seq, event_id::text, subject, encode(payload, 'hex') FROM " + table +
-                                   " WHERE published_at IS NULL ORDER BY seq LIMIT $1",
-                               options_.batch_size);
+    auto locked = ExecPrepared(tx, lock, "skiff.outbox." + options_.schema);
+    if (!locked[0][0].as<bool>()) return 0;  // another relay is at work
+    auto rows = ExecPrepared(tx, unpublished_, options_.batch_size);
     std::vector<OutboxEntry> batch;
     batch.reserve(rows.size());
     for (const auto& row : rows) {
@@ -72,7 +83,9 @@ size_t OutboxRelay::RunOnce() {
       std::string seqs = "{";
       for (size_t i = 0; i < published; ++i) seqs += (i ? "," : "") + std::to_string(batch[i].seq);
       seqs += "}";
-      tx.exec_params("UPDATE " + table + " SET published_at = now() WHERE seq = ANY($1::bigint[])", seqs);
+      // Deleted, not marked: JetStream holds the events now, and a marked row would stay in
+      // every index (the update cannot be HOT), so each later SELECT would step over it.
+      ExecPrepared(tx, published_, seqs);
     }
     if (published < batch.size()) spdlog::warn("outbox relay: publish failed, will retry: {}", error);
     return published;

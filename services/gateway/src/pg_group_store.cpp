@@ -59,7 +59,7 @@ auto GuardedRead(store::ConnectionPool& pool, Body&& body) {
 }
 
 // $1 subscription key, $2 now (epoch ms), $3 how many creates to count at most.
-constexpr store::Statement kUsage{"gateway.usage", R"sql(
+const store::Statement kUsage{"gateway.usage", R"sql(
   SELECT g.groups, g.cores, c.last_5_minutes, c.last_hour, c.oldest_in_5_minutes, c.oldest_in_hour
   FROM (SELECT count(*) AS groups, coalesce(sum(cores), 0) AS cores
         FROM gateway.container_groups WHERE subscription_key = $1) g,
@@ -72,11 +72,11 @@ constexpr store::Statement kUsage{"gateway.usage", R"sql(
               ORDER BY started_at DESC LIMIT $3::bigint) recent) c)sql"};
 
 // The group, its operation (when $11) and its event, or nothing when the key or id is taken.
-constexpr store::Statement kInsertGroup{"gateway.insert_group", R"sql(
+const store::Statement kInsertGroup{"gateway.insert_group", R"sql(
   WITH g AS (
     INSERT INTO gateway.container_groups (subscription_key, resource_group_key, name_key, subscription_id,
-      resource_group, name, group_id, generation, spec_pb, spec)
-    VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8, decode($9, 'hex'), $10::jsonb)
+      resource_group, name, group_id, generation, spec_pb, spec, cores)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::uuid, $8, decode($9, 'hex'), $10::jsonb, $23)
     ON CONFLICT DO NOTHING RETURNING 1),
   o AS (
     INSERT INTO gateway.operations (id, subscription_key, kind, resource_id, status, started_at, ended_at,
@@ -86,6 +86,33 @@ constexpr store::Statement kInsertGroup{"gateway.insert_group", R"sql(
   e AS (
     INSERT INTO gateway.outbox (event_id, subject, payload) SELECT $20::uuid, $21, decode($22, 'hex') FROM g)
   SELECT EXISTS (SELECT 1 FROM g))sql"};
+
+const store::Statement kLockRuntimes{
+    "gateway.lock_runtimes",
+    "SELECT group_id::text, version, placement_generation, provisioning_state, node_id, encode(view_pb, 'hex') "
+    "FROM gateway.group_runtime WHERE group_id = ANY($1::uuid[]) FOR UPDATE"};
+
+// Only for groups that still exist: events of a deleted group leave nothing behind.
+const store::Statement kUpsertRuntimes{"gateway.upsert_runtimes", R"sql(
+  INSERT INTO gateway.group_runtime (group_id, version, placement_generation, provisioning_state, node_id, view_pb)
+  SELECT r.id::uuid, r.version, r.placement_generation, r.state, r.node, decode(r.view, 'hex')
+  FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+    AS r(id, version, placement_generation, state, node, view)
+  WHERE EXISTS (SELECT 1 FROM gateway.container_groups g WHERE g.group_id = r.id::uuid)
+  ON CONFLICT (group_id) DO UPDATE SET version = EXCLUDED.version,
+    placement_generation = EXCLUDED.placement_generation, provisioning_state = EXCLUDED.provisioning_state,
+    node_id = EXCLUDED.node_id, view_pb = EXCLUDED.view_pb, updated_at = now())sql"};
+
+// The groups' create or update operations (ARM's Azure-AsyncOperation) are done.
+const store::Statement kFinishOperations{"gateway.finish_operations", R"sql(
+  UPDATE gateway.operations o SET status = u.outcome, ended_at = now(),
+    error_code = CASE WHEN u.outcome = 'Failed' THEN 'DeploymentFailed' ELSE '' END,
+    error_message = CASE WHEN u.outcome = 'Failed' THEN u.message ELSE '' END
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, outcome, message)
+    JOIN gateway.container_groups g ON g.group_id = u.id::uuid
+  WHERE o.status = 'InProgress' AND o.kind IN ('create', 'update') AND
+    o.resource_id = '/subscriptions/' || g.subscription_id || '/resourceGroups/' || g.resource_group ||
+      '/providers/Microsoft.ContainerInstance/containerGroups/' || g.name)sql"};
 
 GroupRecord ReadRecord(const pqxx::row& row) {
   GroupRecord record;
@@ -209,6 +236,14 @@ std::vector<store::Migration> GatewayMigrations() {
         );
         CREATE INDEX api_tokens_expiry ON api_tokens (expires_at) WHERE expires_at IS NOT NULL;
       )sql"},
+      // Finishing a group's operation looks it up by resource id among those in progress.
+      {7, "index of operations in progress",
+       "CREATE INDEX operations_in_progress ON operations (resource_id) WHERE status = 'InProgress';"},
+      // The generated column ran a SQL function (planned anew) on every write; the gateway
+      // computes the same sum (RequestedCores) and writes it.
+      {8, "cores written by the gateway",
+       "ALTER TABLE container_groups ALTER COLUMN cores DROP EXPRESSION; "
+       "ALTER TABLE container_groups ALTER COLUMN cores SET NOT NULL; DROP FUNCTION gateway.spec_cores(jsonb);"},
   };
 }
 
@@ -254,7 +289,7 @@ bool PgGroupStore::Insert(const GroupRecord& record, const std::optional<Operati
           record.group_id, record.generation, store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec),
           operation.has_value(), op.id.empty() ? record.group_id : op.id, op.kind, op.resource_id, op.status,
           op.started_at.empty() ? "epoch" : op.started_at, op.ended_at, op.error_code, op.error_message,
-          event.event_id, event.subject, store::HexEncode(event.payload));
+          event.event_id, event.subject, store::HexEncode(event.payload), RequestedCores(record.spec));
       return inserted[0][0].as<bool>();
     });
   });
@@ -265,10 +300,11 @@ bool PgGroupStore::Update(const GroupRecord& record, int64_t expected_generation
   return Guarded(pool_, [&](pqxx::work& tx) {
     auto updated = tx.exec_params(
         "UPDATE gateway.container_groups SET generation = $4, spec_pb = decode($5, 'hex'), spec = $6::jsonb, "
-        "updated_at = now() WHERE subscription_key = $1 AND resource_group_key = $2 AND name_key = $3 AND "
+        "cores = $8, updated_at = now() WHERE subscription_key = $1 AND resource_group_key = $2 AND name_key = $3 AND "
         "generation = $7",
         Lower(record.key.subscription_id), Lower(record.key.resource_group), Lower(record.key.name), record.generation,
-        store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec), expected_generation);
+        store::HexEncode(record.spec.SerializeAsString()), ToJson(record.spec), expected_generation,
+        RequestedCores(record.spec));
     if (updated.affected_rows() == 0) return false;
     if (operation) WriteOperation(tx, *operation);
     store::AppendToOutbox(tx, kGatewaySchema, event);
@@ -403,44 +439,45 @@ void PgGroupStore::UpdateRuntimes(const std::vector<std::string>& group_ids, con
   if (ids.empty()) return;
   Guarded(pool_, [&](pqxx::work& tx) {
     std::map<std::string, GroupRuntime> runtimes;
-    for (const auto& row : tx.exec_params(
-             "SELECT group_id::text, version, placement_generation, provisioning_state, node_id, "
-             "encode(view_pb, 'hex') FROM gateway.group_runtime WHERE group_id = ANY($1::uuid[]) FOR UPDATE",
-             store::ArrayLiteral(ids))) {
+    for (const auto& row : store::ExecPrepared(tx, kLockRuntimes, store::ArrayLiteral(ids))) {
       const std::string id = row[0].as<std::string>();
       runtimes.emplace(id, ReadRuntime(id, row, 1));
     }
-    for (const auto& runtime : fold(runtimes)) {
-      if (!crypto::IsUuid(runtime.group_id)) continue;
+    // Written back in two statements for the whole batch: the runtimes, and the operations
+    // they finish. The last runtime of a group wins.
+    std::map<std::string, const GroupRuntime*> latest;
+    const std::vector<GroupRuntime> folded = fold(runtimes);
+    for (const auto& runtime : folded) {
+      if (crypto::IsUuid(runtime.group_id)) latest[runtime.group_id] = &runtime;
+    }
+    std::vector<std::string> group_ids, states, nodes, views, finished_ids, outcomes, messages;
+    std::vector<long long> versions, placement_generations;
+    for (const auto& [id, runtime] : latest) {
       gateway::v1::GroupRuntimeRecord stored;
-      *stored.mutable_group() = runtime.group;
-      stored.mutable_containers()->insert(runtime.containers.begin(), runtime.containers.end());
-      for (const auto& id : runtime.recent_event_ids) stored.add_recent_event_ids(id);
-      tx.exec_params(
-          // Only for a group that still exists: events of a deleted group leave nothing behind.
-          "INSERT INTO gateway.group_runtime (group_id, version, placement_generation, provisioning_state, node_id, "
-          "view_pb) SELECT $1, $2, $3, $4, $5, decode($6, 'hex') WHERE EXISTS (SELECT 1 FROM "
-          "gateway.container_groups WHERE group_id = $1::uuid) ON CONFLICT (group_id) DO UPDATE SET "
-          "version = EXCLUDED.version, placement_generation = EXCLUDED.placement_generation, "
-          "provisioning_state = EXCLUDED.provisioning_state, node_id = EXCLUDED.node_id, view_pb = EXCLUDED.view_pb, "
-          "updated_at = now()",
-          runtime.group_id, runtime.version, runtime.placement_generation, runtime.provisioning_state,
-          runtime.node_id, store::HexEncode(stored.SerializeAsString()));
-      if (auto outcome = OperationOutcome(runtime)) {
-        // The group's create or update operation (ARM's Azure-AsyncOperation) is done.
-        const std::string message = runtime.group.events().empty()
-                                        ? std::string()
-                                        : runtime.group.events(runtime.group.events_size() - 1).message();
-        tx.exec_params(
-            "UPDATE gateway.operations o SET status = $2, ended_at = now(), "
-            "error_code = CASE WHEN $2 = 'Failed' THEN 'DeploymentFailed' ELSE '' END, "
-            "error_message = CASE WHEN $2 = 'Failed' THEN $3 ELSE '' END "
-            "FROM gateway.container_groups g WHERE g.group_id = $1::uuid AND o.status = 'InProgress' AND "
-            "o.kind IN ('create', 'update') AND o.resource_id = '/subscriptions/' || g.subscription_id || "
-            "'/resourceGroups/' || g.resource_group || '/providers/Microsoft.ContainerInstance/containerGroups/' || "
-            "g.name",
-            runtime.group_id, *outcome, message);
+      *stored.mutable_group() = runtime->group;
+      stored.mutable_containers()->insert(runtime->containers.begin(), runtime->containers.end());
+      for (const auto& event_id : runtime->recent_event_ids) stored.add_recent_event_ids(event_id);
+      group_ids.push_back(id);
+      versions.push_back(runtime->version);
+      placement_generations.push_back(runtime->placement_generation);
+      states.push_back(runtime->provisioning_state);
+      nodes.push_back(runtime->node_id);
+      views.push_back(store::HexEncode(stored.SerializeAsString()));
+      if (auto outcome = OperationOutcome(*runtime)) {
+        finished_ids.push_back(id);
+        outcomes.push_back(*outcome);
+        messages.push_back(runtime->group.events().empty()
+                               ? std::string()
+                               : runtime->group.events(runtime->group.events_size() - 1).message());
       }
+    }
+    if (group_ids.empty()) return;
+    store::ExecPrepared(tx, kUpsertRuntimes, store::ArrayLiteral(group_ids), store::NumberArrayLiteral(versions),
+                        store::NumberArrayLiteral(placement_generations), store::ArrayLiteral(states),
+                        store::ArrayLiteral(nodes), store::ArrayLiteral(views));
+    if (!finished_ids.empty()) {
+      store::ExecPrepared(tx, kFinishOperations, store::ArrayLiteral(finished_ids), store::ArrayLiteral(outcomes),
+                          store::ArrayLiteral(messages));
     }
   });
 }

@@ -1,10 +1,12 @@
 #include "skiff/scheduler/pg_scheduler_store.h"
 
 #include <algorithm>
+#include <set>
 #include <pqxx/pqxx>
 
 #include "skiff/crypto/crypto.h"
 #include "skiff/scheduler/scheduler_service.h"
+#include "skiff/store/arrays.h"
 #include "skiff/store/outbox.h"
 #include "skiff/store/pool.h"
 
@@ -127,6 +129,67 @@ std::vector<store::Migration> SchedulerMigrations() {
   };
 }
 
+namespace {
+
+const store::Statement kBumpNode{
+    "scheduler.bump_node",
+    "UPDATE scheduler.nodes SET version = version + 1 WHERE node_id = $1 AND version = $2 RETURNING version"};
+
+const store::Statement kUpdateGroup{
+    "scheduler.update_group",
+    "UPDATE scheduler.groups SET generation = $2, spec = decode($3, 'hex'), causation_id = $4, state = $5, "
+    "node_id = nullif($6, ''), placement_generation = $7, waiting_since_ms = $8, reason = $9, "
+    "waiting_announced = $10, updated_at = now() "
+    "WHERE group_id = $1 AND placement_generation = $11 AND state <> 'Deleted' RETURNING 1"};
+
+// Returns the ids inserted; an id already there (a replica that got there first) is not.
+const store::Statement kInsertGroups{
+    "scheduler.insert_groups",
+    "INSERT INTO scheduler.groups (group_id, subscription_id, resource_group, name, generation, spec, "
+    "causation_id, state, node_id, placement_generation, waiting_since_ms, reason, waiting_announced) "
+    "SELECT id::uuid, sub, rg, name, generation, decode(spec, 'hex'), causation, state, nullif(node, ''), "
+    "placement_generation, waiting_since, reason, announced "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], "
+    "$8::text[], $9::text[], $10::bigint[], $11::bigint[], $12::text[], $13::boolean[]) "
+    "AS g(id, sub, rg, name, generation, spec, causation, state, node, placement_generation, waiting_since, "
+    "reason, announced) "
+    "ON CONFLICT (group_id) DO NOTHING RETURNING group_id::text"};
+
+// New groups' columns, as arrays for kInsertGroups.
+struct NewGroupColumns {
+  std::vector<std::string> ids, subscriptions, resource_groups, names, specs, causations, states, nodes, reasons,
+      announced;
+  std::vector<long long> generations, placement_generations, waiting_since;
+
+  void Add(const GroupRecord& g) {
+    ids.push_back(g.ref.group_id());
+    subscriptions.push_back(g.ref.subscription_id());
+    resource_groups.push_back(g.ref.resource_group());
+    names.push_back(g.ref.name());
+    generations.push_back(g.ref.generation());
+    specs.push_back(store::HexEncode(g.spec));
+    causations.push_back(g.causation_id);
+    states.push_back(g.state);
+    nodes.push_back(g.node_id);
+    placement_generations.push_back(g.placement_generation);
+    waiting_since.push_back(ToMillis(g.waiting_since));
+    reasons.push_back(g.reason);
+    announced.push_back(g.waiting_announced ? "t" : "f");
+  }
+
+  pqxx::result Insert(pqxx::transaction_base& tx) const {
+    return store::ExecPrepared(tx, kInsertGroups, store::ArrayLiteral(ids), store::ArrayLiteral(subscriptions),
+                               store::ArrayLiteral(resource_groups), store::ArrayLiteral(names),
+                               store::NumberArrayLiteral(generations), store::ArrayLiteral(specs),
+                               store::ArrayLiteral(causations), store::ArrayLiteral(states),
+                               store::ArrayLiteral(nodes), store::NumberArrayLiteral(placement_generations),
+                               store::NumberArrayLiteral(waiting_since), store::ArrayLiteral(reasons),
+                               store::ArrayLiteral(announced));
+  }
+};
+
+}  // namespace
+
 CommitResult PgSchedulerStore::Commit(const WriteSet& writes) {
   CommitResult result;
   try {
@@ -134,44 +197,40 @@ CommitResult PgSchedulerStore::Commit(const WriteSet& writes) {
       Conflict conflict;
       std::map<std::string, int64_t> versions;
       for (const auto& [node_id, expected] : writes.node_versions) {  // std::map: a fixed lock order
-        auto rows = tx.exec_params(
-            "UPDATE scheduler.nodes SET version = version + 1 WHERE node_id = $1 AND version = $2 RETURNING version",
-            node_id, expected);
+        auto rows = store::ExecPrepared(tx, kBumpNode, node_id, expected);
         if (rows.empty()) {
           conflict.nodes.push_back(node_id);
         } else {
           versions[node_id] = rows[0][0].as<int64_t>();
         }
       }
+      // New groups in one statement (a batch of creates is one round trip); changed ones each
+      // with their own fence.
+      NewGroupColumns inserts;
       for (const auto& write : writes.groups) {
         const GroupRecord& g = write.record;
-        const std::string node = g.node_id;
-        pqxx::result rows;
         if (write.expected_generation < 0) {
-          rows = tx.exec_params(
-              "INSERT INTO scheduler.groups (group_id, subscription_id, resource_group, name, generation, spec, "
-              "causation_id, state, node_id, placement_generation, waiting_since_ms, reason, waiting_announced) "
-              "VALUES ($1, $2, $3, $4, $5, decode($6, 'hex'), $7, $8, nullif($9, ''), $10, $11, $12, $13) "
-              "ON CONFLICT (group_id) DO NOTHING RETURNING 1",
-              g.ref.group_id(), g.ref.subscription_id(), g.ref.resource_group(), g.ref.name(), g.ref.generation(),
-              store::HexEncode(g.spec), g.causation_id, g.state, node, g.placement_generation,
-              ToMillis(g.waiting_since), g.reason, g.waiting_announced);
-        } else {
-          rows = tx.exec_params(
-              "UPDATE scheduler.groups SET generation = $2, spec = decode($3, 'hex'), causation_id = $4, state = $5, "
-              "node_id = nullif($6, ''), placement_generation = $7, waiting_since_ms = $8, reason = $9, "
-              "waiting_announced = $10, updated_at = now() "
-              "WHERE group_id = $1 AND placement_generation = $11 AND state <> 'Deleted' RETURNING 1",
-              g.ref.group_id(), g.ref.generation(), store::HexEncode(g.spec), g.causation_id, g.state, node,
-              g.placement_generation, ToMillis(g.waiting_since), g.reason, g.waiting_announced,
-              write.expected_generation);
+          inserts.Add(g);
+          continue;
         }
+        auto rows = store::ExecPrepared(
+            tx, kUpdateGroup, g.ref.group_id(), g.ref.generation(), store::HexEncode(g.spec), g.causation_id, g.state,
+            g.node_id, g.placement_generation, ToMillis(g.waiting_since), g.reason, g.waiting_announced,
+            write.expected_generation);
         if (rows.empty()) conflict.groups.push_back(g.ref.group_id());
       }
-      if (!conflict.nodes.empty() || !conflict.groups.empty()) throw conflict;  // rolls back
-      for (const auto& event : writes.events) {
-        store::AppendToOutbox(tx, kSchedulerSchema, {0, event.event_id, event.subject, event.payload});
+      if (!inserts.ids.empty()) {
+        std::set<std::string> inserted;
+        for (const auto& row : inserts.Insert(tx)) inserted.insert(row[0].as<std::string>());
+        for (const auto& id : inserts.ids) {
+          if (!inserted.count(id)) conflict.groups.push_back(id);
+        }
       }
+      if (!conflict.nodes.empty() || !conflict.groups.empty()) throw conflict;  // rolls back
+      std::vector<store::OutboxEntry> events;
+      events.reserve(writes.events.size());
+      for (const auto& event : writes.events) events.push_back({0, event.event_id, event.subject, event.payload});
+      store::AppendToOutbox(tx, kSchedulerSchema, events);
       return versions;
     });
     result.ok = true;

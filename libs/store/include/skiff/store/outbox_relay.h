@@ -10,6 +10,7 @@
 
 #include "skiff/bus/event_publisher.h"
 #include "skiff/store/outbox.h"
+#include "skiff/store/statement.h"
 
 namespace skiff::store {
 
@@ -71,6 +72,8 @@ class OutboxRelay : public RelayLoop {
   ConnectionPool& pool_;
   bus::EventPublisher& publisher_;
   Options options_;
+  Statement unpublished_;  // prepared per connection: the schema is part of the text
+  Statement published_;
 };
 
 }  // namespace skiff::store

@@ -8,6 +8,8 @@
 
 #include <pqxx/pqxx>
 
+#include "skiff/store/statement.h"
+
 namespace skiff::store {
 
 // A small fixed pool of libpqxx connections (libpqxx connections are not thread-safe; each
@@ -65,13 +67,6 @@ class ExclusiveLock {
   std::string name_;
   std::unique_ptr<pqxx::connection> conn_;
   bool held_ = false;
-};
-
-// A statement parsed and planned once per connection instead of on every call: libpqxx keeps
-// the definition on the connection and prepares it on the server the first time it runs there.
-struct Statement {
-  const char* name;  // unique per connection, e.g. "gateway.usage"
-  const char* sql;
 };
 
 template <typename... Args>
