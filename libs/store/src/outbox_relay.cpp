@@ -6,20 +6,15 @@
 namespace skiff::store {
 
 size_t PublishInOrder(const std::vector<OutboxEntry>& batch, bus::EventPublisher& publisher, std::string* error) {
-  size_t published = 0;
-  for (const auto& entry : batch) {
-    bus::PublishResult result = publisher.Publish(entry.subject, entry.event_id, entry.payload);
-    if (!result.ok) {
-      if (error != nullptr) *error = result.error;
-      break;
-    }
-    ++published;
-  }
-  return published;
+  std::vector<bus::OutgoingMessage> messages;
+  messages.reserve(batch.size());
+  for (const auto& entry : batch) messages.push_back({entry.subject, entry.event_id, entry.payload});
+  return publisher.PublishAll(messages, error);  // pipelined where the publisher can
 }
 
-RelayLoop::RelayLoop(std::string name, int batch_size, std::chrono::milliseconds poll_interval)
-    : name_(std::move(name)), batch_size_(batch_size), poll_interval_(poll_interval) {}
+RelayLoop::RelayLoop(std::string name, int batch_size, std::chrono::milliseconds poll_interval,
+                     std::chrono::milliseconds min_gap)
+    : name_(std::move(name)), batch_size_(batch_size), poll_interval_(poll_interval), min_gap_(min_gap) {}
 
 RelayLoop::~RelayLoop() { Stop(); }
 
@@ -49,7 +44,7 @@ std::string QuotedName(const std::string& identifier) {
 }  // namespace
 
 OutboxRelay::OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options)
-    : RelayLoop("outbox relay " + options.schema, options.batch_size, options.poll_interval),
+    : RelayLoop("outbox relay " + options.schema, options.batch_size, options.poll_interval, options.min_gap),
       pool_(pool),
       publisher_(publisher),
       options_(std::move(options)),
@@ -94,6 +89,7 @@ size_t OutboxRelay::RunOnce() {
 
 void RelayLoop::Loop() {
   while (true) {
+    const auto started = std::chrono::steady_clock::now();
     size_t published = 0;
     try {
       published = RunOnce();
@@ -104,6 +100,10 @@ void RelayLoop::Loop() {
     if (stopping_) return;
     if (published >= static_cast<size_t>(batch_size_)) continue;  // more waiting
     wake_.wait_for(lock, poll_interval_, [&] { return pending_ || stopping_; });
+    if (!stopping_ && min_gap_.count() > 0) {
+      // Woken early: let what else is being written now join this pass.
+      wake_.wait_until(lock, started + min_gap_, [&] { return stopping_; });
+    }
     pending_ = false;
     if (stopping_) {
       lock.unlock();

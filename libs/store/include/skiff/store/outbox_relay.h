@@ -16,17 +16,21 @@ namespace skiff::store {
 
 class ConnectionPool;
 
-// Publishes `batch` in order; stops at the first failure so order is kept. A duplicate ack
+// Publishes `batch` in order (EventPublisher::PublishAll: pipelined by NatsBus, which waits for
+// every ack); a failure keeps order: what follows it is not counted as sent. A duplicate ack
 // counts as published (JetStream already holds that event id). Returns how many leading
 // entries are now on the stream.
 size_t PublishInOrder(const std::vector<OutboxEntry>& batch, bus::EventPublisher& publisher, std::string* error);
 
 // A thread that runs RunOnce() when woken, every poll interval, and again at once while a pass
-// filled its batch (more is waiting). Stop() runs one last pass. A subclass calls Stop() in its
-// own destructor, before its members go.
+// filled its batch (more is waiting). Passes start at least `min_gap` apart, so a stream of
+// wake-ups under load is gathered into fuller batches (each pass costs a transaction and a WAL
+// flush) at the price of that much latency. Stop() runs one last pass. A subclass calls Stop()
+// in its own destructor, before its members go.
 class RelayLoop {
  public:
-  RelayLoop(std::string name, int batch_size, std::chrono::milliseconds poll_interval);
+  RelayLoop(std::string name, int batch_size, std::chrono::milliseconds poll_interval,
+            std::chrono::milliseconds min_gap = std::chrono::milliseconds(0));
   virtual ~RelayLoop();
   RelayLoop(const RelayLoop&) = delete;
   RelayLoop& operator=(const RelayLoop&) = delete;
@@ -44,6 +48,7 @@ class RelayLoop {
   std::string name_;
   int batch_size_;
   std::chrono::milliseconds poll_interval_;
+  std::chrono::milliseconds min_gap_;
   std::mutex mutex_;
   std::condition_variable wake_;
   bool pending_ = false;
@@ -52,7 +57,7 @@ class RelayLoop {
 };
 
 // Moves the outbox to JetStream: one relay at a time per schema (advisory lock), in sequence
-// order, marking rows published only after JetStream's ack. A crash between ack and mark makes
+// order, deleting rows only after JetStream's ack. A crash between ack and delete makes
 // the next relay publish again with the same Nats-Msg-Id, which the stream drops as duplicate,
 // so each event lands once.
 class OutboxRelay : public RelayLoop {
@@ -61,6 +66,7 @@ class OutboxRelay : public RelayLoop {
     std::string schema;
     int batch_size = 200;
     std::chrono::milliseconds poll_interval{200};
+    std::chrono::milliseconds min_gap{2};
   };
 
   OutboxRelay(ConnectionPool& pool, bus::EventPublisher& publisher, Options options);
