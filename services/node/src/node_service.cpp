@@ -4,9 +4,11 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <filesystem>
-#include <thread>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include "skiff/crypto/crypto.h"
 #include "skiff/node/observe.h"
@@ -22,6 +24,91 @@ google::protobuf::Timestamp Now() {
       std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
           .count());
 }
+
+// Ensures a group's images, in order, on one thread of its own while the caller sets up the
+// sandbox, network and volumes: a cold pull and the set-up overlap instead of adding up. Holds
+// of pulls nobody took (the set-up failed first) are given back when it is destroyed.
+class ImagePrefetch {
+ public:
+  ImagePrefetch(node::ImageProvider& images, std::vector<imagecache::v1::EnsureImageRequest> requests)
+      : images_(images), requests_(std::move(requests)), replies_(requests_.size()), taken_(requests_.size()) {
+    if (!requests_.empty()) worker_ = std::thread([this] { PullAll(); });
+  }
+  ImagePrefetch(const ImagePrefetch&) = delete;
+  ImagePrefetch& operator=(const ImagePrefetch&) = delete;
+  ~ImagePrefetch() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;  // the pull under way finishes; none after it starts
+    }
+    if (worker_.joinable()) worker_.join();
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      if (taken_[i] || !replies_[i] || !replies_[i]->ok()) continue;
+      try {
+        images_.Release(requests_[i].image(), requests_[i].holder());
+      } catch (const std::exception&) {
+        // the image cache reclaims holds of groups the node no longer runs
+      }
+    }
+  }
+
+  // Waits for the pull made for `holder`.
+  imagecache::v1::EnsureImageReply Take(const std::string& holder) {
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      if (requests_[i].holder() != holder) continue;
+      std::unique_lock lock(mutex_);
+      done_.wait(lock, [&] { return replies_[i].has_value(); });
+      taken_[i] = true;
+      return *replies_[i];
+    }
+    imagecache::v1::EnsureImageReply missing;
+    missing.set_ok(false);
+    missing.set_error_code("InternalError");
+    missing.set_error_message("no image was asked for " + holder);
+    return missing;
+  }
+
+ private:
+  void PullAll() {
+    for (size_t i = 0; i < requests_.size(); ++i) {
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) {
+          for (size_t j = i; j < requests_.size(); ++j) replies_[j] = Unpulled();
+          done_.notify_all();
+          return;
+        }
+      }
+      imagecache::v1::EnsureImageReply reply;
+      try {
+        reply = images_.Ensure(requests_[i]);
+      } catch (const std::exception& e) {
+        reply.set_ok(false);
+        reply.set_error_code("ImageCacheUnavailable");
+        reply.set_error_message(e.what());
+      }
+      std::lock_guard lock(mutex_);
+      replies_[i] = std::move(reply);
+      done_.notify_all();
+    }
+  }
+  static imagecache::v1::EnsureImageReply Unpulled() {
+    imagecache::v1::EnsureImageReply reply;
+    reply.set_ok(false);
+    reply.set_error_code("Canceled");
+    reply.set_error_message("the group's set-up failed before this image was pulled");
+    return reply;
+  }
+
+  node::ImageProvider& images_;
+  const std::vector<imagecache::v1::EnsureImageRequest> requests_;
+  std::mutex mutex_;
+  std::condition_variable done_;
+  std::vector<std::optional<imagecache::v1::EnsureImageReply>> replies_;
+  std::vector<bool> taken_;
+  bool stopping_ = false;
+  std::thread worker_;
+};
 }  // namespace
 
 namespace fs = std::filesystem;
@@ -129,6 +216,24 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   }
   const bool microvm = props.isolation() == "MicroVM";
   if (microvm && !options_.microvm) return "IsolationUnavailable: this node offers no MicroVM isolation";
+
+  std::vector<imagecache::v1::EnsureImageRequest> ensures;
+  auto ask_for_image = [&](const std::string& name, const std::string& image) {
+    imagecache::v1::EnsureImageRequest& ensure = ensures.emplace_back();
+    ensure.set_image(image);
+    ensure.set_holder(group_id + "/" + name);
+    ensure.set_causation_id(group_id);
+    for (const auto& cred : props.image_registry_credentials()) {
+      auto* c = ensure.add_credentials();
+      c->set_server(cred.server());
+      c->set_username(cred.username());
+      c->set_password(cred.password());
+    }
+    Publish(group, name, "Pulling", "pulling image \"" + image + "\"", "Normal", "Pending");
+  };
+  for (const auto& init : props.init_containers()) ask_for_image(init.name(), init.properties().image());
+  for (const auto& container : props.containers()) ask_for_image(container.name(), container.properties().image());
+  ImagePrefetch pulls(images_, std::move(ensures));
   std::optional<std::string> spare;
   if (group.claim_spare && !microvm) {  // the standby pool holds runc sandboxes
     std::lock_guard lock(spares_mutex_);
@@ -197,18 +302,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
                    const google::protobuf::RepeatedPtrField<ci::EnvironmentVariable>& env,
                    const google::protobuf::RepeatedPtrField<ci::VolumeMount>& mounts, const ci::ResourceRequirements* resources,
                    ContainerLaunch* launch) -> std::optional<std::string> {
-    imagecache::v1::EnsureImageRequest ensure;
-    ensure.set_image(image);
-    ensure.set_holder(group_id + "/" + name);
-    ensure.set_causation_id(group.ref.group_id());
-    for (const auto& cred : props.image_registry_credentials()) {
-      auto* c = ensure.add_credentials();
-      c->set_server(cred.server());
-      c->set_username(cred.username());
-      c->set_password(cred.password());
-    }
-    Publish(group, name, "Pulling", "pulling image \"" + image + "\"", "Normal", "Pending");
-    auto ensured = images_.Ensure(ensure);
+    auto ensured = pulls.Take(group_id + "/" + name);
     if (!ensured.ok()) return ensured.error_code() + ": " + ensured.error_message();
     Publish(group, name, "Pulled", "Successfully pulled image \"" + image + "\"", "Normal", "Pending");
     const std::string container_id = group_id + "_" + name;

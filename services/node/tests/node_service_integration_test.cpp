@@ -268,6 +268,20 @@ TEST_F(NodeServiceTest, RunsAGroupToCompletion) {
   EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
 }
 
+// The image pull starts before the sandbox, network and volumes are set up (they overlap), so a
+// group whose set-up fails has already asked for its image; the node gives the hold back.
+TEST_F(NodeServiceTest, ThePullStartsBeforeTheSetUpAndAFailedSetUpStillEnds) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"hello",
+    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
+    "volumeMounts":[{"name":"src","mountPath":"/src"}]}}],
+    "volumes":[{"name":"src","gitRepo":{"repository":"/nonexistent/skiff-repo"}}]}})");
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error_code(), "VolumeFailed") << reply.error_message();
+  EXPECT_TRUE(WaitFor("Pulling"));
+  EXPECT_TRUE(WaitFor("Failed"));
+  EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
+}
+
 // Spare sandboxes under the node's root: the standby pool.
 size_t Spares() {
   size_t count = 0;
