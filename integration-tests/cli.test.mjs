@@ -196,8 +196,15 @@ time.sleep(0.5)
 os.write(fd, b'stty size\\n')
 second = read_until('40 100', 10)
 os.write(fd, b'exit 7\\n')
-_, status = os.waitpid(pid, 0)
-print('FIRST' if '24 80' in first else 'NOFIRST', 'SECOND' if '40 100' in second else 'NOSECOND', os.waitstatus_to_exitcode(status))
+rest, end, status = '', time.time() + 20, None
+while status is None and time.time() < end:
+    rest += read_until('never', 0.2)
+    done, raw = os.waitpid(pid, os.WNOHANG)
+    if done: status = os.waitstatus_to_exitcode(raw)
+if status is None:  # say what the terminal showed instead of hanging until the test's timeout
+    os.kill(pid, signal.SIGKILL)
+    sys.stderr.write('exec did not end; terminal output: %r %r %r\\n' % (first, second, rest))
+print('FIRST' if '24 80' in first else 'NOFIRST', 'SECOND' if '40 100' in second else 'NOSECOND', status)
 `;
   const ran = spawnSync('python3', ['-c', driver, join(kit.build, 'services/cli/skiff'), 'exec', '-g', 'cli', '-n', 'yaml-web',
     '--exec-command', '/bin/sh'], { env: { PATH: process.env.PATH, ...env }, timeout: 60000 });
