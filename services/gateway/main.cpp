@@ -54,6 +54,7 @@ gateway::GroupApiOptions ApiOptions(const config::Config& cfg) {
   options.limits.max_memory_gb_per_group = cfg.GetDouble("gateway.max_memory_gb_per_group", 16.0);
   options.limits.reserved_ports = ParsePorts(cfg.GetList("gateway.reserved_ports", {"10250", "10255"}));
   options.limits.locations = cfg.GetList("gateway.locations", {"local"});
+  options.limits.git_insecure_hosts = cfg.GetList("gateway.git_insecure_hosts", {});
   options.quotas.groups = cfg.GetInt("gateway.quota_groups", 100);
   options.quotas.cores = cfg.GetDouble("gateway.quota_cores", 100);
   options.quotas.creates_per_5_minutes = cfg.GetInt("gateway.creates_per_5_minutes", 100);

@@ -92,7 +92,8 @@ int Serve(const config::Config& cfg) {
   host_options.in_network_dns = cfg.GetBool("dns.in_network", true);
   host_options.internal_domain = cfg.GetString("dns.internal_domain", host_options.internal_domain);
   network::ExecCniRunner cni(cfg.GetString("network.cni_path", "/usr/lib/cni"));
-  network::IptablesPlumbing plumbing(host_options.agent);
+  network::IptablesPlumbing plumbing(
+      host_options.agent, cfg.GetList("network.blocked_destinations", {"169.254.0.0/16"}));
   network::HostNetwork host(store, cni, plumbing, host_options);
   auto reconciled = host.Reconcile();
   spdlog::info("reconciled host {}: {} attachments and {} bridges left from before removed", host_options.agent,
@@ -132,7 +133,7 @@ int Serve(const config::Config& cfg) {
       if (bridge_dns.count(bridge.name)) continue;
       std::string error;
       auto responder = network::DnsResponder::Start(network::FormatIpv4(bridge.gateway), bridge_dns_port, table,
-                                                    bridge.domain, &error, upstreams);
+                                                    bridge.domain, &error, upstreams, bridge.subnet);
       if (!responder) {
         spdlog::warn("no DNS on bridge {}: {}", bridge.name, error);
         continue;

@@ -1,6 +1,7 @@
 // skiff-node: runs container groups on this host: takes groups over NATS and runs them under
 // runc, each container supervised by a skiff-shim.
 #include <CLI/CLI.hpp>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -205,7 +206,14 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   options.cpu_capacity = cfg.GetDouble("node.cpu", static_cast<double>(std::thread::hardware_concurrency()));
   options.memory_gb_capacity = cfg.GetDouble("node.memory_gb", 4);
   const std::string root = cfg.GetString("node.root", "/var/lib/skiff/node");
-  options.shares_root = cfg.GetString("node.shares_root", root + "/shares");
+  // The node's root holds decrypted config (bundles with secure values): root's alone.
+  std::filesystem::create_directories(root);
+  ::chmod(root.c_str(), 0700);
+  options.volumes.shares_root = cfg.GetString("node.shares_root", root + "/shares");
+  options.volumes.git_insecure_hosts = cfg.GetList("node.git_insecure_hosts", {});
+  options.volumes.git_timeout = std::chrono::seconds(cfg.GetInt("node.git_timeout_s", 120));
+  options.volumes.git_max_bytes = cfg.GetInt("node.git_max_mb", 512) << 20;
+  options.volumes.empty_dir_max_bytes = cfg.GetInt("node.empty_dir_max_mb", 1024) << 20;
   options.stop_grace = std::chrono::milliseconds(cfg.GetInt("node.stop_grace_ms", 10000));
   options.state_dir = root;
   options.backoff.initial = std::chrono::milliseconds(cfg.GetInt("node.backoff_initial_ms", 10000));

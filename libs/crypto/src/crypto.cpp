@@ -1,5 +1,6 @@
 #include "skiff/crypto/crypto.h"
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
@@ -141,6 +142,10 @@ std::string NewApiToken() {
 }
 
 std::string HashApiToken(std::string_view token) { return Sha256Hex(token); }
+
+bool ConstantTimeEquals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 SecretBox::SecretBox(std::string key) : key_(std::move(key)) {
   if (key_.size() != 32) throw std::invalid_argument("secret key must be 32 bytes (AES-256)");

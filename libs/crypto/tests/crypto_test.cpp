@@ -79,4 +79,11 @@ TEST(Base64Test, RoundTrip) {
 }
 
 }  // namespace
+TEST(CryptoTest, ConstantTimeEquals) {
+  EXPECT_TRUE(ConstantTimeEquals("key-1", "key-1"));
+  EXPECT_FALSE(ConstantTimeEquals("key-1", "key-2"));
+  EXPECT_FALSE(ConstantTimeEquals("key", "key-1"));
+  EXPECT_TRUE(ConstantTimeEquals("", ""));
+}
+
 }  // namespace skiff::crypto

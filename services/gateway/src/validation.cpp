@@ -3,6 +3,7 @@
 #include <boost/algorithm/string/predicate.hpp>
 #include <cmath>
 
+#include "skiff/confine/names.h"
 #include "skiff/containerinstance/v1/container_group.pb.h"
 #include "skiff/oci/image_reference.h"
 
@@ -83,10 +84,9 @@ std::optional<ApiError> CheckMounts(const google::protobuf::RepeatedPtrField<ci:
       return Error(ErrorKind::kUndefinedVolume,
                    "The volume mount '" + mount.name() + "' names no volume defined in 'properties.volumes'.", where);
     }
-    if (mount.mount_path().empty() || mount.mount_path()[0] != '/' ||
-        mount.mount_path().find("..") != std::string::npos || mount.mount_path().find(':') != std::string::npos) {
-      return Error(ErrorKind::kInvalidVolume,
-                   "The mount path '" + mount.mount_path() + "' must be an absolute path without '..' or ':'.", where);
+    if (auto why = confine::CheckMountPath(mount.mount_path())) {
+      return Error(ErrorKind::kInvalidVolume, "The mount path '" + mount.mount_path() + "' " + *why + ".",
+                   where + ".mountPath");
     }
     if (!paths.insert(mount.mount_path()).second) {
       return Error(ErrorKind::kInvalidVolume, "The mount path '" + mount.mount_path() + "' is used twice.", where);
@@ -127,17 +127,7 @@ bool IsFinitePositive(double value) { return std::isfinite(value) && value > 0; 
 
 }  // namespace
 
-bool IsValidAciName(const std::string& name) {
-  if (name.empty() || name.size() > 63) return false;
-  if (name.front() == '-' || name.back() == '-') return false;
-  char previous = 0;
-  for (char c : name) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
-    if (!ok || (c == '-' && previous == '-')) return false;
-    previous = c;
-  }
-  return true;
-}
+bool IsValidAciName(const std::string& name) { return confine::IsAciName(name); }
 
 bool IsValidResourceGroupName(const std::string& name) {
   if (name.empty() || name.size() > 90 || name.back() == '.') return false;
@@ -236,14 +226,48 @@ std::optional<ApiError> ValidateAndNormalize(ci::ContainerGroup& group, const Va
                    "The volume '" + volume.name() + "' must set exactly one of azureFile, emptyDir, secret, gitRepo.",
                    where);
     }
-    if (volume.has_azure_file() && volume.azure_file().share_name().empty()) {
-      return Error(ErrorKind::kInvalidVolume, "The azureFile volume '" + volume.name() + "' needs a shareName.", where);
+    if (volume.has_azure_file()) {
+      const auto& share = volume.azure_file();
+      if (!confine::IsStorageAccountName(share.storage_account_name())) {
+        return Error(ErrorKind::kInvalidVolume,
+                     "The azureFile volume '" + volume.name() + "' has an invalid storageAccountName '" +
+                         share.storage_account_name() + "': use 3-24 lower-case letters and digits.",
+                     where + ".azureFile.storageAccountName");
+      }
+      if (!confine::IsShareName(share.share_name())) {
+        return Error(ErrorKind::kInvalidVolume,
+                     "The azureFile volume '" + volume.name() + "' has an invalid shareName '" + share.share_name() +
+                         "': use 3-63 lower-case letters, digits and single hyphens, starting and ending with a "
+                         "letter or digit.",
+                     where + ".azureFile.shareName");
+      }
+      if (share.storage_account_key().empty()) {
+        return Error(ErrorKind::kInvalidVolume,
+                     "The azureFile volume '" + volume.name() + "' needs a storageAccountKey.",
+                     where + ".azureFile.storageAccountKey");
+      }
     }
-    if (volume.has_git_repo() && volume.git_repo().repository().empty()) {
-      return Error(ErrorKind::kInvalidVolume, "The gitRepo volume '" + volume.name() + "' needs a repository.", where);
+    if (volume.has_git_repo()) {
+      const auto& repo = volume.git_repo();
+      if (auto why = confine::CheckGitRepository(repo.repository(), limits.git_insecure_hosts)) {
+        return Error(ErrorKind::kInvalidVolume,
+                     "The gitRepo volume '" + volume.name() + "' has an invalid repository: it " + *why + ".",
+                     where + ".gitRepo.repository");
+      }
+      if (auto why = confine::CheckRelativePath(repo.directory())) {
+        return Error(ErrorKind::kInvalidVolume,
+                     "The gitRepo volume '" + volume.name() + "' has an invalid directory '" + repo.directory() +
+                         "': it " + *why + ".",
+                     where + ".gitRepo.directory");
+      }
+      if (repo.revision().size() > 256 || (!repo.revision().empty() && repo.revision().front() == '-')) {
+        return Error(ErrorKind::kInvalidVolume,
+                     "The gitRepo volume '" + volume.name() + "' has an invalid revision '" + repo.revision() + "'.",
+                     where + ".gitRepo.revision");
+      }
     }
     for (const auto& [file, content] : volume.secret()) {
-      if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..") {
+      if (!confine::IsFileName(file)) {
         return Error(ErrorKind::kInvalidVolume,
                      "The secret volume '" + volume.name() + "' has an invalid file name '" + file + "'.", where);
       }

@@ -46,6 +46,30 @@ void AddPort(ci::ContainerGroup& g, int port) {
   ip->add_ports()->set_port(port);
 }
 
+void AddShare(ci::ContainerGroup& g, const std::string& account, const std::string& share, const std::string& key) {
+  auto* v = g.mutable_properties()->add_volumes();
+  v->set_name("share");
+  v->mutable_azure_file()->set_storage_account_name(account);
+  v->mutable_azure_file()->set_share_name(share);
+  v->mutable_azure_file()->set_storage_account_key(key);
+}
+
+void AddRepo(ci::ContainerGroup& g, const std::string& repository, const std::string& directory) {
+  auto* v = g.mutable_properties()->add_volumes();
+  v->set_name("src");
+  v->mutable_git_repo()->set_repository(repository);
+  v->mutable_git_repo()->set_directory(directory);
+}
+
+void MountEmptyDir(ci::ContainerGroup& g, const std::string& path) {
+  auto* v = g.mutable_properties()->add_volumes();
+  v->set_name("scratch");
+  v->mutable_empty_dir();
+  auto* m = First(g).mutable_properties()->add_volume_mounts();
+  m->set_name("scratch");
+  m->set_mount_path(path);
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Table, RejectionTest,
     ::testing::Values(
@@ -176,6 +200,36 @@ INSTANTIATE_TEST_SUITE_P(
                         m->set_mount_path("data");
                       },
                       ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"azureFile share name with traversal",
+                      [](auto& g) { AddShare(g, "skiffdata", "../../..", "key"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"azureFile account name with traversal",
+                      [](auto& g) { AddShare(g, "../../etc", "data", "key"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"azureFile account name with upper case",
+                      [](auto& g) { AddShare(g, "AccountName", "data", "key"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"azureFile share name with double hyphen",
+                      [](auto& g) { AddShare(g, "skiffdata", "da--ta", "key"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"azureFile without key", [](auto& g) { AddShare(g, "skiffdata", "data", ""); },
+                      ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"gitRepo absolute directory",
+                      [](auto& g) { AddRepo(g, "https://example.test/r.git", "/etc"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"gitRepo directory with dot-dot",
+                      [](auto& g) { AddRepo(g, "https://example.test/r.git", "a/../../x"); }, ErrorKind::kInvalidVolume,
+                      400},
+        RejectionCase{"gitRepo local path", [](auto& g) { AddRepo(g, "/srv/repo", ""); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"gitRepo file URL", [](auto& g) { AddRepo(g, "file:///etc", ""); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"gitRepo option as URL", [](auto& g) { AddRepo(g, "--upload-pack=touch /x", ""); },
+                      ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"gitRepo ext transport", [](auto& g) { AddRepo(g, "ext::sh -c id", ""); }, ErrorKind::kInvalidVolume,
+                      400},
+        RejectionCase{"gitRepo plain http to an unlisted host",
+                      [](auto& g) { AddRepo(g, "http://127.0.0.1:4222/r.git", ""); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"mount path /proc", [](auto& g) { MountEmptyDir(g, "/proc"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"mount path beneath /sys", [](auto& g) { MountEmptyDir(g, "/sys/fs/cgroup"); },
+                      ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"mount path /dev/shm", [](auto& g) { MountEmptyDir(g, "/dev/shm"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"mount path root", [](auto& g) { MountEmptyDir(g, "/"); }, ErrorKind::kInvalidVolume, 400},
+        RejectionCase{"mount path with dot-dot", [](auto& g) { MountEmptyDir(g, "/data/../proc"); },
+                      ErrorKind::kInvalidVolume, 400},
         RejectionCase{"secret file name with slash",
                       [](auto& g) {
                         auto* v = g.mutable_properties()->add_volumes();
@@ -252,6 +306,21 @@ TEST(ValidationTest, AcceptsAciExamplesAndFillsDefaults) {
   group.mutable_properties()->set_isolation("microvm");
   ASSERT_FALSE(ValidateAndNormalize(group, Limits()).has_value());
   EXPECT_EQ(group.properties().isolation(), "MicroVM");
+}
+
+TEST(ValidationTest, VolumeErrorsNameTheField) {
+  ci::ContainerGroup group = LoadGroup("aci_minimal.json");
+  AddShare(group, "skiffdata", "../../..", "key");
+  auto error = ValidateAndNormalize(group, Limits());
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->target, "properties.volumes[0].azureFile.shareName");
+  EXPECT_NE(error->message.find("shareName"), std::string::npos) << error->message;
+
+  ci::ContainerGroup listed = LoadGroup("aci_minimal.json");
+  AddRepo(listed, "http://git.example.test:8080/r.git", "site");
+  ValidationLimits limits = Limits();
+  limits.git_insecure_hosts = {"git.example.test:8080"};
+  EXPECT_FALSE(ValidateAndNormalize(listed, limits).has_value());
 }
 
 TEST(ValidationTest, ImageReferences) {

@@ -92,6 +92,50 @@ TEST_F(UnpackTest, RejectsWritingThroughASymlink) {
   EXPECT_FALSE(fs::exists(dir.parent_path() / "planted2"));
 }
 
+// A hostile layer plants "x -> /" and then names a whiteout or an opaque marker beneath x: the
+// whiteout would remove (and the marker tag) a host directory if applied by path. The target is
+// a sentinel directory of this test reached through "/", so a regression harms nothing else.
+TEST_F(UnpackTest, AWhiteoutThroughAPlantedSymlinkLeavesTheHostUntouched) {
+  fs::create_directories(dir / "host/victim");
+  std::ofstream(dir / "host/victim/data") << "precious";
+  const std::string through_root = "x" + (dir / "host").string();  // x/<absolute path of host>
+  auto whiteout = Unpack({{"x", 'l', "/"}, {through_root + "/.wh.victim", 'f'}}, "whiteout");
+  ASSERT_TRUE(ErrorOf(whiteout));
+  EXPECT_EQ(ErrorOf(whiteout)->code, "UnsafeLayer") << ErrorOf(whiteout)->message;
+  EXPECT_EQ(Read(dir / "host/victim/data"), "precious");
+  struct stat st {};
+  ASSERT_EQ(::lstat((dir / "host/victim").c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+
+  auto opaque = Unpack({{"y", 'l', (dir / "host").string()}, {"y/victim/.wh..wh..opq", 'f'}}, "opaque");
+  ASSERT_TRUE(ErrorOf(opaque));
+  EXPECT_EQ(ErrorOf(opaque)->code, "UnsafeLayer");
+  char value[8] = {};
+  EXPECT_LT(::getxattr((dir / "host/victim").c_str(), "trusted.overlay.opaque", value, sizeof value), 0);
+
+  auto relative = Unpack({{"up", 'l', "../.."}, {"up/.wh." + dir.filename().string(), 'f'}}, "relative");
+  ASSERT_TRUE(ErrorOf(relative));
+  EXPECT_TRUE(fs::exists(dir / "host/victim/data"));
+}
+
+TEST_F(UnpackTest, AHardLinkThroughAPlantedSymlinkIsRefused) {
+  fs::create_directories(dir / "host");
+  std::ofstream(dir / "host/secret") << "s";
+  auto result = Unpack({{"x", 'l', (dir / "host").string()}, {"stolen", 'h', "x/secret"}});
+  ASSERT_TRUE(ErrorOf(result));
+  EXPECT_EQ(ErrorOf(result)->code, "UnsafeLayer");
+  EXPECT_EQ(fs::hard_link_count(dir / "host/secret"), 1u);
+}
+
+TEST_F(UnpackTest, ALaterEntryReplacesAnEarlierOneWithoutFollowingIt) {
+  fs::create_directories(dir / "host");
+  std::ofstream(dir / "host/target") << "host file";
+  auto result = Unpack({{"etc/conf", 'l', (dir / "host/target").string()}, {"etc/conf", 'f', "from the layer"}});
+  ASSERT_FALSE(ErrorOf(result)) << ErrorOf(result)->message;
+  EXPECT_EQ(Read(dir / "layer/etc/conf"), "from the layer");
+  EXPECT_EQ(Read(dir / "host/target"), "host file");
+}
+
 TEST_F(UnpackTest, RejectsHardLinkOutOfTheLayer) {
   auto result = Unpack({{"stolen", 'h', "../../../etc/shadow"}});
   ASSERT_TRUE(ErrorOf(result));

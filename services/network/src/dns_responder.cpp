@@ -155,7 +155,8 @@ void DnsResponder::Forward(std::string query, sockaddr_in from) {
 
 std::unique_ptr<DnsResponder> DnsResponder::Start(const std::string& host, int port, const DnsTable& table,
                                                   std::string domain, std::string* error,
-                                                  std::vector<DnsUpstream> upstreams) {
+                                                  std::vector<DnsUpstream> upstreams,
+                                                  std::optional<Ipv4Prefix> clients) {
   int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -169,12 +170,13 @@ std::unique_ptr<DnsResponder> DnsResponder::Start(const std::string& host, int p
   socklen_t length = sizeof address;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
   return std::unique_ptr<DnsResponder>(
-      new DnsResponder(fd, ntohs(address.sin_port), table, std::move(domain), std::move(upstreams)));
+      new DnsResponder(fd, ntohs(address.sin_port), table, std::move(domain), std::move(upstreams), clients));
 }
 
 DnsResponder::DnsResponder(int fd, int port, const DnsTable& table, std::string domain,
-                           std::vector<DnsUpstream> upstreams)
-    : fd_(fd), port_(port), table_(table), domain_(std::move(domain)), upstreams_(std::move(upstreams)) {
+                           std::vector<DnsUpstream> upstreams, std::optional<Ipv4Prefix> clients)
+    : fd_(fd), port_(port), clients_(clients), table_(table), domain_(std::move(domain)),
+      upstreams_(std::move(upstreams)) {
   thread_ = std::thread([this] { Serve(); });
 }
 
@@ -195,6 +197,7 @@ void DnsResponder::Serve() {
     socklen_t from_length = sizeof from;
     ssize_t n = ::recvfrom(fd_, buffer, sizeof buffer, 0, reinterpret_cast<sockaddr*>(&from), &from_length);
     if (n <= 0) continue;
+    if (clients_ && !clients_->Contains(ntohl(from.sin_addr.s_addr))) continue;
     std::string query(buffer, static_cast<size_t>(n));
     bool outside = false;
     auto reply = AnswerDnsQuery(query, table_, domain_, upstreams_.empty() ? nullptr : &outside);

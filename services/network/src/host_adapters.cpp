@@ -8,6 +8,7 @@
 #include <cctype>
 #include <sstream>
 
+#include "skiff/network/cidr.h"
 #include "skiff/process/process.h"
 
 namespace skiff::network {
@@ -120,7 +121,8 @@ CniRunner::Outcome ExecCniRunner::Del(const std::string& conflist, const std::st
   return Invoke("DEL", conflist, prev_result, container_id, netns, ifname);
 }
 
-IptablesPlumbing::IptablesPlumbing(const std::string& tag) {
+IptablesPlumbing::IptablesPlumbing(const std::string& tag, std::vector<std::string> blocked_destinations)
+    : blocked_destinations_(std::move(blocked_destinations)) {
   std::string clean;
   for (char c : tag) {
     if (std::isalnum(static_cast<unsigned char>(c))) clean += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -143,11 +145,24 @@ std::string IptablesPlumbing::IsolationRules(const std::vector<HostBridge>& brid
     }
   }
   for (const auto& from : bridges) rules << "-A " << iso << " -i " << from.name << " -o skb+ -j DROP\n";
-  // Groups may ask the host's DNS responder and get replies; nothing else on the host is theirs.
-  rules << "-A " << host_chain_ << " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n"
-        << "-A " << host_chain_ << " -p udp --dport 53 -j RETURN\n"
-        << "-A " << host_chain_ << " -p tcp --dport 53 -j RETURN\n"
-        << "-A " << host_chain_ << " -j DROP\n"
+  // Nor may they reach link-local services (cloud metadata) or the operator's control-plane
+  // networks through the host's routes.
+  for (const auto& from : bridges) {
+    for (const auto& blocked : blocked_destinations_) {
+      rules << "-A " << iso << " -i " << from.name << " -d " << blocked << " -j DROP\n";
+    }
+  }
+  // Groups may ask their own bridge's DNS responder (at its gateway address, from its subnet)
+  // and get replies; nothing else on the host is theirs, not another bridge's responder either.
+  rules << "-A " << host_chain_ << " -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN\n";
+  for (const auto& bridge : bridges) {
+    if (bridge.gateway == 0) continue;
+    for (const char* protocol : {"udp", "tcp"}) {
+      rules << "-A " << host_chain_ << " -i " << bridge.name << " -d " << FormatIpv4(bridge.gateway) << "/32 -p "
+            << protocol << " --dport 53 -j RETURN\n";
+    }
+  }
+  rules << "-A " << host_chain_ << " -j DROP\n"
         << "COMMIT\n";
   return rules.str();
 }

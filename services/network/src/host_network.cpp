@@ -163,7 +163,8 @@ void HostNetwork::LoadBridgesLocked() {
       if (!a.complete) continue;
       auto& subnet = subnets[a.subnet_id];
       if (!subnet) subnet = tx.FindSubnet(a.subnet_id);
-      HostBridge bridge{a.bridge, subnet ? subnet->Domain() : a.subnet_id, subnet ? GatewayOf(subnet->prefix) : 0};
+      HostBridge bridge{a.bridge, subnet ? subnet->Domain() : a.subnet_id, subnet ? GatewayOf(subnet->prefix) : 0,
+                        subnet ? subnet->prefix : Ipv4Prefix{}};
       bridges_[a.bridge] = bridge;
       ++bridge_users_[a.bridge];
     }

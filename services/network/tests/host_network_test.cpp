@@ -214,4 +214,17 @@ TEST(IsolationRules, OnlyBridgesOfOneNetworkReachEachOther) {
   EXPECT_NE(rules.find("COMMIT"), std::string::npos);
 }
 
+TEST(IsolationRules, GroupsReachOnlyTheirOwnBridgesDnsAndNoMetadata) {
+  IptablesPlumbing plumbing("it-host", {"169.254.0.0/16", "10.200.0.0/24"});
+  std::string rules = plumbing.IsolationRules({{"skbA", "vnet1", 0x0a000001}, {"skbB", "vnet2", 0x0a000101}});
+  EXPECT_NE(rules.find("-A SKIFF-HOST-ITHOST -i skbA -d 10.0.0.1/32 -p udp --dport 53 -j RETURN"), std::string::npos)
+      << rules;
+  EXPECT_NE(rules.find("-A SKIFF-HOST-ITHOST -i skbB -d 10.0.1.1/32 -p tcp --dport 53 -j RETURN"), std::string::npos);
+  // No rule lets DNS to any host address through: a group could ask another network's responder.
+  EXPECT_EQ(rules.find("-A SKIFF-HOST-ITHOST -p udp --dport 53 -j RETURN"), std::string::npos);
+  EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbA -d 169.254.0.0/16 -j DROP"), std::string::npos);
+  EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbB -d 10.200.0.0/24 -j DROP"), std::string::npos);
+  EXPECT_LT(rules.find("-i skbB -d 10.0.1.1/32 -p tcp"), rules.find("-A SKIFF-HOST-ITHOST -j DROP"));
+}
+
 }  // namespace

@@ -2,7 +2,12 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -170,6 +175,20 @@ std::optional<v1::Seccomp> ParseSeccompProfile(const std::string& json) {
   if (!google::protobuf::util::JsonStringToMessage(json, &seccomp, options).ok()) return std::nullopt;
   if (seccomp.default_action().empty()) return std::nullopt;
   return seccomp;
+}
+
+std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
+  const std::string path = bundle_dir + "/config.json";
+  const std::string temp = path + ".tmp";
+  ::unlink(temp.c_str());
+  int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return "cannot write " + temp + ": " + std::strerror(errno);
+  bool written = ::write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size());
+  ::close(fd);
+  if (!written || ::rename(temp.c_str(), path.c_str()) != 0) return "cannot write " + path + ": " + std::strerror(errno);
+  return std::nullopt;
 }
 
 }  // namespace skiff::node

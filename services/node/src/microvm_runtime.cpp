@@ -19,6 +19,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "skiff/confine/mounts.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/node/seccomp_bpf.h"
 #include "skiff/node/shim.h"
@@ -67,21 +68,8 @@ void RemoveVmmCgroups(const std::string& host_tag, const std::string& sandbox_id
   for (const auto& dir : VmmCgroups(host_tag, sandbox_id)) ::rmdir(dir.c_str());
 }
 
-bool IsMountPoint(const std::string& path) {
-  std::ifstream mounts("/proc/self/mountinfo");
-  for (std::string line; std::getline(mounts, line);) {
-    // Field 5 is the mount point (spaces escaped as \040; our paths have none).
-    size_t at = 0;
-    for (int field = 0; field < 4 && at != std::string::npos; ++field) at = line.find(' ', at + 1);
-    if (at == std::string::npos) continue;
-    const size_t end = line.find(' ', at + 1);
-    if (line.compare(at + 1, end - at - 1, path) == 0) return true;
-  }
-  return false;
-}
-
 void Unmount(const std::string& path) {
-  while (IsMountPoint(path) && ::umount2(path.c_str(), MNT_DETACH) == 0) {
+  while (confine::IsMountPoint(path) && ::umount2(path.c_str(), MNT_DETACH) == 0) {
   }
 }
 
@@ -91,7 +79,7 @@ bool MountGuestMemory(const std::string& dir, std::string* error) {
   std::error_code ignored;
   fs::create_directories(dir, ignored);
   // As /proc/self/mountinfo spells it, so that a later node process finds its own mount.
-  if (IsMountPoint(fs::weakly_canonical(dir, ignored).string())) return true;
+  if (confine::IsMountPoint(fs::weakly_canonical(dir, ignored).string())) return true;
   if (::mount("skiff-guest-memory", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
               "mode=0700,size=100%,huge=within_size") != 0) {
     *error = "mount tmpfs on " + dir + ": " + std::strerror(errno);
@@ -327,7 +315,7 @@ std::optional<std::string> MicroVmRuntime::StartContainer(const std::string& san
   fs::create_directories(state);
   fs::create_directories(rootfs);
   // The image's root filesystem (the image cache's overlay mount) appears in the share.
-  if (!IsMountPoint(rootfs) && ::mount(input.rootfs.c_str(), rootfs.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+  if (!confine::IsMountPoint(rootfs) && ::mount(input.rootfs.c_str(), rootfs.c_str(), nullptr, MS_BIND, nullptr) != 0) {
     return "bind " + input.rootfs + " into the sandbox: " + std::strerror(errno);
   }
   ContainerLaunch launch = input;
@@ -344,9 +332,7 @@ std::optional<std::string> MicroVmRuntime::StartContainer(const std::string& san
   }
   v1::RuntimeSpec spec = BuildRuntimeSpec(launch, options_.seccomp);
   if (!seccomp_bpf_base64_.empty()) (*spec.mutable_annotations())[kSeccompBpfAnnotation] = seccomp_bpf_base64_;
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
-  std::ofstream(dir + "/bundle/config.json") << json;
+  if (auto error = WriteBundleConfig(dir + "/bundle", spec)) return error;
 
   if (auto error = EnsureVm(sandbox_id, *sandbox)) return error;
   std::ofstream(state + "/boot.id") << sandbox->boot_id << "\n";  // the VM this run is in
@@ -472,6 +458,7 @@ std::optional<std::string> MicroVmRuntime::DeleteSandbox(const std::string& sand
   if (fs::exists(NetworkNamespace(sandbox_id))) DeleteNetworkNamespace(NetworkNamespace(sandbox_id));
   RemoveVmmCgroups(options_.host_tag, sandbox_id);
   std::error_code ec;
+  if (fs::exists(dir)) confine::UnmountBeneath(fs::canonical(dir, ec).string());  // volume tmpfs
   fs::remove_all(options_.root + "/vms/" + sandbox_id, ec);
   fs::remove_all(dir, ec);
   {

@@ -114,29 +114,6 @@ class ImagePrefetch {
 namespace fs = std::filesystem;
 namespace ci = containerinstance::v1;
 
-std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files) {
-  std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return "cannot create " + dir + ": " + ec.message();
-  ::chmod(dir.c_str(), 0500);
-  for (const auto& [name, content] : files) {
-    if (name.empty() || name.find('/') != std::string::npos || name == "." || name == "..") {
-      return "invalid secret file name '" + name + "'";
-    }
-    auto decoded = crypto::Base64Decode(content);
-    if (!decoded) return "secret file '" + name + "' is not base64";
-    const std::string path = dir + "/" + name;
-    ::chmod(dir.c_str(), 0700);
-    {
-      std::ofstream out(path, std::ios::binary | std::ios::trunc);
-      out << *decoded;
-    }
-    ::chmod(path.c_str(), 0400);
-    ::chmod(dir.c_str(), 0500);
-  }
-  return std::nullopt;
-}
-
 NodeService::NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events,
                          SecretOpener open_secret, NodeOptions options)
     : runtime_(runtime), probes_(std::make_unique<SandboxProbeRunner>(runtime)), images_(images), events_(events), open_secret_(std::move(open_secret)),
@@ -216,6 +193,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   }
   const bool microvm = props.isolation() == "MicroVM";
   if (microvm && !options_.microvm) return "IsolationUnavailable: this node offers no MicroVM isolation";
+  if (auto error = CheckGroupPaths(group_id, group.spec, options_.volumes)) return error;
 
   std::vector<imagecache::v1::EnsureImageRequest> ensures;
   auto ask_for_image = [&](const std::string& name, const std::string& image) {
@@ -254,48 +232,13 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   }
   if (auto error = AttachNetwork(group, &plan->sandbox)) return error;
 
-  // Volumes, prepared once per group and shared by its containers.
+  // Volumes, prepared once per group and shared by its containers, confined beneath the
+  // group's own volume directory (see volumes.h).
   std::map<std::string, std::string> volume_paths;
-  const std::string volume_root = runtime_.VolumeDir(group_id);
-  for (const auto& volume : props.volumes()) {
-    const std::string path = volume_root + "/" + volume.name();
-    if (volume.has_empty_dir()) {
-      fs::create_directories(path);
-    } else if (volume.secret_size() > 0) {
-      std::map<std::string, std::string> files;
-      for (const auto& [name, sealed] : volume.secret()) {
-        auto opened = open_secret_(sealed);
-        if (!opened) return "SecretUnavailable: the secret volume '" + volume.name() + "' cannot be decrypted on this node";
-        files[name] = *opened;
-      }
-      if (auto error = WriteSecretVolume(path, files)) return "VolumeFailed: " + *error;
-    } else if (volume.has_git_repo()) {
-      std::string output;
-      if (fs::exists(path + "/.git")) {  // cloned before a node restart
-        volume_paths[volume.name()] = volume.git_repo().directory().empty() || volume.git_repo().directory() == "."
-                                          ? path
-                                          : path + "/" + volume.git_repo().directory();
-        continue;
-      }
-      std::vector<std::string> args{"git", "clone", "--quiet", volume.git_repo().repository(), path};
-      if (RunProgram(args, &output) != 0) return "VolumeFailed: git clone of " + volume.git_repo().repository() + ": " + output;
-      if (!volume.git_repo().revision().empty() &&
-          RunProgram({"git", "-C", path, "checkout", "--quiet", volume.git_repo().revision()}, &output) != 0) {
-        return "VolumeFailed: git checkout " + volume.git_repo().revision() + ": " + output;
-      }
-      if (!volume.git_repo().directory().empty() && volume.git_repo().directory() != ".") {
-        volume_paths[volume.name()] = path + "/" + volume.git_repo().directory();
-        continue;
-      }
-    } else if (volume.has_azure_file()) {
-      // The node's share store stands in for an Azure file share: it persists across groups.
-      const std::string share = options_.shares_root + "/" + volume.azure_file().storage_account_name() + "/" +
-                                volume.azure_file().share_name();
-      fs::create_directories(share);
-      volume_paths[volume.name()] = share;
-      continue;
-    }
-    volume_paths[volume.name()] = path;
+  VolumeContext volume_context{group.ref.subscription_id(), group_id, runtime_.VolumeDir(group_id),
+                               runtime_.NetworkNamespace(group_id)};
+  if (auto error = PrepareVolumes(group.spec, volume_context, options_.volumes, open_secret_, &volume_paths)) {
+    return error;
   }
 
   auto build = [&](const std::string& name, const std::string& image, const google::protobuf::RepeatedPtrField<std::string>& command,

@@ -24,6 +24,8 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include "skiff/confine/mounts.h"
+
 namespace skiff::node {
 namespace fs = std::filesystem;
 
@@ -143,9 +145,7 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
   if (launch.hosts_file.empty()) launch.hosts_file = SandboxDir(sandbox_id) + "/hosts";
   if (launch.resolv_file.empty()) launch.resolv_file = SandboxDir(sandbox_id) + "/resolv.conf";
   v1::RuntimeSpec spec = BuildRuntimeSpec(launch, options_.seccomp);
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
-  std::ofstream(dir + "/bundle/config.json") << json;
+  if (auto error = WriteBundleConfig(dir + "/bundle", spec)) return error;
 
   std::vector<std::string> args{options_.shim_binary,
                                 "--runc", options_.runc,
@@ -282,6 +282,8 @@ std::optional<std::string> RuncRuntime::DeleteSandbox(const std::string& sandbox
   }
   if (fs::exists(NetworkNamespace(sandbox_id))) DeleteNetworkNamespace(NetworkNamespace(sandbox_id));
   std::error_code ec;
+  // Volume tmpfs and bound gitRepo directories first: what is removed is then only the sandbox's.
+  if (fs::exists(dir)) confine::UnmountBeneath(fs::canonical(dir, ec).string());
   fs::remove_all(dir, ec);
   if (ec) return "remove " + dir + ": " + ec.message();
   return std::nullopt;

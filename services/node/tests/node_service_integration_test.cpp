@@ -81,6 +81,9 @@ class Stack : public ::testing::Environment {
     node_env["SKIFF_NODE_BACKOFF_INITIAL_MS"] = "400";
     node_env["SKIFF_NODE_STANDBY_SANDBOXES"] = "2";
     node_env["SKIFF_NODE_HOST_TAG"] = "skiff-nit";
+    node_env["SKIFF_NODE_GIT_INSECURE_HOSTS"] = "127.0.0.1";
+    node_env["SKIFF_NODE_GIT_MAX_MB"] = "2";
+    node_env["SKIFF_NODE_EMPTY_DIR_MAX_MB"] = "4";
 #ifdef SKIFF_GUEST_KERNEL
     node_env["SKIFF_NODE_MICROVM"] = "true";
     node_env["SKIFF_NODE_MICROVM_KERNEL"] = SKIFF_GUEST_KERNEL;
@@ -136,11 +139,11 @@ struct NodeServiceTest : ::testing::Test {
     return reply;
   }
 
-  v1::NodeCommandReply Run(const std::string& json) {
+  v1::NodeCommandReply Run(const std::string& json, const std::string& subscription = "s") {
     v1::RunGroupRequest request;
     request.mutable_group()->set_group_id(group_id);
     request.mutable_group()->set_name("it-group");
-    request.mutable_group()->set_subscription_id("s");
+    request.mutable_group()->set_subscription_id(subscription);
     request.mutable_group()->set_resource_group("rg");
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, request.mutable_spec()).ok()) << json;
     return Send("run", request);
@@ -274,7 +277,7 @@ TEST_F(NodeServiceTest, ThePullStartsBeforeTheSetUpAndAFailedSetUpStillEnds) {
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"hello",
     "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
     "volumeMounts":[{"name":"src","mountPath":"/src"}]}}],
-    "volumes":[{"name":"src","gitRepo":{"repository":"/nonexistent/skiff-repo"}}]}})");
+    "volumes":[{"name":"src","gitRepo":{"repository":"http://127.0.0.1:1/none.git"}}]}})");
   EXPECT_FALSE(reply.ok());
   EXPECT_EQ(reply.error_code(), "VolumeFailed") << reply.error_message();
   EXPECT_TRUE(WaitFor("Pulling"));
@@ -327,6 +330,230 @@ TEST_F(NodeServiceTest, SecretsAreOpenedOnlyOnTheNode) {
   // No event carries the plain secrets.
   for (const auto& e : seen) EXPECT_EQ(e.message().find("secret-"), std::string::npos) << e.message();
   Command("delete");
+  EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+
+// A repository served over dumb HTTP (git update-server-info) by a python server. `inside`: in
+// a network namespace made ahead at the group's own name (the node then uses it as the group's),
+// so the clone, which runs in the group's namespace, reaches it; otherwise on the host's loopback.
+struct GitServer {
+  fs::path dir = fs::path("/tmp") / ("skiff-git-" + crypto::NewUuid().substr(0, 8));
+  std::string netns;
+  int port = 0;
+  GitServer(const std::string& group_id, bool inside, int port_number) : port(port_number) {
+    Shell("set -e; mkdir -p " + dir.string() + "/src; cd " + dir.string() + "/src; git init -q; mkdir site;"
+          " echo hello-from-the-repo > site/index.html; ln -s / out; ln -s ../.. site/up;"
+          " git add -A; git -c user.email=t@t -c user.name=t commit -qm one;"
+          " git checkout -q -b big; head -c 3145728 /dev/urandom > big.bin; git add big.bin;"
+          " git -c user.email=t@t -c user.name=t commit -qm big; git checkout -q -;"
+          " cd ..; git clone -q --bare --no-single-branch src repo.git; git -C repo.git update-server-info;"
+          " git clone -q --bare --single-branch --branch big src big.git; git -C big.git update-server-info");
+    std::string prefix;
+    if (inside) {
+      netns = "skiff-nit-" + group_id;
+      Shell("ip netns add " + netns + " && ip -n " + netns + " link set lo up");
+      prefix = "ip netns exec " + netns + " ";
+    }
+    Shell(prefix + "sh -c 'cd " + dir.string() + " && exec python3 -m http.server " + std::to_string(port) +
+          " --bind 127.0.0.1 >/dev/null 2>&1 &'; for i in $(seq 50); do " + prefix + "sh -c 'exec 3<>/dev/tcp/127.0.0.1/" +
+          std::to_string(port) + "' 2>/dev/null && break; sleep 0.1; done");
+  }
+  ~GitServer() {
+    Shell("pkill -f 'http.server " + std::to_string(port) + "' ; true");
+    if (!netns.empty()) Shell("ip netns del " + netns + " 2>/dev/null; true");
+    fs::remove_all(dir);
+  }
+  std::string Url(const std::string& repo = "repo.git") const {
+    return "http://127.0.0.1:" + std::to_string(port) + "/" + repo;
+  }
+};
+
+TEST_F(NodeServiceTest, AGitRepoDirectoryIsServedFromBeneathTheClone) {
+  GitServer server(group_id, true, 18431);
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"reader",
+    "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c","cat /site/index.html; ls -ln /site"],
+    "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"src","mountPath":"/site"}]}}],
+    "volumes":[{"name":"src","gitRepo":{"repository":")" + server.Url() + R"(","directory":"site"}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  EXPECT_NE(LogOf("reader").find("hello-from-the-repo"), std::string::npos) << LogOf("reader");
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
+  EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id));
+}
+
+// The repository commits "out -> /" and "site/up -> ../..": a directory through either would
+// bind the host's root (or the node's) into the container.
+TEST_F(NodeServiceTest, AGitRepoDirectoryThroughACommittedSymlinkIsRefused) {
+  GitServer server(group_id, true, 18432);
+  for (const char* directory : {"out/etc", "out", "site/up"}) {
+    auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"reader",
+      "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
+      "volumeMounts":[{"name":"src","mountPath":"/site"}]}}],
+      "volumes":[{"name":"src","gitRepo":{"repository":")" + server.Url() + R"(","directory":")" + directory + R"("}}]}})");
+    EXPECT_FALSE(reply.ok()) << directory;
+    EXPECT_EQ(reply.error_code(), "InvalidVolume") << directory << ": " << reply.error_message();
+    EXPECT_NE(reply.error_message().find("leads out"), std::string::npos) << reply.error_message();
+    EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id)) << directory;
+  }
+}
+
+// The clone runs in the group's network namespace: the host's loopback (NATS, Postgres, the
+// gateway's private ports) is not reachable from it.
+TEST_F(NodeServiceTest, AGitCloneCannotReachTheHostsLoopback) {
+  GitServer server(group_id, false, 18433);
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"reader",
+    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
+    "volumeMounts":[{"name":"src","mountPath":"/site"}]}}],
+    "volumes":[{"name":"src","gitRepo":{"repository":")" + server.Url() + R"("}}]}})");
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error_code(), "VolumeFailed") << reply.error_message();
+  EXPECT_NE(reply.error_message().find("connect"), std::string::npos) << reply.error_message();
+  EXPECT_TRUE(WaitFor("Failed"));
+}
+
+TEST_F(NodeServiceTest, AGitCloneLargerThanTheCapFails) {
+  GitServer server(group_id, true, 18434);
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"reader",
+    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
+    "volumeMounts":[{"name":"src","mountPath":"/site"}]}}],
+    "volumes":[{"name":"src","gitRepo":{"repository":")" + server.Url("big.git") + R"("}}]}})");
+  EXPECT_FALSE(reply.ok());
+  EXPECT_EQ(reply.error_code(), "RepositoryTooLarge") << reply.error_message();
+  EXPECT_TRUE(WaitFor("Failed"));
+  EXPECT_EQ(Shell("ls -A /run/skiff-clones"), "");  // no staging tmpfs is left behind
+}
+
+// Names that would leave the share store reach the node only if the gateway were bypassed; the
+// node refuses them itself.
+TEST_F(NodeServiceTest, TheNodeRefusesShareAndDirectoryNamesThatLeaveTheirStore) {
+  const std::vector<std::string> volumes = {
+      R"({"name":"share","azureFile":{"shareName":"../../..","storageAccountName":"acct","storageAccountKey":"k"}})",
+      R"({"name":"share","azureFile":{"shareName":"data","storageAccountName":"../etc","storageAccountKey":"k"}})",
+      R"({"name":"share","gitRepo":{"repository":"https://example.test/r.git","directory":"../../.."}})",
+      R"({"name":"share","gitRepo":{"repository":"/srv/local-repo"}})",
+      R"({"name":"share","gitRepo":{"repository":"--upload-pack=touch /tmp/pwned"}})",
+      R"({"name":"share","emptyDir":{}}],"x":[{"name":"bad"})"};
+  for (size_t i = 0; i + 1 < volumes.size(); ++i) {
+    auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"app",
+      "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
+      "volumeMounts":[{"name":"share","mountPath":"/data"}]}}],"volumes":[)" + volumes[i] + "]}}");
+    EXPECT_FALSE(reply.ok()) << volumes[i];
+    EXPECT_EQ(reply.error_code(), "InvalidVolume") << volumes[i] << ": " << reply.error_message();
+  }
+  auto proc = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"app",
+    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
+    "volumeMounts":[{"name":"scratch","mountPath":"/proc/sys"}]}}],"volumes":[{"name":"scratch","emptyDir":{}}]}})");
+  EXPECT_EQ(proc.error_code(), "InvalidVolume") << proc.error_message();
+  EXPECT_FALSE(fs::exists("/tmp/pwned"));
+  EXPECT_FALSE(fs::exists(stack->dir / "node/shares/acct"));
+}
+
+// Two subscriptions naming the same account and share never meet, and a later mount needs the
+// key the account was first used with.
+TEST_F(NodeServiceTest, SharesAreKeyedBySubscriptionAndAccountKey) {
+  auto group = [&](const std::string& command, const std::string& key) {
+    return R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"app",
+      "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",")" + command + R"("],
+      "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"share","mountPath":"/data"}]}}],
+      "volumes":[{"name":"share","azureFile":{"shareName":"common","storageAccountName":"sharedacct",
+      "storageAccountKey":")" + Seal(key) + R"("}}]}})";
+  };
+  auto first = Run(group("echo tenant-a-data > /data/file; echo wrote", "key-a"), "sub-a");
+  ASSERT_TRUE(first.ok()) << first.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  ASSERT_TRUE(Command("delete").ok());
+  ASSERT_TRUE(WaitFor("Deleted"));
+
+  group_id = crypto::NewUuid();
+  auto other = Run(group("cat /data/file 2>&1; echo listed; ls -A /data", "key-a"), "sub-b");
+  ASSERT_TRUE(other.ok()) << other.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  std::string log = LogOf("app");
+  EXPECT_EQ(log.find("tenant-a-data"), std::string::npos) << log;
+  EXPECT_NE(log.find("listed"), std::string::npos) << log;
+  ASSERT_TRUE(Command("delete").ok());
+  ASSERT_TRUE(WaitFor("Deleted"));
+
+  group_id = crypto::NewUuid();
+  auto wrong_key = Run(group("cat /data/file", "not-key-a"), "sub-a");
+  EXPECT_FALSE(wrong_key.ok());
+  EXPECT_EQ(wrong_key.error_code(), "ShareKeyMismatch") << wrong_key.error_message();
+  EXPECT_TRUE(WaitFor("Failed"));
+
+  group_id = crypto::NewUuid();
+  auto same = Run(group("cat /data/file", "key-a"), "sub-a");
+  ASSERT_TRUE(same.ok()) << same.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Succeeded"));
+  EXPECT_NE(LogOf("app").find("tenant-a-data"), std::string::npos) << LogOf("app");
+  ASSERT_TRUE(Command("delete").ok());
+  ASSERT_TRUE(WaitFor("Deleted"));
+  // The key itself is nowhere in the store.
+  EXPECT_EQ(Shell("grep -rl key-a " + (stack->dir / "node/shares").string() + " || true"), "");
+}
+
+// emptyDir is a tmpfs of the node's cap (4 MiB here), mounted nosuid,nodev: a full one is the
+// writer's ENOSPC, and a setuid binary written there does not run with its owner's rights on the host.
+TEST_F(NodeServiceTest, AnEmptyDirIsCappedAndMountedNosuid) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"filler",
+    "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",
+    "dd if=/dev/zero of=/scratch/big bs=1048576 count=16 2>&1; echo dd-exit=$?; cp /bin/busybox /scratch/id; chmod 4755 /scratch/id; sleep 30"],
+    "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"scratch","mountPath":"/scratch"}]}}],
+    "volumes":[{"name":"scratch","emptyDir":{}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  const fs::path volume = stack->dir / "node/sandboxes" / group_id / "volumes/scratch";
+  for (int i = 0; i < 100 && !fs::exists(volume / "id"); ++i) std::this_thread::sleep_for(100ms);
+  std::string log = LogOf("filler");
+  EXPECT_NE(log.find("No space left on device"), std::string::npos) << log;
+  EXPECT_EQ(log.find("dd-exit=0"), std::string::npos) << log;
+  std::string mount = Shell("findmnt -n -o FSTYPE,OPTIONS " + volume.string());
+  EXPECT_NE(mount.find("tmpfs"), std::string::npos) << mount;
+  EXPECT_NE(mount.find("nosuid"), std::string::npos) << mount;
+  EXPECT_NE(mount.find("nodev"), std::string::npos) << mount;
+  // Run on the host by an unprivileged user (through a bind mount, which keeps the volume's mount
+  // flags, outside the 0700 node root), the setuid-root copy stays that user.
+  const std::string view = "/tmp/skiff-suid-" + group_id.substr(0, 8);
+  Shell("mkdir -p " + view + " && mount --bind " + volume.string() + " " + view);
+  EXPECT_EQ(Shell("setpriv --reuid=65534 --regid=65534 --clear-groups " + view + "/id -u"), "65534\n");
+  Shell("umount " + view + " && rmdir " + view);
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
+  EXPECT_EQ(Shell("findmnt -n " + volume.string() + " || true"), "");
+}
+
+// Decrypted secret files live on a tmpfs, the bundle that holds opened secure values is 0600
+// under a 0700 node root, and no log line of the node or the image cache carries a secret.
+TEST_F(NodeServiceTest, SecretsNeverReachTheNodesDiskOrLogs) {
+  const std::string file_secret = "vol-secret-" + crypto::NewUuid().substr(0, 8);
+  const std::string env_secret = "env-secret-" + crypto::NewUuid().substr(0, 8);
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never",
+    "volumes":[{"name":"creds","secret":{"token":")" + Seal(crypto::Base64Encode(file_secret)) + R"("}}],
+    "containers":[{"name":"app","properties":{"image":")" + Image("hello") + R"(",
+      "command":["/bin/sh","-c","cat /secrets/token >/dev/null; sleep 30"],
+      "environmentVariables":[{"name":"API_KEY","secureValue":")" + Seal(env_secret) + R"("}],
+      "volumeMounts":[{"name":"creds","mountPath":"/secrets"}],
+      "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  const fs::path sandbox = stack->dir / "node/sandboxes" / group_id;
+  EXPECT_NE(Shell("findmnt -n -o FSTYPE " + (sandbox / "volumes/creds").string()).find("tmpfs"), std::string::npos);
+  // -xdev: the node's own disk, not the tmpfs the container reads.
+  EXPECT_EQ(Shell("find " + (stack->dir / "node").string() + " -xdev -type f -exec grep -l " + file_secret + " {} + ; true"),
+            "");
+  struct stat st {};
+  ASSERT_EQ(::stat((sandbox / "containers/app/bundle/config.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat((stack->dir / "node").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  for (const char* log : {"node.log", "imagecache.log"}) {
+    std::string text = ReadFile((stack->dir / log).string());
+    EXPECT_EQ(text.find(file_secret), std::string::npos) << log;
+    EXPECT_EQ(text.find(env_secret), std::string::npos) << log;
+  }
+  for (const auto& e : seen) EXPECT_EQ(e.message().find("-secret-"), std::string::npos) << e.message();
+  ASSERT_TRUE(Command("delete").ok());
   EXPECT_TRUE(WaitFor("Deleted"));
 }
 

@@ -14,6 +14,8 @@ std::string NewUuid();
 std::string NameUuid(std::string_view name);
 bool IsUuid(std::string_view text);
 std::string Sha256Hex(std::string_view data);
+// Compares secrets (keys, hashes of keys) in time that does not depend on where they differ.
+bool ConstantTimeEquals(std::string_view a, std::string_view b);
 std::string Base64Encode(std::string_view data);
 std::optional<std::string> Base64Decode(std::string_view text);
 

@@ -24,6 +24,9 @@ struct ValidationLimits {
   int max_ports_per_ip = 5;
   std::set<int> reserved_ports;
   std::vector<std::string> locations{"local"};
+  // gitRepo volumes clone https:// repositories; http:// only from these hosts ("host" or
+  // "host:port"), e.g. a registry of test repositories on the operator's own network.
+  std::vector<std::string> git_insecure_hosts;
 };
 
 // ACI's naming rule for groups and containers: 1-63 of [a-z0-9-], no leading, trailing or

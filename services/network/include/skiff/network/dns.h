@@ -58,18 +58,23 @@ std::vector<DnsUpstream> UpstreamsFromResolvConf(const std::string& path = "/etc
 class DnsResponder {
  public:
   // nullptr and `error` set when the address cannot be bound.
+  // `clients`: when set, queries from other addresses are dropped unanswered (a bridge's
+  // responder serves its own subnet's groups, never another network's).
   static std::unique_ptr<DnsResponder> Start(const std::string& host, int port, const DnsTable& table,
                                              std::string domain, std::string* error,
-                                             std::vector<DnsUpstream> upstreams = {});
+                                             std::vector<DnsUpstream> upstreams = {},
+                                             std::optional<Ipv4Prefix> clients = std::nullopt);
   ~DnsResponder();
   int port() const { return port_; }
 
  private:
-  DnsResponder(int fd, int port, const DnsTable& table, std::string domain, std::vector<DnsUpstream> upstreams);
+  DnsResponder(int fd, int port, const DnsTable& table, std::string domain, std::vector<DnsUpstream> upstreams,
+               std::optional<Ipv4Prefix> clients);
   void Serve();
   void Forward(std::string query, sockaddr_in from);
   int fd_;
   int port_;
+  std::optional<Ipv4Prefix> clients_;
   const DnsTable& table_;
   std::string domain_;
   std::vector<DnsUpstream> upstreams_;

@@ -27,7 +27,10 @@ class ExecCniRunner : public CniRunner {
 // beside the local stack) neither erases nor blocks the first one's rules.
 class IptablesPlumbing : public HostPlumbing {
  public:
-  explicit IptablesPlumbing(const std::string& tag);
+  // `blocked_destinations`: CIDRs no group may reach through the host (link-local metadata, the
+  // control plane's networks), on top of the host's own addresses, which are always closed.
+  explicit IptablesPlumbing(const std::string& tag,
+                            std::vector<std::string> blocked_destinations = {"169.254.0.0/16"});
   std::optional<std::string> SyncIsolation(const std::vector<HostBridge>& bridges) override;
   std::vector<std::string> ListBridges() override;
   void DeleteBridge(const std::string& name) override;
@@ -39,6 +42,7 @@ class IptablesPlumbing : public HostPlumbing {
 
  private:
   std::string isolation_chain_, host_chain_;
+  std::vector<std::string> blocked_destinations_;
 };
 
 }  // namespace skiff::network

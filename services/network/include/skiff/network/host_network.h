@@ -32,6 +32,7 @@ struct HostBridge {
   std::string name;
   std::string domain;
   uint32_t gateway = 0;
+  Ipv4Prefix subnet;  // the groups' addresses behind it (its DNS responder answers only these)
 };
 
 // The host objects CNI does not manage: isolation rules between bridges, stray bridges.

@@ -54,6 +54,9 @@ const std::vector<std::string>& DefaultCapabilities();
 // namespaces and the group's network namespace.
 v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccomp& seccomp);
 
+// Writes the bundle's config.json, mode 0600: it holds opened secure values.
+std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec);
+
 // Resolves the image's `user` ("uid", "uid:gid", "name", "name:group") against the rootfs'
 // /etc/passwd and /etc/group. nullopt when a name is unknown.
 std::optional<std::pair<uint32_t, uint32_t>> ResolveUser(const std::string& user, const std::string& rootfs);

@@ -12,6 +12,7 @@
 #include "skiff/node/group_supervisor.h"
 #include "skiff/node/observe.h"
 #include "skiff/node/v1/node.pb.h"
+#include "skiff/node/volumes.h"
 
 namespace skiff::node {
 
@@ -56,7 +57,7 @@ struct NodeOptions {
   std::string host_tag = "skiff";  // as RuncRuntimeOptions::host_tag
   double cpu_capacity = 2;
   double memory_gb_capacity = 4;
-  std::string shares_root;  // named persistent shares (the azureFile equivalent): <root>/<account>/<share>
+  VolumeOptions volumes;  // how tenants' volumes are confined (share store, clones, caps)
   std::string state_dir;    // groups/<id>.pb: what this node runs, reloaded after a restart
   RestartTracker::Options backoff;
   std::chrono::milliseconds stop_grace{10000};
@@ -176,7 +177,5 @@ class NodeService : public SupervisorSink {
 // A node's saved restart counts and back-offs of one group (see NodeService::RestartsChanged).
 std::map<std::string, RestartRecord> ReadRestarts(const std::string& path);
 
-// Writes a secret volume: each file base64-decoded, mode 0400, in `dir`. Error text on failure.
-std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files);
 
 }  // namespace skiff::node
