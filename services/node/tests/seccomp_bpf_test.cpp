@@ -56,6 +56,10 @@ TEST(SeccompBpf, CompilesTheDefaultProfileToAProgramTheKernelLoads) {
   EXPECT_EQ(UnderFilter(*program, [] { return ::syscall(SYS_acct, nullptr) == -1 ? errno : 0; }), EPERM);
   EXPECT_EQ(UnderFilter(*program, [] { return ::syscall(SYS_ptrace, 0, 0, 0, 0) == -1 ? errno : 0; }), EPERM);
   EXPECT_EQ(UnderFilter(*program, [] { return ::syscall(SYS_clone3, nullptr, 0) == -1 ? errno : 0; }), ENOSYS);
+  // io_uring is a large kernel surface that seccomp cannot see into: denied outright.
+  EXPECT_EQ(UnderFilter(*program, [] { return ::syscall(SYS_io_uring_setup, 1, nullptr) == -1 ? errno : 0; }), EPERM);
+  EXPECT_EQ(UnderFilter(*program, [] { return ::syscall(SYS_io_uring_enter, -1, 0, 0, 0, nullptr, 0) == -1 ? errno : 0; }),
+            EPERM);
   // Argument rules: personality() may only query or set the plain Linux personalities.
   EXPECT_EQ(UnderFilter(*program, [] { return ::personality(0xffffffff) == -1 ? errno : 0; }), 0);
   EXPECT_EQ(UnderFilter(*program, [] { return ::personality(READ_IMPLIES_EXEC) == -1 ? errno : 0; }), EPERM);
