@@ -99,3 +99,40 @@ test('1,000 hostile requests get 4xx and the gateway stays up', async () => {
   const list = await request(gw, 'GET', `/subscriptions/${sub}/providers/Microsoft.ContainerInstance/containerGroups?api-version=2023-05-01`, { token });
   assert.deepEqual(list.json.value.map((g) => g.name), ['survivor']);
 });
+
+// Volume fields that would reach the node's host as paths or commands: each is a 400
+// InvalidVolume naming the field, and nothing is stored.
+test('hostile volume fields are refused with the field named', async () => {
+  const withVolume = (volume, mountPath = '/data') => {
+    const group = helloGroup();
+    group.properties.volumes = [{ name: 'v', ...volume }];
+    group.properties.containers[0].properties.volumeMounts = [{ name: 'v', mountPath }];
+    return group;
+  };
+  const share = (storageAccountName, shareName, storageAccountKey = 'key') => ({ azureFile: { storageAccountName, shareName, storageAccountKey } });
+  const cases = [
+    [share('skiffdata', '../../..'), 'properties.volumes[0].azureFile.shareName'],
+    [share('../../etc', 'data'), 'properties.volumes[0].azureFile.storageAccountName'],
+    [share('skiffdata', 'data', ''), 'properties.volumes[0].azureFile.storageAccountKey'],
+    [{ gitRepo: { repository: 'https://example.test/r.git', directory: '../../..' } }, 'properties.volumes[0].gitRepo.directory'],
+    [{ gitRepo: { repository: 'https://example.test/r.git', directory: '/etc' } }, 'properties.volumes[0].gitRepo.directory'],
+    [{ gitRepo: { repository: '/var/lib/skiff' } }, 'properties.volumes[0].gitRepo.repository'],
+    [{ gitRepo: { repository: 'http://127.0.0.1:4222/' } }, 'properties.volumes[0].gitRepo.repository'],
+    [{ gitRepo: { repository: '--upload-pack=touch /tmp/x' } }, 'properties.volumes[0].gitRepo.repository'],
+    [{ secret: { '../../etc/passwd': 'eA==' } }, 'properties.volumes[0]'],
+  ];
+  for (const [volume, field] of cases) {
+    const r = await request(gw, 'PUT', path('vol-victim'), { token, body: withVolume(volume) });
+    assert.equal(r.status, 400, JSON.stringify(volume));
+    assert.equal(r.json.error.code, 'InvalidVolume', JSON.stringify(r.json));
+    assert.ok(r.json.error.message.length > 0);
+    assert.equal(r.json.error.target ?? field, field, JSON.stringify(r.json));
+  }
+  for (const mountPath of ['/proc', '/sys/kernel', '/dev', '/', '/data/../proc']) {
+    const r = await request(gw, 'PUT', path('vol-victim'), { token, body: withVolume({ emptyDir: {} }, mountPath) });
+    assert.equal(r.status, 400, mountPath);
+    assert.equal(r.json.error.code, 'InvalidVolume', JSON.stringify(r.json));
+  }
+  const get = await request(gw, 'GET', path('vol-victim'), { token });
+  assert.equal(get.status, 404);
+});

@@ -122,6 +122,35 @@ TEST(DnsResponderSocket, AnswersOverUdp) {
   EXPECT_EQ(static_cast<unsigned char>(buffer[0]) * 256 + static_cast<unsigned char>(buffer[1]), 4242);
 }
 
+// A bridge's responder serves its own subnet's groups: a query from any other address (another
+// network's group asking this bridge's gateway) gets no answer at all.
+TEST(DnsResponder, AnswersOnlyClientsOfItsSubnet) {
+  auto owned = MakeTable();
+  const DnsTable& table = *owned;
+  auto ask = [](int port) {
+    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(static_cast<uint16_t>(port));
+    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    timeval timeout{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+    std::string q = Query("shop.westeurope.skiff.test.", LDNS_RR_TYPE_A);
+    ::sendto(fd, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+    char buffer[512];
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    ::close(fd);
+    return n;
+  };
+  std::string error;
+  auto foreign = DnsResponder::Start("127.0.0.1", 0, table, "", &error, {}, Ipv4Prefix::Parse("10.0.0.0/24"));
+  ASSERT_TRUE(foreign) << error;
+  EXPECT_LT(ask(foreign->port()), 0);  // 127.0.0.1 is not in 10.0.0.0/24: dropped
+  auto own = DnsResponder::Start("127.0.0.1", 0, table, "", &error, {}, Ipv4Prefix::Parse("127.0.0.0/8"));
+  ASSERT_TRUE(own) << error;
+  EXPECT_GT(ask(own->port()), 12);
+}
+
 }  // namespace
 
 namespace {

@@ -342,13 +342,13 @@ struct GitServer {
   std::string netns;
   int port = 0;
   GitServer(const std::string& group_id, bool inside, int port_number) : port(port_number) {
-    Shell("set -e; mkdir -p " + dir.string() + "/src; cd " + dir.string() + "/src; git init -q; mkdir site;"
-          " echo hello-from-the-repo > site/index.html; ln -s / out; ln -s ../.. site/up;"
+    Shell("set -e; mkdir -p " + dir.string() + "/src " + dir.string() + "/big; cd " + dir.string() + "/src; git init -q;"
+          " mkdir site; echo hello-from-the-repo > site/index.html; ln -s / out; ln -s ../.. site/up;"
           " git add -A; git -c user.email=t@t -c user.name=t commit -qm one;"
-          " git checkout -q -b big; head -c 3145728 /dev/urandom > big.bin; git add big.bin;"
-          " git -c user.email=t@t -c user.name=t commit -qm big; git checkout -q -;"
-          " cd ..; git clone -q --bare --no-single-branch src repo.git; git -C repo.git update-server-info;"
-          " git clone -q --bare --single-branch --branch big src big.git; git -C big.git update-server-info");
+          " cd ../big; git init -q; head -c 3145728 /dev/urandom > big.bin; git add big.bin;"
+          " git -c user.email=t@t -c user.name=t commit -qm big; cd ..;"
+          " git clone -q --bare src repo.git; git -C repo.git update-server-info;"
+          " git clone -q --bare big big.git; git -C big.git update-server-info");
     std::string prefix;
     if (inside) {
       netns = "skiff-nit-" + group_id;
@@ -356,7 +356,7 @@ struct GitServer {
       prefix = "ip netns exec " + netns + " ";
     }
     Shell(prefix + "sh -c 'cd " + dir.string() + " && exec python3 -m http.server " + std::to_string(port) +
-          " --bind 127.0.0.1 >/dev/null 2>&1 &'; for i in $(seq 50); do " + prefix + "sh -c 'exec 3<>/dev/tcp/127.0.0.1/" +
+          " --bind 127.0.0.1 >/dev/null 2>&1 &'; for i in $(seq 50); do " + prefix + "bash -c 'exec 3<>/dev/tcp/127.0.0.1/" +
           std::to_string(port) + "' 2>/dev/null && break; sleep 0.1; done");
   }
   ~GitServer() {
@@ -498,7 +498,7 @@ TEST_F(NodeServiceTest, SharesAreKeyedBySubscriptionAndAccountKey) {
 TEST_F(NodeServiceTest, AnEmptyDirIsCappedAndMountedNosuid) {
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"filler",
     "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",
-    "dd if=/dev/zero of=/scratch/big bs=1048576 count=16 2>&1; echo dd-exit=$?; cp /bin/busybox /scratch/id; chmod 4755 /scratch/id; sleep 30"],
+    "busybox dd if=/dev/zero of=/scratch/big bs=1048576 count=16 2>&1; echo dd-exit=$?; busybox cp /bin/busybox /scratch/id; busybox chmod 4755 /scratch/id; sleep 30"],
     "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"scratch","mountPath":"/scratch"}]}}],
     "volumes":[{"name":"scratch","emptyDir":{}}]}})");
   ASSERT_TRUE(reply.ok()) << reply.error_message();
