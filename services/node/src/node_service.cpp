@@ -2,6 +2,7 @@
 
 #include <google/protobuf/util/time_util.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -239,6 +240,11 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
                                runtime_.NetworkNamespace(group_id)};
   if (auto error = PrepareVolumes(group.spec, volume_context, options_.volumes, open_secret_, &volume_paths)) {
     return error;
+  }
+  for (const auto& volume : props.volumes()) {
+    if (volume.has_empty_dir() && options_.volumes.empty_dir_max_bytes > 0) {
+      group.capped_volumes[volume.name()] = volume_paths[volume.name()];
+    }
   }
 
   auto build = [&](const std::string& name, const std::string& image, const google::protobuf::RepeatedPtrField<std::string>& command,
@@ -672,9 +678,12 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
     }
   }
   std::lock_guard lock(mutex_);
+  const bool check_volumes = now - last_volume_check_ >= std::chrono::seconds(1);
+  if (check_volumes) last_volume_check_ = now;
   for (auto it = groups_.begin(); it != groups_.end();) {
     auto& group = it->second;
     if (group.supervisor) group.supervisor->Tick(now);
+    if (check_volumes && group.supervisor) CheckVolumeCaps(group);
     if (group.supervisor && group.supervisor->Deleted()) {
       Cleanup(group);
       Forget(group.ref.group_id());
@@ -682,6 +691,24 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
       it = groups_.erase(it);
     } else {
       ++it;
+    }
+  }
+}
+
+void NodeService::CheckVolumeCaps(Group& group) {
+  for (const auto& [name, path] : group.capped_volumes) {
+    struct statvfs space {};
+    if (::statvfs(path.c_str(), &space) != 0 || space.f_blocks == 0) continue;
+    const uint64_t free_bytes = static_cast<uint64_t>(space.f_bavail) * space.f_frsize;
+    if (free_bytes < (64u << 10)) {
+      if (group.full_volumes.insert(name).second) {
+        Publish(group, "", "VolumeFull",
+                "The emptyDir volume '" + name + "' is full: it holds at most " +
+                    std::to_string(options_.volumes.empty_dir_max_bytes >> 20) + " MiB on this node",
+                "Warning", group.supervisor->State());
+      }
+    } else if (space.f_bavail * 10 > space.f_blocks) {
+      group.full_volumes.erase(name);
     }
   }
 }

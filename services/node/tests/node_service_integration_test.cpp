@@ -498,7 +498,7 @@ TEST_F(NodeServiceTest, SharesAreKeyedBySubscriptionAndAccountKey) {
 TEST_F(NodeServiceTest, AnEmptyDirIsCappedAndMountedNosuid) {
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"filler",
     "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",
-    "busybox dd if=/dev/zero of=/scratch/big bs=1048576 count=16 2>&1; echo dd-exit=$?; busybox cp /bin/busybox /scratch/id; busybox chmod 4755 /scratch/id; sleep 30"],
+    "busybox dd if=/dev/zero of=/scratch/big bs=1048576 count=16 2>&1; echo dd-exit=$?; sleep 3; busybox rm /scratch/big; busybox cp /bin/busybox /scratch/id; busybox chmod 4755 /scratch/id; sleep 30"],
     "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"scratch","mountPath":"/scratch"}]}}],
     "volumes":[{"name":"scratch","emptyDir":{}}]}})");
   ASSERT_TRUE(reply.ok()) << reply.error_message();
@@ -508,6 +508,7 @@ TEST_F(NodeServiceTest, AnEmptyDirIsCappedAndMountedNosuid) {
   std::string log = LogOf("filler");
   EXPECT_NE(log.find("No space left on device"), std::string::npos) << log;
   EXPECT_EQ(log.find("dd-exit=0"), std::string::npos) << log;
+  EXPECT_TRUE(WaitFor("VolumeFull", "", 10s));
   std::string mount = Shell("findmnt -n -o FSTYPE,OPTIONS " + volume.string());
   EXPECT_NE(mount.find("tmpfs"), std::string::npos) << mount;
   EXPECT_NE(mount.find("nosuid"), std::string::npos) << mount;

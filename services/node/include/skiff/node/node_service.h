@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "skiff/imagecache/v1/imagecache.pb.h"
@@ -129,7 +130,11 @@ class NodeService : public SupervisorSink {
     int64_t placement_generation = 0;
     bool claim_spare = false;   // a fresh run: may take a spare sandbox
     bool from_standby = false;  // it did
+    std::map<std::string, std::string> capped_volumes;  // emptyDir name -> its tmpfs on the host
+    std::set<std::string> full_volumes;                  // told as VolumeFull, until space frees up
   };
+  // Publishes VolumeFull (once, until it has room again) for a capped volume with no space left.
+  void CheckVolumeCaps(Group& group);
   void Publish(const Group& group, const std::string& container, const std::string& name,
                const std::string& message, const std::string& type, const std::string& state);
   void Publish(const events::v1::GroupRef& ref, int64_t placement_generation, const std::string& container,
@@ -172,6 +177,7 @@ class NodeService : public SupervisorSink {
   std::map<std::string, StreamSession> streams_;
   std::mutex spares_mutex_;
   std::deque<std::string> spares_;
+  GroupSupervisor::Clock::time_point last_volume_check_{};
 };
 
 // A node's saved restart counts and back-offs of one group (see NodeService::RestartsChanged).
