@@ -1,5 +1,7 @@
 #include "skiff/confine/beneath.h"
 
+#include "skiff/confine/names.h"
+
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
@@ -17,18 +19,6 @@ namespace skiff::confine {
 namespace {
 
 constexpr unsigned kConfined = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-
-std::vector<std::string> Split(std::string_view path) {
-  std::vector<std::string> parts;
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t slash = path.find('/', start);
-    if (slash == std::string_view::npos) slash = path.size();
-    if (slash > start && path.substr(start, slash - start) != ".") parts.emplace_back(path.substr(start, slash - start));
-    start = slash + 1;
-  }
-  return parts;
-}
 
 }  // namespace
 
@@ -75,7 +65,9 @@ UniqueFd OpenBeneath(int dir, std::string_view relative, int flags, unsigned mod
 UniqueFd MakeDirectoriesBeneath(int dir, std::string_view relative, unsigned mode) {
   UniqueFd current = OpenBeneath(dir, ".", O_RDONLY | O_DIRECTORY);
   if (!current.Valid()) return current;
-  for (const auto& part : Split(relative)) {
+  for (std::string_view component : PathComponents(relative)) {
+    if (component == ".") continue;
+    const std::string part(component);
     UniqueFd next = OpenBeneath(current.Get(), part, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
     if (!next.Valid() && errno == ENOENT) {
       if (::mkdirat(current.Get(), part.c_str(), mode) != 0 && errno != EEXIST) return UniqueFd();

@@ -20,7 +20,13 @@ bool IsHyphenatedName(std::string_view name, size_t min, size_t max) {
   return true;
 }
 
-std::vector<std::string_view> Components(std::string_view path) {
+bool HasControlCharacter(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+}
+
+}  // namespace
+
+std::vector<std::string_view> PathComponents(std::string_view path) {
   std::vector<std::string_view> parts;
   size_t start = 0;
   while (start <= path.size()) {
@@ -31,12 +37,6 @@ std::vector<std::string_view> Components(std::string_view path) {
   }
   return parts;
 }
-
-bool HasControlCharacter(std::string_view text) {
-  return std::any_of(text.begin(), text.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
-}
-
-}  // namespace
 
 bool IsAciName(std::string_view name) { return IsHyphenatedName(name, 1, 63); }
 
@@ -57,7 +57,7 @@ std::optional<std::string> CheckMountPath(std::string_view path) {
   if (path.find(':') != std::string_view::npos || HasControlCharacter(path)) {
     return "may not hold ':' or control characters";
   }
-  auto parts = Components(path);
+  auto parts = PathComponents(path);
   for (auto part : parts) {
     if (part == "..") return "may not hold '..'";
     if (part == ".") return "may not hold '.' components";
@@ -74,7 +74,7 @@ std::optional<std::string> CheckRelativePath(std::string_view path) {
   if (path.front() == '/') return "must be relative";
   if (path.size() > 4096) return "is longer than 4096 characters";
   if (HasControlCharacter(path)) return "may not hold control characters";
-  for (auto part : Components(path)) {
+  for (auto part : PathComponents(path)) {
     if (part == "..") return "may not hold '..'";
   }
   return std::nullopt;

@@ -100,24 +100,29 @@ TEST(DnsWire, GarbageGetsNoAnswer) {
   EXPECT_FALSE(AnswerDnsQuery(truncated, table, ""));
 }
 
+// Sends `query` to 127.0.0.1:`port` and waits up to `seconds` for the answer; its size or -1.
+ssize_t AskOverUdp(int port, const std::string& query, char* buffer, size_t size, int seconds) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in to{};
+  to.sin_family = AF_INET;
+  to.sin_port = htons(static_cast<uint16_t>(port));
+  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  timeval timeout{seconds, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  ::sendto(fd, query.data(), query.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
+  ssize_t n = ::recv(fd, buffer, size, 0);
+  ::close(fd);
+  return n;
+}
+
 TEST(DnsResponderSocket, AnswersOverUdp) {
   auto owned = MakeTable();
   const DnsTable& table = *owned;
   std::string error;
   auto responder = DnsResponder::Start("127.0.0.1", 0, table, "", &error);
   ASSERT_TRUE(responder) << error;
-  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(static_cast<uint16_t>(responder->port()));
-  ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-  timeval timeout{2, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  std::string q = Query("shop.westeurope.skiff.test.", LDNS_RR_TYPE_A);
-  ::sendto(fd, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
   char buffer[512];
-  ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-  ::close(fd);
+  ssize_t n = AskOverUdp(responder->port(), Query("shop.westeurope.skiff.test.", LDNS_RR_TYPE_A), buffer, sizeof buffer, 2);
   ASSERT_GT(n, 12);
   EXPECT_EQ(static_cast<unsigned char>(buffer[0]) * 256 + static_cast<unsigned char>(buffer[1]), 4242);
 }
@@ -128,19 +133,8 @@ TEST(DnsResponder, AnswersOnlyClientsOfItsSubnet) {
   auto owned = MakeTable();
   const DnsTable& table = *owned;
   auto ask = [](int port) {
-    int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-    sockaddr_in to{};
-    to.sin_family = AF_INET;
-    to.sin_port = htons(static_cast<uint16_t>(port));
-    ::inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
-    timeval timeout{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-    std::string q = Query("shop.westeurope.skiff.test.", LDNS_RR_TYPE_A);
-    ::sendto(fd, q.data(), q.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to);
     char buffer[512];
-    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    ::close(fd);
-    return n;
+    return AskOverUdp(port, Query("shop.westeurope.skiff.test.", LDNS_RR_TYPE_A), buffer, sizeof buffer, 1);
   };
   std::string error;
   auto foreign = DnsResponder::Start("127.0.0.1", 0, table, "", &error, {}, Ipv4Prefix::Parse("10.0.0.0/24"));

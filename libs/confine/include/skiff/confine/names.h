@@ -22,6 +22,9 @@ bool IsShareName(std::string_view name);
 // at most 255 bytes.
 bool IsFileName(std::string_view name);
 
+// The non-empty components of a '/'-separated path, in order ("a//b/" -> {"a", "b"}).
+std::vector<std::string_view> PathComponents(std::string_view path);
+
 // nullopt when `path` is an absolute container path Skiff may mount a volume on: no "..",
 // ":" or NUL, not "/", and not /proc, /sys, /dev or anything beneath them (the runtime owns
 // those). Otherwise why not, as a sentence.
