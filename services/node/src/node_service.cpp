@@ -435,6 +435,7 @@ std::optional<std::string> NodeService::Launch(Group& group, bool adopt_existing
   }
   std::lock_guard lock(mutex_);
   group.mounts = prepared.mounts;
+  group.capped_volumes = prepared.capped_volumes;
   group.cpu = prepared.cpu;
   group.memory_gb = prepared.memory_gb;
   if (error) return error;

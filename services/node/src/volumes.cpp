@@ -207,7 +207,10 @@ std::optional<std::string> PrepareRepository(int volumes, const ci::Volume& volu
       const bool full = ::statvfs(staging.c_str(), &space) == 0 &&
                         static_cast<int64_t>(space.f_bavail) * static_cast<int64_t>(space.f_frsize) < (256 << 10);
       drop_staging();
-      if (full || output.find("No space left on device") != std::string::npos) {
+      // curl's "Failure writing output" (error 23) is a full disk too: git deletes the object it
+      // could not finish, so the tmpfs may have room again by the time it is read.
+      if (full || output.find("No space left on device") != std::string::npos ||
+          output.find("Failure writing output") != std::string::npos) {
         return "RepositoryTooLarge: the clone of " + repo.repository() + " for volume '" + volume.name() +
                "' is larger than " + std::to_string(options.git_max_bytes >> 20) + " MiB";
       }

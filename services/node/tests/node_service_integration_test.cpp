@@ -360,7 +360,7 @@ struct GitServer {
           std::to_string(port) + "' 2>/dev/null && break; sleep 0.1; done");
   }
   ~GitServer() {
-    Shell("pkill -f 'http.server " + std::to_string(port) + "' ; true");
+    Shell("pkill -f 'http[.]server " + std::to_string(port) + "' ; true");  // [.]: not this shell
     if (!netns.empty()) Shell("ip netns del " + netns + " 2>/dev/null; true");
     fs::remove_all(dir);
   }
@@ -386,8 +386,10 @@ TEST_F(NodeServiceTest, AGitRepoDirectoryIsServedFromBeneathTheClone) {
 // The repository commits "out -> /" and "site/up -> ../..": a directory through either would
 // bind the host's root (or the node's) into the container.
 TEST_F(NodeServiceTest, AGitRepoDirectoryThroughACommittedSymlinkIsRefused) {
-  GitServer server(group_id, true, 18432);
+  int port = 18440;
   for (const char* directory : {"out/etc", "out", "site/up"}) {
+    group_id = crypto::NewUuid();  // a failed group's namespace goes with it: a fresh one each
+    GitServer server(group_id, true, ++port);
     auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"reader",
       "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
       "volumeMounts":[{"name":"src","mountPath":"/site"}]}}],
