@@ -1,7 +1,6 @@
 // skiff-node: runs container groups on this host: takes groups over NATS and runs them under
 // runc, each container supervised by a skiff-shim.
 #include <CLI/CLI.hpp>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -206,9 +205,6 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   options.cpu_capacity = cfg.GetDouble("node.cpu", static_cast<double>(std::thread::hardware_concurrency()));
   options.memory_gb_capacity = cfg.GetDouble("node.memory_gb", 4);
   const std::string root = cfg.GetString("node.root", "/var/lib/skiff/node");
-  // The node's root holds decrypted config (bundles with secure values): root's alone.
-  std::filesystem::create_directories(root);
-  ::chmod(root.c_str(), 0700);
   options.volumes.shares_root = cfg.GetString("node.shares_root", root + "/shares");
   options.volumes.git_insecure_hosts = cfg.GetList("node.git_insecure_hosts", {});
   options.volumes.git_timeout = std::chrono::seconds(cfg.GetInt("node.git_timeout_s", 120));

@@ -177,8 +177,8 @@ std::optional<std::string> PrepareRepository(int volumes, const ci::Volume& volu
   UniqueFd dir = confine::MakeDirectoriesBeneath(volumes, volume.name(), 0755);
   if (!dir.Valid()) return "VolumeFailed: " + Errno("cannot create the gitRepo volume '" + volume.name() + "'");
   if (!confine::IsMountPoint(target)) {
-    // The clone user cannot reach the node's 0700 root, so it clones into a tmpfs (the size cap)
-    // in a staging directory of its own, which then moves into the volume.
+    // The clone user need not reach the node's root (which may be closed to it): it clones into a
+    // tmpfs (the size cap) in a staging directory of its own, which then moves into the volume.
     const std::string staging_root = "/run/skiff-clones";
     std::error_code ec;
     fs::create_directories(staging_root, ec);
