@@ -516,7 +516,7 @@ TEST_F(NodeServiceTest, AnEmptyDirIsCappedAndMountedNosuid) {
   EXPECT_NE(mount.find("nosuid"), std::string::npos) << mount;
   EXPECT_NE(mount.find("nodev"), std::string::npos) << mount;
   // Run on the host by an unprivileged user (through a bind mount, which keeps the volume's mount
-  // flags, outside the 0700 node root), the setuid-root copy stays that user.
+  // flags, in a directory any user can reach), the setuid-root copy stays that user.
   const std::string view = "/tmp/skiff-suid-" + group_id.substr(0, 8);
   Shell("mkdir -p " + view + " && mount --bind " + volume.string() + " " + view);
   EXPECT_EQ(Shell("setpriv --reuid=65534 --regid=65534 --clear-groups " + view + "/id -u"), "65534\n");
