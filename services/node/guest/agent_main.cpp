@@ -467,9 +467,20 @@ class Agent {
     const std::string pid_file = "/run/skiff/exec-" + std::to_string(id) + ".pid";
     ::mkdir("/run/skiff", 0700);
     std::vector<std::string> argv{"/bin/runc", "--root", "/run/runc", "exec", "--pid-file", pid_file};
-    if (start.tty()) argv.push_back("--tty");
-    argv.push_back(start.name());
-    argv.insert(argv.end(), start.command().begin(), start.command().end());
+    const bool from_file = !start.process_file().empty();
+    if (from_file) {
+      // Only a file in the share's containers/<name>/exec: the node writes there, nothing else does.
+      const std::string expected = "/sandbox/containers/" + start.name() + "/exec/";
+      if (start.process_file().compare(0, expected.size(), expected) != 0 ||
+          start.process_file().find("/..") != std::string::npos) {
+        return "the exec's process file is outside its container";
+      }
+      argv.insert(argv.end(), {"--process", start.process_file(), start.name()});
+    } else {
+      if (start.tty()) argv.push_back("--tty");
+      argv.push_back(start.name());
+      argv.insert(argv.end(), start.command().begin(), start.command().end());
+    }
     skiff::node::ExecSpec spec;
     spec.tty = start.tty();
     spec.rows = static_cast<uint16_t>(start.rows());
@@ -490,7 +501,8 @@ class Agent {
       ::kill(::getpid(), SIGCHLD);
     };
     std::string error;
-    auto process = skiff::node::SpawnProcess(argv, spec, std::move(callbacks), &error, pid_file);
+    auto process = skiff::node::SpawnProcess(argv, spec, std::move(callbacks), &error, pid_file,
+                                             from_file ? start.process_file() : std::string());
     if (!process) return error;
     execs_[id] = std::move(process);
     return "";

@@ -177,18 +177,50 @@ std::optional<v1::Seccomp> ParseSeccompProfile(const std::string& json) {
   return seccomp;
 }
 
-std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec) {
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
-  const std::string path = bundle_dir + "/config.json";
+namespace {
+
+std::optional<std::string> WritePrivateFile(const std::string& path, const std::string& text) {
   const std::string temp = path + ".tmp";
   ::unlink(temp.c_str());
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) return "cannot write " + temp + ": " + std::strerror(errno);
-  bool written = ::write(fd, json.data(), json.size()) == static_cast<ssize_t>(json.size());
+  bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
   ::close(fd);
   if (!written || ::rename(temp.c_str(), path.c_str()) != 0) return "cannot write " + path + ": " + std::strerror(errno);
   return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec) {
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
+  return WritePrivateFile(bundle_dir + "/config.json", json);
+}
+
+std::optional<std::string> WriteExecProcess(const std::string& bundle_dir, const std::vector<std::string>& command,
+                                            bool tty, uint16_t rows, uint16_t cols, const std::string& path) {
+  std::ifstream in(bundle_dir + "/config.json");
+  std::stringstream text;
+  text << in.rdbuf();
+  v1::RuntimeSpec spec;
+  google::protobuf::util::JsonParseOptions lenient;
+  lenient.ignore_unknown_fields = true;
+  if (!in || !google::protobuf::util::JsonStringToMessage(text.str(), &spec, lenient).ok()) {
+    return "cannot read the container's config.json";
+  }
+  v1::Process process = spec.process();
+  process.clear_args();
+  for (const auto& word : command) process.add_args(word);
+  process.set_terminal(tty);
+  process.clear_console_size();
+  if (tty) {
+    process.mutable_console_size()->set_height(rows ? rows : 24);
+    process.mutable_console_size()->set_width(cols ? cols : 80);
+  }
+  std::string json;
+  if (!google::protobuf::util::MessageToJsonString(process, &json).ok()) return "cannot write the exec's process";
+  return WritePrivateFile(path, json);
 }
 
 }  // namespace skiff::node

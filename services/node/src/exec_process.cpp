@@ -2,6 +2,7 @@
 #include <filesystem>
 
 #include "skiff/crypto/crypto.h"
+#include "skiff/node/bundle.h"
 #include "skiff/node/sandbox_runtime.h"
 
 namespace skiff::node {
@@ -18,12 +19,17 @@ std::unique_ptr<ExecProcess> RuncRuntime::Exec(const std::string& sandbox_id, co
   }
   const std::string exec_dir = ContainerDir(sandbox_id, container) + "/exec";
   std::filesystem::create_directories(exec_dir);
-  const std::string pid_file = exec_dir + "/" + crypto::NewUuid() + ".pid";
-  std::vector<std::string> argv{options_.runc, "--root", options_.root + "/runc", "exec", "--pid-file", pid_file};
-  if (spec.tty) argv.push_back("--tty");
-  argv.push_back(RuncId(sandbox_id, container));
-  argv.insert(argv.end(), spec.command.begin(), spec.command.end());
-  return SpawnProcess(argv, spec, std::move(callbacks), error, pid_file);
+  const std::string session = exec_dir + "/" + crypto::NewUuid();
+  const std::string pid_file = session + ".pid", process_file = session + ".process.json";
+  if (auto failed = WriteExecProcess(ContainerDir(sandbox_id, container) + "/bundle", spec.command, spec.tty, spec.rows,
+                                     spec.cols, process_file)) {
+    *error = *failed;
+    return nullptr;
+  }
+  std::vector<std::string> argv{options_.runc, "--root",  options_.root + "/runc", "exec",
+                                "--pid-file",  pid_file,  "--process",             process_file,
+                                RuncId(sandbox_id, container)};
+  return SpawnProcess(argv, spec, std::move(callbacks), error, pid_file, process_file);
 }
 
 }  // namespace skiff::node

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <sstream>
 #include <vector>
 
@@ -175,6 +177,45 @@ std::string HostTscKhz() {
   return "2000000";
 }
 
+bool KvmBootsGuests(const std::string& qemu, const std::string& kernel, const std::string& scratch_dir) {
+  int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
+  if (kvm < 0) return false;
+  ::close(kvm);
+  static std::mutex probed_mutex;
+  static std::map<std::string, bool> probed;  // by qemu and kernel: the answer holds for the process
+  std::lock_guard lock(probed_mutex);
+  const std::string key = qemu + "\n" + kernel;
+  if (auto found = probed.find(key); found != probed.end()) return found->second;
+  // A device that opens is not yet one that runs a guest: nested KVM without VMX, for one,
+  // creates VMs but never gets the kernel past its boot loader. So boot the guest kernel itself
+  // with no root: under a working KVM it reaches its panic in well under a second.
+  std::error_code ignored;
+  fs::create_directories(scratch_dir, ignored);
+  const std::string console = scratch_dir + "/kvm-probe-" + std::to_string(::getpid()) + ".console";
+  fs::remove(console, ignored);
+  std::string error;
+  pid_t pid = Spawn({qemu, "-M", "microvm", "-accel", "kvm", "-cpu", "host", "-m", "128M", "-nodefaults",
+                     "-no-user-config", "-display", "none", "-no-reboot", "-serial", "file:" + console, "-kernel",
+                     kernel, "-append", "console=ttyS0 panic=-1 root=/dev/skiff-kvm-probe"},
+                    "/dev/null", &error);
+  auto panicked = [&] {
+    std::ifstream in(console);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str().find("Kernel panic") != std::string::npos;
+  };
+  bool boots = false, exited = pid <= 0;
+  for (int waited_ms = 0; !exited && !boots && waited_ms < 10000; waited_ms += 50) {
+    exited = Exited(pid);
+    boots = panicked();  // after the exit check: the console is complete once QEMU is gone
+    if (!boots && !exited) ::usleep(50000);
+  }
+  if (!exited) Stop(pid, SIGKILL);
+  fs::remove(console, ignored);
+  probed[key] = boots;
+  return boots;
+}
+
 std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents events, std::string* error) {
   std::shared_ptr<MicroVm> vm(new MicroVm(std::move(options), std::move(events)));
   const auto& o = vm->options_;
@@ -183,13 +224,7 @@ std::shared_ptr<MicroVm> MicroVm::Boot(MicroVmOptions options, MicroVmEvents eve
   const std::string console = o.state_dir + "/console.log";
   fs::remove(fs_socket);
   fs::remove(agent_socket);
-  if (o.kvm) {
-    vm->kvm_ = *o.kvm;
-  } else {
-    int kvm = ::open("/dev/kvm", O_RDWR | O_CLOEXEC);
-    vm->kvm_ = kvm >= 0;
-    if (kvm >= 0) ::close(kvm);
-  }
+  vm->kvm_ = o.kvm ? *o.kvm : KvmBootsGuests(o.qemu, o.kernel, o.state_dir);
 
   vm->virtiofsd_pid_ = Spawn({o.virtiofsd, "--socket-path=" + fs_socket, "-o", "source=" + o.share_dir, "-o",
                               "sandbox=chroot", "-o", "cache=auto", "-o", "announce_submounts"},
@@ -460,7 +495,8 @@ void MicroVm::DeliverExec(const v1::GuestMessage& message) {
   state->Exited(message.exec_exited().exit_code());
 }
 
-std::unique_ptr<ExecProcess> MicroVm::Exec(const std::string& name, const ExecSpec& spec, ExecCallbacks callbacks,
+std::unique_ptr<ExecProcess> MicroVm::Exec(const std::string& name, const ExecSpec& spec,
+                                           const std::string& guest_process_file, ExecCallbacks callbacks,
                                            std::string* error) {
   const uint64_t id = NextId();
   auto state = std::make_shared<ExecState>();
@@ -481,6 +517,7 @@ std::unique_ptr<ExecProcess> MicroVm::Exec(const std::string& name, const ExecSp
   start->set_tty(spec.tty);
   start->set_rows(spec.rows);
   start->set_cols(spec.cols);
+  start->set_process_file(guest_process_file);
   if (auto failed = Call(request)) {
     *error = *failed;
     std::lock_guard lock(mutex_);

@@ -489,7 +489,19 @@ std::unique_ptr<ExecProcess> MicroVmRuntime::Exec(const std::string& sandbox_id,
     *error = "the microVM is not running";
     return nullptr;
   }
-  return vm->Exec(container, spec, std::move(callbacks), error);  // the session holds the VM object
+  // The guest's runc takes the process from the share (the guest agent removes it when done).
+  const std::string exec_dir = ContainerDir(sandbox_id, container) + "/exec";
+  std::error_code ignored;
+  fs::create_directories(exec_dir, ignored);
+  const std::string process_file = exec_dir + "/" + crypto::NewUuid() + ".process.json";
+  if (auto failed = WriteExecProcess(ContainerDir(sandbox_id, container) + "/bundle", spec.command, spec.tty,
+                                     spec.rows, spec.cols, process_file)) {
+    *error = *failed;
+    return nullptr;
+  }
+  auto process = vm->Exec(container, spec, *GuestPath(sandbox_id, process_file), std::move(callbacks), error);
+  if (!process) fs::remove(process_file, ignored);
+  return process;  // the session holds the VM object
 }
 
 std::optional<std::string> IsolatingRuntime::CreateSandbox(const SandboxSpec& spec) {

@@ -22,9 +22,10 @@ namespace {
 
 class LocalProcess : public ExecProcess {
  public:
-  LocalProcess(pid_t pid, int input_fd, int output_fd, bool tty, std::string kill_pid_file, ExecCallbacks callbacks)
+  LocalProcess(pid_t pid, int input_fd, int output_fd, bool tty, std::string kill_pid_file, std::string scratch_file,
+               ExecCallbacks callbacks)
       : pid_(pid), input_fd_(input_fd), output_fd_(output_fd), tty_(tty), kill_pid_file_(std::move(kill_pid_file)),
-        callbacks_(std::move(callbacks)) {
+        scratch_file_(std::move(scratch_file)), callbacks_(std::move(callbacks)) {
     reader_ = std::thread([this] { ReadUntilExit(); });
   }
 
@@ -33,7 +34,9 @@ class LocalProcess : public ExecProcess {
     reader_.join();
     if (!tty_ && input_fd_ >= 0) ::close(input_fd_);
     ::close(output_fd_);  // with a terminal, the one descriptor of both ends
-    if (!kill_pid_file_.empty()) std::filesystem::remove(kill_pid_file_);
+    std::error_code ignored;
+    if (!kill_pid_file_.empty()) std::filesystem::remove(kill_pid_file_, ignored);
+    if (!scratch_file_.empty()) std::filesystem::remove(scratch_file_, ignored);
   }
 
   bool Write(std::string_view data) override {
@@ -103,6 +106,7 @@ class LocalProcess : public ExecProcess {
   int output_fd_;
   bool tty_;
   std::string kill_pid_file_;
+  std::string scratch_file_;
   ExecCallbacks callbacks_;
   std::mutex input_mutex_;
   std::atomic<bool> done_{false};
@@ -112,7 +116,8 @@ class LocalProcess : public ExecProcess {
 }  // namespace
 
 std::unique_ptr<ExecProcess> SpawnProcess(const std::vector<std::string>& argv, const ExecSpec& spec,
-                                          ExecCallbacks callbacks, std::string* error, std::string kill_pid_file) {
+                                          ExecCallbacks callbacks, std::string* error, std::string kill_pid_file,
+                                          std::string scratch_file) {
   int master = -1, slave = -1;
   int in_pipe[2] = {-1, -1}, out_pipe[2] = {-1, -1};
   if (spec.tty) {
@@ -138,6 +143,7 @@ std::unique_ptr<ExecProcess> SpawnProcess(const std::vector<std::string>& argv, 
     for (int fd : {master, slave, in_pipe[0], in_pipe[1], out_pipe[0], out_pipe[1]}) {
       if (fd >= 0) ::close(fd);
     }
+    if (!scratch_file.empty()) ::unlink(scratch_file.c_str());
     return nullptr;
   }
   if (pid == 0) {
@@ -159,12 +165,13 @@ std::unique_ptr<ExecProcess> SpawnProcess(const std::vector<std::string>& argv, 
   }
   if (spec.tty) {
     ::close(slave);
-    return std::make_unique<LocalProcess>(pid, master, master, true, std::move(kill_pid_file), std::move(callbacks));
+    return std::make_unique<LocalProcess>(pid, master, master, true, std::move(kill_pid_file), std::move(scratch_file),
+                                          std::move(callbacks));
   }
   ::close(in_pipe[0]);
   ::close(out_pipe[1]);
   return std::make_unique<LocalProcess>(pid, in_pipe[1], out_pipe[0], false, std::move(kill_pid_file),
-                                        std::move(callbacks));
+                                        std::move(scratch_file), std::move(callbacks));
 }
 
 int RunProgram(const std::vector<std::string>& args, std::string* output) {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <sstream>
 
+#include "skiff/node/bundle.h"
 #include "skiff/node/microvm.h"
 
 namespace skiff::node {
@@ -163,7 +164,7 @@ TEST_F(MicroVmTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
     std::string output;
     std::optional<int> code;
   };
-  auto run = [&](ExecSpec spec, const std::string& input) {
+  auto run = [&](ExecSpec spec, const std::string& input, const std::string& process_file = {}) {
     auto session = std::make_shared<Session>();
     ExecCallbacks callbacks;
     callbacks.on_output = [session](std::string_view data) {
@@ -176,7 +177,7 @@ TEST_F(MicroVmTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
       session->changed.notify_all();
     };
     std::string error;
-    auto process = vm_->Exec("app", spec, callbacks, &error);
+    auto process = vm_->Exec("app", spec, process_file, callbacks, &error);
     EXPECT_TRUE(process) << error;
     if (!process) return session;
     if (!input.empty()) process->Write(input);
@@ -194,20 +195,34 @@ TEST_F(MicroVmTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
   EXPECT_NE(first->output.find("got-hello"), std::string::npos) << first->output;
   EXPECT_NE(first->output.find(vm_->kernel_release()), std::string::npos) << first->output;
 
+  // With a terminal, as the node runs it: the process from a file in the share, sized before the
+  // command starts (runc's --tty alone leaves it 0 x 0 for a moment).
   ExecSpec terminal;
   terminal.command = {"sh", "-c", "stty size; test -t 0 && echo a-tty"};
   terminal.tty = true;
   terminal.rows = 33;
   terminal.cols = 101;
-  auto second = run(terminal, "");
+  const fs::path exec_dir = dir_ / "share/containers/app/exec";
+  fs::create_directories(exec_dir);
+  ASSERT_EQ(WriteExecProcess((dir_ / "share/containers/app").string(), terminal.command, true, 33, 101,
+                             (exec_dir / "one.process.json").string()),
+            std::nullopt);
+  auto second = run(terminal, "", "/sandbox/containers/app/exec/one.process.json");
   EXPECT_EQ(second->code, 0);
   EXPECT_NE(second->output.find("33 101"), std::string::npos) << second->output;
   EXPECT_NE(second->output.find("a-tty"), std::string::npos) << second->output;
+  for (int i = 0; i < 100 && fs::exists(exec_dir / "one.process.json"); ++i) ::usleep(20000);
+  EXPECT_FALSE(fs::exists(exec_dir / "one.process.json")) << "the agent removes the process file";
+
+  // A process file outside the container's exec directory is refused.
+  std::string refused;
+  EXPECT_FALSE(vm_->Exec("app", terminal, "/sandbox/containers/app/../../etc/x.json", {}, &refused));
+  EXPECT_NE(refused.find("outside"), std::string::npos) << refused;
 
   std::string error;
   ExecSpec nothing;
   nothing.command = {"true"};
-  EXPECT_FALSE(vm_->Exec("nobody", nothing, {}, &error));
+  EXPECT_FALSE(vm_->Exec("nobody", nothing, "", {}, &error));
   EXPECT_NE(error.find("not running"), std::string::npos) << error;
 }
 
@@ -237,6 +252,18 @@ TEST_F(MicroVmTest, AKilledVmmIsNoticed) {
   lock.unlock();
   EXPECT_NE(Start("app"), std::nullopt);  // a clear error, no hang
   EXPECT_FALSE(vm_->Alive());
+}
+
+// /dev/kvm opening is not enough: the VM must be able to boot the kernel (nested KVM without
+// VMX creates VMs that never leave the boot loader). A kernel that cannot boot is never KVM's.
+TEST_F(MicroVmTest, KvmIsUsedOnlyWhereItBootsTheKernel) {
+  EXPECT_FALSE(KvmBootsGuests("qemu-system-x86_64", (dir_ / "no-such-kernel").string(), (dir_ / "state").string()));
+  AddContainer("app", "true");
+  Boot();
+  EXPECT_EQ(vm_->kvm(), KvmBootsGuests("qemu-system-x86_64", SKIFF_GUEST_KERNEL, (dir_ / "state").string()));
+  for (const auto& entry : fs::directory_iterator(dir_ / "state")) {
+    EXPECT_EQ(entry.path().filename().string().rfind("kvm-probe", 0), std::string::npos) << "the probe's console stays";
+  }
 }
 
 }  // namespace

@@ -57,6 +57,14 @@ v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccom
 // Writes the bundle's config.json, mode 0600: it holds opened secure values.
 std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec);
 
+// Writes `path` (0600, never through a symlink) with the process an exec runs as `runc exec
+// --process` takes it: the container's own process from the bundle's config.json (its user,
+// capabilities, environment, limits) running `command`, with a terminal of rows x cols when asked.
+// Given by file because runc's command line cannot size the terminal before the command starts,
+// and a command that reads its size at once (`stty size`) would see 0 x 0.
+std::optional<std::string> WriteExecProcess(const std::string& bundle_dir, const std::vector<std::string>& command,
+                                            bool tty, uint16_t rows, uint16_t cols, const std::string& path);
+
 // Resolves the image's `user` ("uid", "uid:gid", "name", "name:group") against the rootfs'
 // /etc/passwd and /etc/group. nullopt when a name is unknown.
 std::optional<std::pair<uint32_t, uint32_t>> ResolveUser(const std::string& user, const std::string& rootfs);

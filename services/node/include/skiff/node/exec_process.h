@@ -42,10 +42,11 @@ class ExecProcess {
 // Starts `argv` on the host with a pseudo-terminal (rows x cols; the child's controlling
 // terminal, so a resize signals it) or with pipes; stdout and stderr go to on_output together.
 // `kill_pid_file`, when set, names a file holding the pid to kill instead of the child's (runc
-// exec writes the pid of the command it runs there).
+// exec writes the pid of the command it runs there); it and `scratch_file` (runc's --process file)
+// are removed when the process object goes.
 std::unique_ptr<ExecProcess> SpawnProcess(const std::vector<std::string>& argv, const ExecSpec& spec,
                                           ExecCallbacks callbacks, std::string* error,
-                                          std::string kill_pid_file = {});
+                                          std::string kill_pid_file = {}, std::string scratch_file = {});
 
 // Runs a program and waits; returns its exit status and combined output.
 int RunProgram(const std::vector<std::string>& args, std::string* output = nullptr);

@@ -38,7 +38,8 @@ struct MicroVmOptions {
   // backed by huge pages. Empty: a memfd, in 4 KiB pages, whose faults under TCG make a boot
   // ~0.3 s slower (the host's shmem_enabled is usually `never`).
   std::string memory_dir;
-  // KVM when /dev/kvm opens, else TCG (software emulation: slow, but it works everywhere).
+  // KVM when it boots the guest kernel (KvmBootsGuests), else TCG (software emulation: slow, but
+  // it works everywhere).
   std::optional<bool> kvm;
   std::chrono::milliseconds boot_timeout{60000};
   // The guest's NIC: a tap device (an open fd, handed to QEMU) whose other side the host wires
@@ -63,6 +64,10 @@ struct MicroVmEvents {
 // The host's TSC rate in kHz, for a TCG guest's `tsc_early_khz=`: under TCG the guest cannot
 // calibrate its clock reliably (its boot hangs now and then), so it is told the rate.
 std::string HostTscKhz();
+
+// Whether KVM runs `kernel` under `qemu`: /dev/kvm opens and a probe boot of the kernel reaches
+// its root-less panic within 10 s (scratch_dir holds its console). Asked once per process.
+bool KvmBootsGuests(const std::string& qemu, const std::string& kernel, const std::string& scratch_dir);
 
 // One microVM: QEMU `-M microvm` with the Debian cloud kernel and Skiff's initramfs, the
 // sandbox directory shared by virtiofsd, and the guest agent on a virtio-serial port. Requests
@@ -102,8 +107,11 @@ class MicroVm : public std::enable_shared_from_this<MicroVm> {
   };
   std::optional<std::string> StartContainer(const Start& start);
   std::optional<std::string> Signal(const std::string& name, int signal);
-  // `runc exec` in the guest, streamed over the agent's channel.
-  std::unique_ptr<ExecProcess> Exec(const std::string& name, const ExecSpec& spec, ExecCallbacks callbacks,
+  // `runc exec` in the guest, streamed over the agent's channel. `guest_process_file`, when set,
+  // is the process runc runs (WriteExecProcess, a guest path in the share), which the agent
+  // removes when the session ends; else the container's own process runs `spec.command`.
+  std::unique_ptr<ExecProcess> Exec(const std::string& name, const ExecSpec& spec,
+                                    const std::string& guest_process_file, ExecCallbacks callbacks,
                                     std::string* error);
   bool Alive();
   // A container's cpu seconds and memory bytes, from its cgroup in the guest.
