@@ -151,7 +151,9 @@ int Serve(const config::Config& cfg) {
         return reply.SerializeAsString();
       }
       if (verb == "mount") {
-        auto result = cache.MountRootfs(request.image(), request.container_id(), mounter);
+        std::optional<confine::IdRange> ids;
+        if (request.id_map_size() > 0) ids = confine::IdRange{request.id_map_base(), request.id_map_size()};
+        auto result = cache.MountRootfs(request.image(), request.container_id(), mounter, ids);
         if (auto* error = imagecache::ErrorOf(result)) {
           reply.set_error_code(error->code);
           reply.set_error_message(error->message);

@@ -1,5 +1,7 @@
 #include "skiff/imagecache/image_cache.h"
 
+#include "skiff/confine/mounts.h"
+
 #include <google/protobuf/util/time_util.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -35,13 +37,44 @@ std::string Hex(const std::string& digest) { return digest.substr(7); }
 
 }  // namespace
 
+namespace {
+
+std::string IdmappedLayersDir(const std::string& target) { return fs::path(target).parent_path().string() + "/lower"; }
+
+}  // namespace
+
 std::optional<std::string> OverlayMounter::Mount(const std::vector<std::string>& lower_dirs, const std::string& upper,
-                                                 const std::string& work, const std::string& target) {
+                                                 const std::string& work, const std::string& target,
+                                                 const std::optional<confine::IdRange>& ids) {
+  std::vector<std::string> layers = lower_dirs;
+  if (ids) {
+    const std::string mapped = IdmappedLayersDir(target);
+    confine::UnmountBeneath(mapped);  // a half-made earlier try
+    std::error_code ec;
+    fs::remove_all(mapped, ec);
+    fs::create_directory(mapped, ec);
+    fs::permissions(mapped, fs::perms::owner_all, fs::perm_options::replace, ec);  // no way in for the host's users
+    for (size_t i = 0; i < lower_dirs.size(); ++i) {
+      layers[i] = mapped + "/" + std::to_string(i);
+      fs::create_directory(layers[i], ec);
+      if (auto error = confine::BindIdmapped(lower_dirs[i], *ids, layers[i], false)) {
+        confine::UnmountBeneath(mapped);
+        return error;
+      }
+    }
+    // The root directory of the container's file system is its root's, as on a plain host.
+    if (::lchown(upper.c_str(), ids->host_base, ids->host_base) != 0) {
+      confine::UnmountBeneath(mapped);
+      return "chown " + upper + ": " + std::strerror(errno);
+    }
+  }
   std::string lower;
-  for (const auto& dir : lower_dirs) lower += (lower.empty() ? "" : ":") + dir;
+  for (const auto& dir : layers) lower += (lower.empty() ? "" : ":") + dir;
   std::string options = "lowerdir=" + lower + ",upperdir=" + upper + ",workdir=" + work;
   if (::mount("overlay", target.c_str(), "overlay", 0, options.c_str()) != 0) {
-    return std::string("mount overlay at ") + target + ": " + std::strerror(errno);
+    const std::string error = std::string("mount overlay at ") + target + ": " + std::strerror(errno);
+    if (ids) confine::UnmountBeneath(IdmappedLayersDir(target));
+    return error;
   }
   return std::nullopt;
 }
@@ -56,6 +89,8 @@ std::optional<std::string> OverlayMounter::Unmount(const std::string& target) {
   if (::umount2(target.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
     return std::string("unmount ") + target + ": " + std::strerror(errno);
   }
+  std::error_code ec;
+  if (fs::exists(IdmappedLayersDir(target), ec)) confine::UnmountBeneath(fs::canonical(IdmappedLayersDir(target), ec).string());
   return std::nullopt;
 }
 
@@ -66,8 +101,13 @@ ImageCache::ImageCache(RegistryClient& registry, BlobStore& blobs, ImageCacheOpt
   fs::create_directories(options_.root + "/layers");
   fs::create_directories(options_.root + "/images");
   fs::create_directories(options_.root + "/containers");
-  // Only root may enter: layers keep their setuid files and owners.
-  fs::permissions(options_.root, fs::perms::owner_all, fs::perm_options::replace);
+  // Layers keep their setuid files and owners: only root may enter them (and the records).
+  // The root and containers/ may be passed through (0711), on the way to a container's rootfs.
+  const auto traverse_only = fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec;
+  fs::permissions(options_.root, traverse_only, fs::perm_options::replace);
+  fs::permissions(options_.root + "/containers", traverse_only, fs::perm_options::replace);
+  fs::permissions(options_.root + "/layers", fs::perms::owner_all, fs::perm_options::replace);
+  fs::permissions(options_.root + "/images", fs::perms::owner_all, fs::perm_options::replace);
   // Half-unpacked layers of an earlier run are discarded.
   for (const auto& entry : fs::directory_iterator(options_.root + "/layers")) {
     if (entry.path().filename().string().find(".tmp-") != std::string::npos) fs::remove_all(entry.path());
@@ -501,7 +541,7 @@ std::vector<std::string> ImageCache::CollectGarbage() {
 }
 
 PullResult<std::string> ImageCache::MountRootfs(const std::string& image, const std::string& container_id,
-                                                RootfsMounter& mounter) {
+                                                RootfsMounter& mounter, const std::optional<confine::IdRange>& ids) {
   if (!IsSafeId(container_id)) return PullError{"InvalidRequest", "Invalid container id '" + container_id + "'."};
   auto ref = oci::ParseImageReference(image);
   if (!ref) return PullError{"InvalidImageReference", "The image name '" + image + "' is not a valid reference."};
@@ -516,9 +556,15 @@ PullResult<std::string> ImageCache::MountRootfs(const std::string& image, const 
   fs::create_directories(base + "/upper");
   fs::create_directories(base + "/work");
   fs::create_directories(base + "/rootfs");
+  // Traversable only (no listing): a user-namespaced container's root resolves its rootfs path
+  // with no rights on the host; the layers beneath stay root's alone.
+  std::error_code ignored;
+  fs::permissions(base, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
+                  fs::perm_options::replace, ignored);
+  fs::permissions(base + "/work", fs::perms::owner_all, fs::perm_options::replace, ignored);
   if (lower.empty()) return PullError{"UnsupportedManifest", "The image " + image + " has no layers."};
   if (mounter.IsMounted(base + "/rootfs")) return base + "/rootfs";  // already lent (node restart)
-  if (auto error = mounter.Mount(lower, base + "/upper", base + "/work", base + "/rootfs")) {
+  if (auto error = mounter.Mount(lower, base + "/upper", base + "/work", base + "/rootfs", ids)) {
     return PullError{"CacheIoError", *error};
   }
   return base + "/rootfs";
@@ -529,6 +575,10 @@ std::optional<PullError> ImageCache::UnmountRootfs(const std::string& container_
   const std::string base = options_.root + "/containers/" + container_id;
   if (auto error = mounter.Unmount(base + "/rootfs")) return PullError{"CacheIoError", *error};
   std::error_code ec;
+  // Never remove through a mount still attached: an idmapped layer is the cached layer itself.
+  if (fs::exists(base, ec) && !confine::MountsBeneath(fs::canonical(base, ec).string()).empty()) {
+    return PullError{"CacheIoError", "the root filesystem of " + container_id + " is still mounted"};
+  }
   fs::remove_all(base, ec);
   return std::nullopt;
 }

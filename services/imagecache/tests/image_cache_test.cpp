@@ -34,9 +34,10 @@ class RecordingSink : public ImageEventSink {
 class RecordingMounter : public RootfsMounter {
  public:
   std::optional<std::string> Mount(const std::vector<std::string>& lower, const std::string&, const std::string&,
-                                   const std::string& target) override {
+                                   const std::string& target, const std::optional<confine::IdRange>& range) override {
     lower_dirs = lower;
     mounted = target;
+    ids = range;
     return std::nullopt;
   }
   std::optional<std::string> Unmount(const std::string& target) override {
@@ -47,6 +48,7 @@ class RecordingMounter : public RootfsMounter {
   bool IsMounted(const std::string& target) override { return !mounted.empty() && mounted == target; }
   std::vector<std::string> lower_dirs;
   std::string mounted, unmounted;
+  std::optional<confine::IdRange> ids;
 };
 
 struct ImageCacheTest : ::testing::Test {

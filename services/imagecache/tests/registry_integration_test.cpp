@@ -2,6 +2,7 @@
 // and seeded with the busybox test images), over real HTTP, and the skiff-imagecache binary
 // over real NATS.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -281,6 +282,47 @@ TEST_F(RealRegistryTest, OverlayRootfsMounts) {
   EXPECT_TRUE(fs::exists(root / "containers/it-container/upper/written-by-container"));
   EXPECT_FALSE(cache->UnmountRootfs("it-container", mounter));
   EXPECT_FALSE(fs::exists(path));
+}
+
+// In a user namespace's range: the image's files (root's on disk) belong to the range's root,
+// what the container writes is stored under its range's ids, and the cached layers are untouched
+// (owners and contents) when the container's file system goes.
+TEST_F(RealRegistryTest, AnIdmappedRootfsBelongsToTheContainersRange) {
+  ASSERT_TRUE(Ensure(Image("httpd")).ok());
+  OverlayMounter mounter;
+  const confine::IdRange range{500000, 65536};
+  auto rootfs = cache->MountRootfs(Image("httpd"), "it-mapped", mounter, range);
+  ASSERT_FALSE(ErrorOf(rootfs)) << ErrorOf(rootfs)->message;
+  const std::string path = std::get<std::string>(rootfs);
+  struct stat seen {};
+  ASSERT_EQ(::stat((path + "/www/index.html").c_str(), &seen), 0);
+  EXPECT_EQ(seen.st_uid, range.host_base) << "root's file in the image is the container root's";
+  ASSERT_EQ(::stat(path.c_str(), &seen), 0);
+  EXPECT_EQ(seen.st_uid, range.host_base);
+  // The container's root (host id 500000) writes; on disk it is that id, not host root.
+  pid_t writer = ::fork();
+  if (writer == 0) {
+    if (::setgid(range.host_base) != 0 || ::setuid(range.host_base) != 0) ::_exit(2);
+    std::ofstream out(path + "/www/index.html", std::ios::app);
+    out << "changed";
+    ::_exit(out.good() ? 0 : 1);
+  }
+  int status = 0;
+  ::waitpid(writer, &status, 0);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "the range's root may write its own image files";
+  ASSERT_EQ(::stat((root / "containers/it-mapped/upper/www/index.html").c_str(), &seen), 0);
+  EXPECT_EQ(seen.st_uid, range.host_base);
+  EXPECT_FALSE(cache->UnmountRootfs("it-mapped", mounter));
+  EXPECT_FALSE(fs::exists(root / "containers/it-mapped"));
+  // The layer itself still has root's file, unchanged.
+  auto again = cache->MountRootfs(Image("httpd"), "it-plain", mounter);
+  ASSERT_FALSE(ErrorOf(again));
+  ASSERT_EQ(::stat((std::get<std::string>(again) + "/www/index.html").c_str(), &seen), 0);
+  EXPECT_EQ(seen.st_uid, 0u);
+  std::ifstream text(std::get<std::string>(again) + "/www/index.html");
+  std::string content((std::istreambuf_iterator<char>(text)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(content.find("changed"), std::string::npos);
+  EXPECT_FALSE(cache->UnmountRootfs("it-plain", mounter));
 }
 
 // The service binary over real NATS: ensure with progress events on JetStream, list, pre-pull,

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "skiff/confine/idmap.h"
 #include "skiff/imagecache/blob_store.h"
 #include "skiff/imagecache/layer_unpacker.h"
 #include "skiff/imagecache/registry_client.h"
@@ -38,9 +39,13 @@ class ImageEventSink {
 class RootfsMounter {
  public:
   virtual ~RootfsMounter() = default;
-  // lower_dirs: top-most layer first, as overlayfs wants them.
+  // lower_dirs: top-most layer first, as overlayfs wants them. With `ids`, each layer is seen
+  // through an idmapped mount (under `target`/../lower) shifted into that range, and the upper
+  // directory belongs to the range's root, so the container's root owns its root filesystem
+  // and nothing of the host.
   virtual std::optional<std::string> Mount(const std::vector<std::string>& lower_dirs, const std::string& upper,
-                                           const std::string& work, const std::string& target) = 0;
+                                           const std::string& work, const std::string& target,
+                                           const std::optional<confine::IdRange>& ids) = 0;
   virtual std::optional<std::string> Unmount(const std::string& target) = 0;
   virtual bool IsMounted(const std::string& target) = 0;
 };
@@ -48,7 +53,8 @@ class RootfsMounter {
 class OverlayMounter : public RootfsMounter {
  public:
   std::optional<std::string> Mount(const std::vector<std::string>& lower_dirs, const std::string& upper,
-                                   const std::string& work, const std::string& target) override;
+                                   const std::string& work, const std::string& target,
+                                   const std::optional<confine::IdRange>& ids) override;
   std::optional<std::string> Unmount(const std::string& target) override;
   bool IsMounted(const std::string& target) override;
 };
@@ -72,8 +78,10 @@ class ImageCache {
   std::vector<std::string> CollectGarbage();
   int64_t UsageBytes();
 
-  // Root filesystem for a container: <root>/containers/<id>/{upper,work,rootfs}.
-  PullResult<std::string> MountRootfs(const std::string& image, const std::string& container_id, RootfsMounter& mounter);
+  // Root filesystem for a container: <root>/containers/<id>/{upper,work,rootfs} (and lower/<n>,
+  // the idmapped layers, with `ids`).
+  PullResult<std::string> MountRootfs(const std::string& image, const std::string& container_id, RootfsMounter& mounter,
+                                      const std::optional<confine::IdRange>& ids = std::nullopt);
   std::optional<PullError> UnmountRootfs(const std::string& container_id, RootfsMounter& mounter);
 
   std::string LayerDir(const std::string& digest) const;
