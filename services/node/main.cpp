@@ -59,8 +59,9 @@ class NatsImageProvider : public node::ImageProvider {
     }
     return reply;
   }
-  icv1::MountRootfsReply Mount(const std::string& image, const std::string& container_id) override {
-    return Call("mount", image, container_id);
+  icv1::MountRootfsReply Mount(const std::string& image, const std::string& container_id,
+                               const std::optional<confine::IdRange>& ids) override {
+    return Call("mount", image, container_id, ids);
   }
   void Unmount(const std::string& image, const std::string& container_id) override {
     Call("unmount", image, container_id);
@@ -73,10 +74,15 @@ class NatsImageProvider : public node::ImageProvider {
   }
 
  private:
-  icv1::MountRootfsReply Call(const std::string& verb, const std::string& image, const std::string& container_id) {
+  icv1::MountRootfsReply Call(const std::string& verb, const std::string& image, const std::string& container_id,
+                              const std::optional<confine::IdRange>& ids = std::nullopt) {
     icv1::MountRootfsRequest request;
     request.set_image(image);
     request.set_container_id(container_id);
+    if (ids) {
+      request.set_id_map_base(ids->host_base);
+      request.set_id_map_size(ids->size);
+    }
     icv1::MountRootfsReply reply;
     auto answer = RequestWhenUp(bus_, prefix_ + verb, request.SerializeAsString(), std::chrono::seconds(30));
     if (!answer || !reply.ParseFromString(*answer)) {
@@ -215,6 +221,17 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   options.backoff.initial = std::chrono::milliseconds(cfg.GetInt("node.backoff_initial_ms", 10000));
   options.backoff.cap = std::chrono::milliseconds(cfg.GetInt("node.backoff_cap_ms", 300000));
 
+  options.user_namespaces.enabled = cfg.GetBool("node.user_namespaces", true);
+  options.user_namespaces.first_host_id =
+      static_cast<uint32_t>(cfg.GetInt("node.id_range_first", options.user_namespaces.first_host_id));
+  options.user_namespaces.range_size =
+      static_cast<uint32_t>(cfg.GetInt("node.id_range_size", options.user_namespaces.range_size));
+  options.user_namespaces.ranges = static_cast<uint32_t>(cfg.GetInt("node.id_ranges", options.user_namespaces.ranges));
+  if (options.user_namespaces.enabled &&
+      (options.user_namespaces.first_host_id < 65536 || options.user_namespaces.range_size < 65536)) {
+    throw std::runtime_error("node.id_range_first and node.id_range_size must be at least 65536");
+  }
+
   node::RuncRuntimeOptions runtime_options;
   runtime_options.root = root;
   runtime_options.runc = cfg.GetString("node.runc", "runc");
@@ -224,7 +241,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   if (!seccomp) throw std::runtime_error("node.seccomp_profile is not a valid seccomp profile");
   runtime_options.seccomp = *seccomp;
   node::RuncRuntime containers(runtime_options);
-  // MicroVM isolation (issue 9): QEMU microvm groups beside the runc ones, when configured.
+  // MicroVM isolation: QEMU microvm groups beside the runc ones, when configured.
   std::unique_ptr<node::MicroVmRuntime> microvms;
   if (cfg.GetBool("node.microvm", false)) {
     node::MicroVmRuntimeOptions vm_options;

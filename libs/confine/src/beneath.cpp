@@ -104,6 +104,38 @@ bool RemoveTreeAt(int dir, const std::string& name) {
   return ::unlinkat(dir, name.c_str(), AT_REMOVEDIR) == 0 || errno == ENOENT;
 }
 
+bool ChownTreeAt(int dir, unsigned uid, unsigned gid) {
+  struct stat top {};
+  if (::fstat(dir, &top) != 0 || ::fchown(dir, uid, gid) != 0) return false;
+  int listing_fd = ::dup(dir);
+  if (listing_fd < 0) return false;
+  DIR* listing = ::fdopendir(listing_fd);
+  if (!listing) {
+    ::close(listing_fd);
+    return false;
+  }
+  ::rewinddir(listing);
+  std::vector<std::string> subdirectories;
+  bool ok = true;
+  while (dirent* entry = ::readdir(listing)) {
+    const std::string name = entry->d_name;
+    if (name == "." || name == "..") continue;
+    struct stat st {};
+    if (::fstatat(dir, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // gone meanwhile
+    if (S_ISDIR(st.st_mode) && st.st_dev == top.st_dev) {
+      subdirectories.push_back(name);
+    } else if (::fchownat(dir, name.c_str(), uid, gid, AT_SYMLINK_NOFOLLOW) != 0) {
+      ok = false;
+    }
+  }
+  ::closedir(listing);
+  for (const auto& name : subdirectories) {
+    UniqueFd child = OpenBeneath(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+    if (!child.Valid() || !ChownTreeAt(child.Get(), uid, gid)) ok = false;
+  }
+  return ok;
+}
+
 std::string FdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 std::optional<std::string> BindBeneath(int dir, std::string_view relative, const std::string& target) {

@@ -73,6 +73,28 @@ TEST_F(BeneathTest, RemovesATreeWithoutFollowingSymlinks) {
   EXPECT_TRUE(RemoveTreeAt(root.Get(), "absent"));
 }
 
+TEST_F(BeneathTest, ChownsATreeWithoutFollowingSymlinks) {
+  if (::geteuid() != 0) GTEST_SKIP() << "chown needs root";
+  fs::create_directories(base / "root/tree/sub");
+  std::ofstream(base / "root/tree/sub/file") << "x";
+  fs::create_symlink(base / "outside", base / "root/tree/link");
+  fs::create_symlink(base / "outside/precious", base / "root/tree/sub/file-link");
+  UniqueFd tree = OpenBeneath(root.Get(), "tree", O_RDONLY | O_DIRECTORY);
+  ASSERT_TRUE(ChownTreeAt(tree.Get(), 70000, 70001));
+  struct stat st {};
+  for (const char* path : {"root/tree", "root/tree/sub", "root/tree/sub/file"}) {
+    ASSERT_EQ(::lstat((base / path).c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 70000u) << path;
+    EXPECT_EQ(st.st_gid, 70001u) << path;
+  }
+  ASSERT_EQ(::lstat((base / "root/tree/link").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 70000u) << "the link itself";
+  for (const char* path : {"outside", "outside/precious"}) {
+    ASSERT_EQ(::stat((base / path).c_str(), &st), 0);
+    EXPECT_EQ(st.st_uid, 0u) << path << " is not the tree's";
+  }
+}
+
 TEST_F(BeneathTest, BindsOnlyWhatIsBeneath) {
   if (::geteuid() != 0) GTEST_SKIP() << "bind mounts need root";
   fs::create_directories(base / "root/site");

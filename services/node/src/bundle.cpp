@@ -70,6 +70,8 @@ v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccom
   AddMount(spec, "/dev/pts", "devpts", "devpts", {"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"});
   AddMount(spec, "/dev/shm", "tmpfs", "shm", {"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"});
   AddMount(spec, "/dev/mqueue", "mqueue", "mqueue", {"nosuid", "noexec", "nodev"});
+  // sysfs: in a user namespace, its root may mount it because that namespace owns the group's
+  // network namespace (RuncRuntime makes them together).
   AddMount(spec, "/sys", "sysfs", "sysfs", {"nosuid", "noexec", "nodev", "ro"});
   AddMount(spec, "/sys/fs/cgroup", "cgroup", "cgroup", {"nosuid", "noexec", "nodev", "relatime", "ro"});
   if (!launch.hosts_file.empty()) AddMount(spec, "/etc/hosts", "bind", launch.hosts_file, {"rbind", "ro"});
@@ -94,6 +96,16 @@ v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccom
   resources->mutable_pids()->set_limit(static_cast<double>(launch.pids_limit));
 
   for (const char* type : {"pid", "ipc", "uts", "mount"}) linux->add_namespaces()->set_type(type);
+  if (launch.ids) {  // root in the container is the range's first id on the host
+    auto* user = linux->add_namespaces();
+    user->set_type("user");
+    user->set_path(launch.user_namespace);  // shared by the group's containers; empty: a new one
+    for (auto* mapping : {linux->add_uid_mappings(), linux->add_gid_mappings()}) {
+      mapping->set_container_id(0);
+      mapping->set_host_id(launch.ids->host_base);
+      mapping->set_size(launch.ids->size);
+    }
+  }
   // Empty: the container stays in its runtime's network namespace. Only a microVM's guest uses
   // that (the VM is the group's network boundary); the runc runtime always names the group's.
   if (!launch.network_namespace.empty()) {

@@ -118,7 +118,9 @@ namespace ci = containerinstance::v1;
 NodeService::NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events,
                          SecretOpener open_secret, NodeOptions options)
     : runtime_(runtime), probes_(std::make_unique<SandboxProbeRunner>(runtime)), images_(images), events_(events), open_secret_(std::move(open_secret)),
-      options_(std::move(options)) {}
+      options_(std::move(options)), id_ranges_(options_.user_namespaces, options_.state_dir) {
+  id_ranges_.ReleaseStartingWith("standby-");  // the runtime removed an earlier process's spares
+}
 
 void NodeService::Publish(const Group& group, const std::string& container, const std::string& name,
                           const std::string& message, const std::string& type, const std::string& state) {
@@ -221,13 +223,26 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
       spares_.pop_front();
     }
   }
+  // Root in a runc group's containers is an id of the group's own range, no one on the host. A
+  // spare's namespaces were made for a range of their own, which the group takes with it.
+  const bool user_namespaces = !microvm && options_.user_namespaces.enabled;
   if (spare) {
-    if (auto error = runtime_.ClaimSpare(*spare, plan->sandbox)) {
-      runtime_.DeleteSandbox(*spare);  // a broken spare: set the sandbox up as usual
+    plan->sandbox.ids = user_namespaces ? id_ranges_.Held(*spare) : std::nullopt;
+    if (user_namespaces && (!plan->sandbox.ids || id_ranges_.Held(group_id))) {
+      DropSpare(*spare);  // made without a range, or the group has its own already
+    } else if (auto error = runtime_.ClaimSpare(*spare, plan->sandbox)) {
+      DropSpare(*spare);  // a broken spare: set the sandbox up as usual
     } else {
       group.from_standby = true;
+      if (user_namespaces) id_ranges_.Transfer(*spare, group_id);
     }
   }
+  std::optional<confine::IdRange> ids;
+  if (user_namespaces) {
+    ids = id_ranges_.Acquire(group_id);
+    if (!ids) return "IdRangesExhausted: this node has no free user namespace id range";
+  }
+  plan->sandbox.ids = ids;
   if (!group.from_standby) {
     if (auto error = runtime_.CreateSandbox(plan->sandbox)) return "SandboxFailed: " + *error;
   }
@@ -237,7 +252,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
   // group's own volume directory (see volumes.h).
   std::map<std::string, std::string> volume_paths;
   VolumeContext volume_context{group.ref.subscription_id(), group_id, runtime_.VolumeDir(group_id),
-                               runtime_.NetworkNamespace(group_id)};
+                               runtime_.NetworkNamespace(group_id), ids};
   if (auto error = PrepareVolumes(group.spec, volume_context, options_.volumes, open_secret_, &volume_paths)) {
     return error;
   }
@@ -255,7 +270,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
     if (!ensured.ok()) return ensured.error_code() + ": " + ensured.error_message();
     Publish(group, name, "Pulled", "Successfully pulled image \"" + image + "\"", "Normal", "Pending");
     const std::string container_id = group_id + "_" + name;
-    auto mounted = images_.Mount(image, container_id);
+    auto mounted = images_.Mount(image, container_id, ids);
     if (!mounted.ok()) return mounted.error_code() + ": " + mounted.error_message();
     group.mounts.emplace_back(image, container_id);
 
@@ -284,6 +299,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
     launch->hostname = group.ref.name();
     launch->process = *process;
     launch->rootfs = mounted.rootfs();
+    launch->ids = ids;
     auto user = ResolveUser(process->user, launch->rootfs);
     if (!user) return "UnknownUser: the image's user '" + process->user + "' is not in its /etc/passwd";
     launch->uid = user->first;
@@ -378,6 +394,7 @@ void NodeService::Persist(const Group& group) {
 }
 
 void NodeService::Forget(const std::string& group_id) {
+  id_ranges_.Release(group_id);  // its containers and files are gone
   if (options_.state_dir.empty()) return;
   std::error_code ec;
   fs::remove(options_.state_dir + "/groups/" + group_id + ".pb", ec);
@@ -658,7 +675,12 @@ void NodeService::DropSpares() {
     std::lock_guard lock(spares_mutex_);
     spares.swap(spares_);
   }
-  for (const auto& spare : spares) runtime_.DeleteSandbox(spare);
+  for (const auto& spare : spares) DropSpare(spare);
+}
+
+void NodeService::DropSpare(const std::string& spare) {
+  runtime_.DeleteSandbox(spare);
+  id_ranges_.Release(spare);
 }
 
 size_t NodeService::SpareSandboxes() {
@@ -671,11 +693,13 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
   if (SpareSandboxes() < static_cast<size_t>(options_.standby_sandboxes)) {
     // One spare per tick, so a tick stays short; the pool refills within a second or so.
     const std::string spare = "standby-" + crypto::NewUuid();
-    if (!runtime_.CreateSpare(spare)) {
+    std::optional<confine::IdRange> ids;
+    if (options_.user_namespaces.enabled) ids = id_ranges_.Acquire(spare);
+    if ((ids || !options_.user_namespaces.enabled) && !runtime_.CreateSpare(spare, ids)) {
       std::lock_guard lock(spares_mutex_);
       spares_.push_back(spare);
     } else {
-      runtime_.DeleteSandbox(spare);
+      DropSpare(spare);
     }
   }
   std::lock_guard lock(mutex_);

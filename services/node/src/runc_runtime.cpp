@@ -66,6 +66,90 @@ std::optional<std::string> CreateNetworkNamespace(const std::string& path) {
   return error;
 }
 
+std::optional<std::string> CreateNamespacesInRange(const confine::IdRange& range, const std::string& userns_path,
+                                                   const std::string& netns_path) {
+  for (const auto& path : {userns_path, netns_path}) {
+    fs::create_directories(fs::path(path).parent_path());
+    int fd = ::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (fd < 0) return "create " + path + ": " + std::strerror(errno);
+    ::close(fd);
+  }
+  auto undo = [&] {
+    for (const auto& path : {userns_path, netns_path}) {
+      ::umount2(path.c_str(), MNT_DETACH);
+      ::unlink(path.c_str());
+    }
+  };
+  int to_parent[2], to_child[2];
+  if (::pipe2(to_parent, O_CLOEXEC) != 0) return undo(), std::string("pipe: ") + std::strerror(errno);
+  if (::pipe2(to_child, O_CLOEXEC) != 0) {
+    for (int fd : to_parent) ::close(fd);
+    return undo(), std::string("pipe: ") + std::strerror(errno);
+  }
+  // The child makes the user namespace, then (root in it) the network namespace it owns, and
+  // brings its loopback up; the parent maps the ids and pins both with bind mounts. The child
+  // makes only system calls: this process has threads.
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(to_parent[0]);
+    ::close(to_child[1]);
+    char step = 'x';
+    if (::unshare(CLONE_NEWUSER) == 0) step = 'u';
+    (void)!::write(to_parent[1], &step, 1);
+    if (step != 'u' || ::read(to_child[0], &step, 1) != 1 || step != 'm') ::_exit(1);
+    step = 'x';
+    if (::unshare(CLONE_NEWNET) == 0) {
+      int sock = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      ifreq request{};
+      request.ifr_name[0] = 'l';
+      request.ifr_name[1] = 'o';
+      if (sock >= 0 && ::ioctl(sock, SIOCGIFFLAGS, &request) == 0) {
+        request.ifr_flags |= IFF_UP;
+        if (::ioctl(sock, SIOCSIFFLAGS, &request) == 0) step = 'n';
+      }
+    }
+    (void)!::write(to_parent[1], &step, 1);
+    (void)!::read(to_child[0], &step, 1);  // until the parent pinned them
+    ::_exit(0);
+  }
+  ::close(to_parent[1]);
+  ::close(to_child[0]);
+  std::optional<std::string> error;
+  char step = 0;
+  const std::string proc = "/proc/" + std::to_string(child);
+  if (child < 0) {
+    error = std::string("fork: ") + std::strerror(errno);
+  } else if (::read(to_parent[0], &step, 1) != 1 || step != 'u') {
+    error = "unshare(CLONE_NEWUSER) failed";
+  } else {
+    const std::string map = "0 " + std::to_string(range.host_base) + " " + std::to_string(range.size) + "\n";
+    for (const char* file : {"/uid_map", "/gid_map"}) {
+      std::ofstream out(proc + file);
+      out << map << std::flush;
+      if (!out) error = "map ids " + map.substr(0, map.size() - 1) + " in the group's user namespace";
+    }
+    const char go = error ? 'x' : 'm';
+    (void)!::write(to_child[1], &go, 1);
+    if (!error && (::read(to_parent[0], &step, 1) != 1 || step != 'n')) {
+      error = "the group's network namespace could not be made in its user namespace";
+    }
+    if (!error && ::mount((proc + "/ns/user").c_str(), userns_path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      error = "bind " + userns_path + ": " + std::strerror(errno);
+    }
+    if (!error && ::mount((proc + "/ns/net").c_str(), netns_path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+      error = "bind " + netns_path + ": " + std::strerror(errno);
+    }
+  }
+  ::close(to_child[1]);  // the child exits
+  ::close(to_parent[0]);
+  if (child > 0) {
+    while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (error) undo();
+  return error;
+}
+
 std::optional<std::string> DeleteNetworkNamespace(const std::string& path) {
   if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
     return "unmount " + path + ": " + std::strerror(errno);
@@ -116,9 +200,22 @@ std::optional<std::string> CreateSandboxLayout(const std::string& dir, const std
                                                const std::string& netns, const SandboxSpec& spec) {
   fs::create_directories(dir + "/containers");
   fs::create_directories(volume_dir);
-  // The group's network namespace; the network service attaches interfaces to it (issue 5).
+  // The group's network namespace; the network service attaches interfaces to it. With an id
+  // range, it belongs to the group's user namespace (made with it).
   if (!fs::exists(netns)) {
-    if (auto error = CreateNetworkNamespace(netns)) return error;
+    if (spec.ids) {
+      if (auto error = CreateNamespacesInRange(*spec.ids, dir + "/userns", netns)) return error;
+      std::ofstream(dir + "/ids") << spec.ids->host_base << " " << spec.ids->size << "\n";
+    } else if (auto error = CreateNetworkNamespace(netns)) {
+      return error;
+    }
+  } else if (spec.ids) {
+    // Namespaces made earlier (this group's before a node restart): only for this very range.
+    std::ifstream recorded(dir + "/ids");
+    confine::IdRange range;
+    if (!(recorded >> range.host_base >> range.size) || range != *spec.ids || !fs::exists(dir + "/userns")) {
+      return "the network namespace " + netns + " was not made for the group's id range";
+    }
   }
   WriteHostsAndResolv(dir, spec);
   return std::nullopt;
@@ -136,6 +233,7 @@ std::optional<std::string> RuncRuntime::StartContainer(const std::string& sandbo
   fs::create_directories(state);
   ContainerLaunch launch = input;
   launch.network_namespace = NetworkNamespace(sandbox_id);
+  if (launch.ids) launch.user_namespace = SandboxDir(sandbox_id) + "/userns";
   launch.cgroup_parent = options_.host_tag;
   // A container may not raise RLIMIT_NOFILE past the node's own hard limit.
   rlimit nofile{};
@@ -241,12 +339,12 @@ std::optional<std::string> RuncRuntime::RemoveContainer(const std::string& sandb
   return std::nullopt;
 }
 
-std::optional<std::string> RuncRuntime::CreateSpare(const std::string& spare_id) {
-  const std::string dir = SandboxDir(spare_id);
-  fs::create_directories(dir + "/containers");
-  fs::create_directories(VolumeDir(spare_id));
-  if (!fs::exists(NetworkNamespace(spare_id))) return CreateNetworkNamespace(NetworkNamespace(spare_id));
-  return std::nullopt;
+std::optional<std::string> RuncRuntime::CreateSpare(const std::string& spare_id,
+                                                    const std::optional<confine::IdRange>& ids) {
+  SandboxSpec spare;
+  spare.id = spare_id;
+  spare.ids = ids;
+  return CreateSandboxLayout(SandboxDir(spare_id), VolumeDir(spare_id), NetworkNamespace(spare_id), spare);
 }
 
 std::optional<std::string> RuncRuntime::ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) {
@@ -254,6 +352,11 @@ std::optional<std::string> RuncRuntime::ClaimSpare(const std::string& spare_id, 
   if (!fs::exists(from) || fs::exists(to) || fs::exists(SandboxDir(spec.id))) {
     return "spare " + spare_id + " is gone or " + spec.id + " exists";
   }
+  // Its namespaces were made for one id range (or none): only a group of that range may take it.
+  std::ifstream recorded(SandboxDir(spare_id) + "/ids");
+  std::optional<confine::IdRange> spare_ids;
+  if (confine::IdRange range; recorded >> range.host_base >> range.size) spare_ids = range;
+  if (spare_ids != spec.ids) return "spare " + spare_id + " was made for another id range";
   // The namespace lives as long as a mount holds it: bind it at the group's name, then drop the
   // spare's (a move would fail on the shared /var/run/netns mount).
   { std::ofstream(to).flush(); }

@@ -114,11 +114,26 @@ std::optional<std::string> PrepareShare(const ci::AzureFileVolume& share, const 
   UniqueFd dir = confine::MakeDirectoriesBeneath(account.Get(), share_rel, 0755);
   if (!dir.Valid()) return "VolumeFailed: " + Errno("cannot open share '" + share.share_name() + "'");
   *path = options.shares_root + "/" + account_rel + "/" + share_rel;
+  if (!ctx.ids) return std::nullopt;
+  // Groups of one subscription share it, each in its own id range: the share keeps unshifted
+  // ids on disk and each group sees it through an idmapped mount of its range, on a path of the
+  // group's own (the store itself stays closed to every range).
+  const std::string mapped = ctx.volume_root + "/.shares/" + volume;
+  if (!confine::IsMountPoint(mapped)) {
+    UniqueFd volumes = confine::OpenDirectory(ctx.volume_root);
+    UniqueFd target = volumes.Valid() ? confine::MakeDirectoriesBeneath(volumes.Get(), ".shares/" + volume, 0755)
+                                      : UniqueFd();
+    if (!target.Valid()) return "VolumeFailed: " + Errno("cannot create the mount point of volume '" + volume + "'");
+    if (auto error = confine::BindIdmapped(*path, *ctx.ids, mapped, true)) {
+      return "VolumeFailed: cannot map share '" + share.share_name() + "' into the group: " + *error;
+    }
+  }
+  *path = mapped;
   return std::nullopt;
 }
 
 std::optional<std::string> PrepareSecret(int volumes, const ci::Volume& volume, const std::string& path,
-                                         const SecretOpener& open_secret) {
+                                         const SecretOpener& open_secret, const std::optional<confine::IdRange>& ids) {
   std::map<std::string, std::string> files;
   size_t total = 0;
   for (const auto& [name, sealed] : volume.secret()) {
@@ -133,7 +148,7 @@ std::optional<std::string> PrepareSecret(int volumes, const ci::Volume& volume, 
   if (auto error = MountTmpfs(dir.Get(), path, static_cast<int64_t>(total) * 2 + (64 << 10), ",mode=0700")) {
     return "VolumeFailed: " + *error;
   }
-  if (auto error = WriteSecretVolume(path, files)) return "VolumeFailed: " + *error;
+  if (auto error = WriteSecretVolume(path, files, ids)) return "VolumeFailed: " + *error;
   return std::nullopt;
 }
 
@@ -220,6 +235,14 @@ std::optional<std::string> PrepareRepository(int volumes, const ci::Volume& volu
       }
       return "VolumeFailed: git clone of " + repo.repository() + ": " + Trimmed(output);
     }
+    if (ctx.ids) {  // the clone belongs to the group's root, as a file it wrote itself would
+      UniqueFd clone = confine::OpenDirectory(staging);
+      if (!clone.Valid() || !confine::ChownTreeAt(clone.Get(), ctx.ids->host_base, ctx.ids->host_base)) {
+        std::string error = Errno("hand the clone to the group");
+        drop_staging();
+        return "VolumeFailed: " + error;
+      }
+    }
     if (::mount(staging.c_str(), confine::FdPath(dir.Get()).c_str(), nullptr, MS_MOVE, nullptr) != 0) {
       std::string error = Errno("move the clone into the volume");
       drop_staging();
@@ -296,7 +319,8 @@ std::optional<std::string> CheckGroupPaths(const std::string& group_id, const ci
   return std::nullopt;
 }
 
-std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files) {
+std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files,
+                                             const std::optional<confine::IdRange>& owner) {
   UniqueFd root = confine::OpenDirectory(dir);
   if (!root.Valid()) return Errno("cannot open " + dir);
   ::fchmod(root.Get(), 0700);
@@ -310,8 +334,14 @@ std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::
     if (::write(file.Get(), decoded->data(), decoded->size()) != static_cast<ssize_t>(decoded->size())) {
       return Errno("cannot write secret file '" + name + "'");
     }
+    if (owner && ::fchown(file.Get(), owner->host_base, owner->host_base) != 0) {
+      return Errno("cannot hand secret file '" + name + "' to the group");
+    }
   }
   ::fchmod(root.Get(), 0500);
+  if (owner && ::fchown(root.Get(), owner->host_base, owner->host_base) != 0) {
+    return Errno("cannot hand the secret volume to the group");
+  }
   return std::nullopt;
 }
 
@@ -334,9 +364,13 @@ std::optional<std::string> PrepareVolumes(const ci::ContainerGroup& group, const
         if (auto error = MountTmpfs(dir.Get(), path, options.empty_dir_max_bytes, ",mode=0777")) {
           return "VolumeFailed: " + *error;
         }
+        dir = confine::OpenBeneath(volumes.Get(), volume.name(), O_RDONLY | O_DIRECTORY);  // the tmpfs
+      }
+      if (ctx.ids && (!dir.Valid() || ::fchown(dir.Get(), ctx.ids->host_base, ctx.ids->host_base) != 0)) {
+        return "VolumeFailed: " + Errno("cannot hand the emptyDir volume '" + volume.name() + "' to the group");
       }
     } else if (volume.secret_size() > 0) {
-      if (auto error = PrepareSecret(volumes.Get(), volume, path, open_secret)) return error;
+      if (auto error = PrepareSecret(volumes.Get(), volume, path, open_secret, ctx.ids)) return error;
     } else if (volume.has_git_repo()) {
       if (auto error = PrepareRepository(volumes.Get(), volume, volume_root, ctx, options, &source)) return error;
     } else if (volume.has_azure_file()) {

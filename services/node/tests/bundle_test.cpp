@@ -75,6 +75,34 @@ TEST(BundleTest, HardenedByDefault) {
   EXPECT_EQ(shared, 1);
 }
 
+TEST(BundleTest, WithARangeTheContainerRunsInItsOwnUserNamespace) {
+  ContainerLaunch launch = Launch();
+  launch.ids = confine::IdRange{1u << 30, 65536};
+  auto spec = BuildRuntimeSpec(launch, {});
+  bool user = false;
+  for (const auto& ns : spec.linux().namespaces()) user = user || (ns.type() == "user" && ns.path().empty());
+  EXPECT_TRUE(user);
+  for (const auto& mappings : {spec.linux().uid_mappings(), spec.linux().gid_mappings()}) {
+    ASSERT_EQ(mappings.size(), 1);
+    EXPECT_EQ(mappings[0].container_id(), 0u);
+    EXPECT_EQ(mappings[0].host_id(), 1u << 30);
+    EXPECT_EQ(mappings[0].size(), 65536u);
+  }
+  std::string json;
+  ASSERT_TRUE(google::protobuf::util::MessageToJsonString(spec, &json).ok());
+  EXPECT_NE(json.find("\"uidMappings\":[{\"hostID\":1073741824,\"size\":65536}]"), std::string::npos) << json;
+  launch.user_namespace = "/node/sandboxes/g1/userns";
+  bool joined = false;
+  const auto shared = BuildRuntimeSpec(launch, {});
+  for (const auto& ns : shared.linux().namespaces()) {
+    joined = joined || (ns.type() == "user" && ns.path() == "/node/sandboxes/g1/userns");
+  }
+  EXPECT_TRUE(joined) << "the group's containers share its user namespace";
+  // Without a range (a microVM's guest), the host's user namespace.
+  const auto plain = BuildRuntimeSpec(Launch(), {});
+  for (const auto& ns : plain.linux().namespaces()) EXPECT_NE(ns.type(), "user");
+}
+
 TEST(BundleTest, VolumesAreBoundWithTheirModes) {
   auto spec = BuildRuntimeSpec(Launch(), {});
   std::map<std::string, std::vector<std::string>> options;

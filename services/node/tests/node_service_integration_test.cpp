@@ -13,11 +13,14 @@
 #include <condition_variable>
 #include <map>
 #include <set>
+#include <regex>
+#include <sstream>
 #include <mutex>
 #include <thread>
 
 #include "skiff/bus/nats_bus.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/node/id_ranges.h"
 #include "skiff/node/sandbox_runtime.h"
 #include "skiff/node/v1/node.pb.h"
 
@@ -335,8 +338,10 @@ TEST_F(NodeServiceTest, SecretsAreOpenedOnlyOnTheNode) {
 
 
 // A repository served over dumb HTTP (git update-server-info) by a python server. `inside`: in
-// a network namespace made ahead at the group's own name (the node then uses it as the group's),
-// so the clone, which runs in the group's namespace, reaches it; otherwise on the host's loopback.
+// the group's network namespace, made ahead as the node makes it (owned by a user namespace of
+// the group's preferred id range, recorded in its sandbox directory; the node then takes them as
+// the group's), so the clone, which runs in the group's namespace, reaches it; otherwise on the
+// host's loopback.
 struct GitServer {
   fs::path dir = fs::path("/tmp") / ("skiff-git-" + crypto::NewUuid().substr(0, 8));
   std::string netns;
@@ -352,7 +357,11 @@ struct GitServer {
     std::string prefix;
     if (inside) {
       netns = "skiff-nit-" + group_id;
-      Shell("ip netns add " + netns + " && ip -n " + netns + " link set lo up");
+      const fs::path sandbox = stack->dir / "node/sandboxes" / group_id;
+      const confine::IdRange range = IdRangeAllocator(UserNamespaceOptions{}, "").Preferred(group_id);
+      fs::create_directories(sandbox);
+      EXPECT_EQ(CreateNamespacesInRange(range, (sandbox / "userns").string(), "/var/run/netns/" + netns), std::nullopt);
+      std::ofstream(sandbox / "ids") << range.host_base << " " << range.size << "\n";
       prefix = "ip netns exec " + netns + " ";
     }
     Shell(prefix + "sh -c 'cd " + dir.string() + " && exec python3 -m http.server " + std::to_string(port) +
@@ -524,6 +533,37 @@ TEST_F(NodeServiceTest, AnEmptyDirIsCappedAndMountedNosuid) {
   ASSERT_TRUE(Command("delete").ok());
   EXPECT_TRUE(WaitFor("Deleted"));
   EXPECT_EQ(Shell("findmnt -n " + volume.string() + " || true"), "");
+}
+
+// Root in a container is root of the group's user namespace only: on the host it is the first id
+// of the group's range, so what it writes (in its volume, in its root file system) belongs to
+// that id, never to host root, and the image's root-owned files are that id's too.
+TEST_F(NodeServiceTest, RootInAContainerOwnsNoHostFile) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"app",
+    "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",
+    "echo uid=$(busybox id -u); busybox cat /proc/self/uid_map; echo x > /data/by-root; echo y > /by-root;
+     busybox stat -c owner=%u /bin/busybox; busybox sleep 30"],
+    "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"data","mountPath":"/data"}]}}],
+    "volumes":[{"name":"data","emptyDir":{}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  std::string log;
+  for (int i = 0; i < 100 && (log = LogOf("app")).find("owner=") == std::string::npos; ++i) std::this_thread::sleep_for(100ms);
+  EXPECT_NE(log.find("uid=0\n"), std::string::npos) << log;
+  std::smatch map;  // the uid_map line: container id 0 starts at host id <host>, <size> ids
+  ASSERT_TRUE(std::regex_search(log, map, std::regex(R"(stdout\s+0\s+(\d+)\s+(\d+))"))) << log;
+  const uint64_t host = std::stoull(map[1]), size = std::stoull(map[2]);
+  EXPECT_GE(host, 65536u) << "container root is no host user: " << log;
+  EXPECT_EQ(size, 65536u) << log;
+  EXPECT_NE(log.find("owner=0"), std::string::npos) << "the image's files are its root's: " << log;
+  struct stat seen {};
+  ASSERT_EQ(::stat((stack->dir / "node/sandboxes" / group_id / "volumes/data/by-root").c_str(), &seen), 0);
+  EXPECT_EQ(seen.st_uid, host);
+  EXPECT_EQ(seen.st_gid, host);
+  ASSERT_EQ(::stat((stack->dir / "imagecache/containers" / (group_id + "_app") / "upper/by-root").c_str(), &seen), 0);
+  EXPECT_EQ(seen.st_uid, host);
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
 }
 
 // Decrypted secret files live on a tmpfs, the bundle that holds opened secure values is 0600,

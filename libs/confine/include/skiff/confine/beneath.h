@@ -43,6 +43,10 @@ UniqueFd MakeDirectoriesBeneath(int dir, std::string_view relative, unsigned mod
 // following a symlink. Absent is success. false with errno on failure.
 bool RemoveTreeAt(int dir, const std::string& name);
 
+// Gives `dir` and everything beneath it to uid:gid, never following a symlink (a link itself
+// changes owner) and never crossing into another mount. false with errno on failure.
+bool ChownTreeAt(int dir, unsigned uid, unsigned gid);
+
 // Bind-mounts the directory `relative` beneath `dir` onto `target` (a host path the caller
 // owns, created if missing). The mount is made from the opened descriptor, so what gets
 // mounted is exactly what was resolved. Error text on failure.

@@ -16,6 +16,7 @@ struct IdRange {
   uint32_t host_base = 0;
   uint32_t size = 0;
   bool operator==(const IdRange& other) const { return host_base == other.host_base && size == other.size; }
+  bool operator!=(const IdRange& other) const { return !(*this == other); }
 };
 
 // A user namespace with `range` as its uid and gid map, held by the returned descriptor (the

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "skiff/confine/idmap.h"
 #include "skiff/node/v1/runtime_spec.pb.h"
 #include "skiff/oci/process.h"
 
@@ -37,6 +38,10 @@ struct ContainerLaunch {
   std::vector<VolumeBind> volumes;
   bool terminal = false;
   uint64_t open_files_limit = 1048576;  // RLIMIT_NOFILE; the runtime caps it at its own hard limit
+  // Set: the container runs in a user namespace mapping its ids 0.. to this host range (the
+  // rootfs and volumes are shifted to match); unset: in the host's (microVM guests).
+  std::optional<confine::IdRange> ids;
+  std::string user_namespace;  // with ids: the group's user namespace (a pinned nsfs file) to join
 };
 
 constexpr int64_t kCpuPeriodMicros = 100000;

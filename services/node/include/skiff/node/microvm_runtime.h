@@ -107,7 +107,10 @@ class IsolatingRuntime : public SandboxRuntime {
     return For(id).RemoveContainer(id, c);
   }
   std::optional<std::string> DeleteSandbox(const std::string& id) override { return For(id).DeleteSandbox(id); }
-  std::optional<std::string> CreateSpare(const std::string& spare_id) override { return containers_.CreateSpare(spare_id); }
+  std::optional<std::string> CreateSpare(const std::string& spare_id,
+                                         const std::optional<confine::IdRange>& ids = std::nullopt) override {
+    return containers_.CreateSpare(spare_id, ids);
+  }
   std::optional<std::string> ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) override;
   std::string LogPath(const std::string& id, const std::string& c) override { return For(id).LogPath(id, c); }
   std::string VolumeDir(const std::string& id) override { return For(id).VolumeDir(id); }

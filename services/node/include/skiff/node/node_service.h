@@ -11,6 +11,7 @@
 #include "skiff/imagecache/v1/imagecache.pb.h"
 #include "skiff/network/v1/network.pb.h"
 #include "skiff/node/group_supervisor.h"
+#include "skiff/node/id_ranges.h"
 #include "skiff/node/observe.h"
 #include "skiff/node/v1/node.pb.h"
 #include "skiff/node/volumes.h"
@@ -22,7 +23,9 @@ class ImageProvider {
  public:
   virtual ~ImageProvider() = default;
   virtual imagecache::v1::EnsureImageReply Ensure(const imagecache::v1::EnsureImageRequest& request) = 0;
-  virtual imagecache::v1::MountRootfsReply Mount(const std::string& image, const std::string& container_id) = 0;
+  // With `ids`, the rootfs is shifted into that user namespace range (idmapped layers).
+  virtual imagecache::v1::MountRootfsReply Mount(const std::string& image, const std::string& container_id,
+                                                 const std::optional<confine::IdRange>& ids) = 0;
   virtual void Unmount(const std::string& image, const std::string& container_id) = 0;
   virtual void Release(const std::string& image, const std::string& holder) = 0;
 };
@@ -70,6 +73,8 @@ struct NodeOptions {
   // The runtime runs MicroVM groups too (an IsolatingRuntime over a MicroVmRuntime): heartbeats
   // offer it, so the scheduler places such groups here.
   bool microvm = false;
+  // runc groups in user namespaces, each with a host id range of its own (id_ranges.h).
+  UserNamespaceOptions user_namespaces;
 };
 
 // Turns groups from the scheduler into running sandboxes: ensures and mounts images, opens
@@ -143,6 +148,7 @@ class NodeService : public SupervisorSink {
                               const std::string& name, const std::string& message, const std::string& type,
                               const std::string& state);
   std::optional<std::string> Prepare(Group& group, GroupPlan* plan);
+  void DropSpare(const std::string& spare);  // its sandbox and its id range
   std::optional<std::string> AttachNetwork(Group& group, SandboxSpec* sandbox);
   void Cleanup(Group& group);
   std::optional<std::string> Launch(Group& group, bool adopt_existing);
@@ -167,6 +173,7 @@ class NodeService : public SupervisorSink {
   NodeEventPublisher& events_;
   SecretOpener open_secret_;
   NodeOptions options_;
+  IdRangeAllocator id_ranges_;
   std::mutex mutex_;
   std::mutex heartbeat_mutex_;
   v1::NodeHeartbeat last_heartbeat_;  // sent again, restamped, while mutex_ is held long

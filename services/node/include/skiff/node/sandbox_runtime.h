@@ -12,6 +12,7 @@
 
 #include "skiff/node/socket_probe.h"
 #include "skiff/node/bundle.h"
+#include "skiff/confine/idmap.h"
 #include "skiff/node/exec_process.h"
 
 namespace skiff::node {
@@ -23,8 +24,11 @@ struct SandboxSpec {
   std::vector<std::string> search_domains;
   std::vector<std::string> dns_options;
   std::string address;     // the group's own address, for /etc/hosts (empty: loopback only)
-  // "MicroVM": the group runs in its own microVM (issue 9); else in runc containers on the host.
+  // "MicroVM": the group runs in its own microVM; else in runc containers on the host.
   std::string isolation;
+  // runc groups: the user namespace range of the group. Its containers share one user namespace,
+  // which owns the group's network namespace (so its root may mount sysfs and runc exec can join).
+  std::optional<confine::IdRange> ids;
   double cpu = 0;          // the group's summed requests: a microVM's vCPUs and memory
   double memory_gb = 0;
 };
@@ -57,8 +61,11 @@ class SandboxRuntime {
   // Standby pool: a spare sandbox made ahead of time (directories, network namespace) becomes
   // the sandbox `spec.id`, so a group starts without that set-up. Runtimes without spares say
   // so with an error and the caller creates the sandbox as usual.
-  virtual std::optional<std::string> CreateSpare(const std::string& spare_id) {
-    return "this runtime keeps no spare sandboxes (" + spare_id + ")";
+  // With `ids`, the spare's namespaces are made for that range; a group claiming it must hold
+  // the same range (ClaimSpare refuses otherwise).
+  virtual std::optional<std::string> CreateSpare(const std::string& spare_id,
+                                                 const std::optional<confine::IdRange>& ids = std::nullopt) {
+    return "this runtime keeps no spare sandboxes (" + spare_id + (ids ? ", ids" : "") + ")";
   }
   virtual std::optional<std::string> ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) {
     return "this runtime keeps no spare sandboxes (" + spare_id + ", " + spec.id + ")";
@@ -109,7 +116,8 @@ class RuncRuntime : public SandboxRuntime {
   std::optional<std::string> Signal(const std::string& sandbox_id, const std::string& container, int signal) override;
   std::optional<std::string> RemoveContainer(const std::string& sandbox_id, const std::string& container) override;
   std::optional<std::string> DeleteSandbox(const std::string& sandbox_id) override;
-  std::optional<std::string> CreateSpare(const std::string& spare_id) override;
+  std::optional<std::string> CreateSpare(const std::string& spare_id,
+                                         const std::optional<confine::IdRange>& ids = std::nullopt) override;
   std::optional<std::string> ClaimSpare(const std::string& spare_id, const SandboxSpec& spec) override;
   std::string LogPath(const std::string& sandbox_id, const std::string& container) override;
   std::string VolumeDir(const std::string& sandbox_id) override;
@@ -135,6 +143,10 @@ std::optional<std::string> CreateSandboxLayout(const std::string& dir, const std
 // A named network namespace at `path` (e.g. /var/run/netns/skiff-<id>, so `ip netns` and CNI
 // see it) with its loopback up; and its removal.
 std::optional<std::string> CreateNetworkNamespace(const std::string& path);
+// A user namespace mapping `range` and a network namespace it owns (its loopback up), pinned at
+// the two paths; an error leaves neither behind.
+std::optional<std::string> CreateNamespacesInRange(const confine::IdRange& range, const std::string& userns_path,
+                                                   const std::string& netns_path);
 std::optional<std::string> DeleteNetworkNamespace(const std::string& path);
 
 // True when the process exists and is not a zombie.

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "skiff/confine/idmap.h"
 #include "skiff/containerinstance/v1/container_group.pb.h"
 
 namespace skiff::node {
@@ -43,6 +44,9 @@ struct VolumeContext {
   std::string group_id;
   std::string volume_root;  // the node's own directory for this group's volumes
   std::string netns;        // the group's network namespace: a clone reaches only what the group may
+  // The group's user namespace range: volumes belong to its root (emptyDir, secrets and clones
+  // chowned, shares seen through an idmapped mount). Unset: host ids.
+  std::optional<confine::IdRange> ids;
 };
 
 using SecretOpener = std::function<std::optional<std::string>(const std::string& value)>;
@@ -57,7 +61,9 @@ std::optional<std::string> PrepareVolumes(const containerinstance::v1::Container
 
 // Writes a secret volume: each file base64-decoded, mode 0400, in `dir` (which the caller made:
 // a tmpfs, so decrypted values never reach the node's disk). Error text on failure.
-std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files);
+// With `owner`, the files and the directory belong to that range's root.
+std::optional<std::string> WriteSecretVolume(const std::string& dir, const std::map<std::string, std::string>& files,
+                                             const std::optional<confine::IdRange>& owner = std::nullopt);
 
 // The subscription's directory name in the share store: a digest, so that no subscription id
 // becomes a path and two subscriptions never share one.
