@@ -178,6 +178,13 @@ void WriteHostsAndResolv(const std::string& dir, const SandboxSpec& spec) {
 RuncRuntime::RuncRuntime(RuncRuntimeOptions options) : options_(std::move(options)) {
   fs::create_directories(options_.root + "/sandboxes");
   fs::create_directories(options_.root + "/runc");
+  // Nobody but root may list what the node holds; others may only pass through, as the init of a
+  // user-namespaced container must to reach its bind mounts' sources (hosts, resolv.conf, volumes).
+  const auto traverse_only = fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec;
+  for (const auto& dir : {options_.root, options_.root + "/sandboxes"}) {
+    fs::permissions(dir, traverse_only, fs::perm_options::replace);
+  }
+  fs::permissions(options_.root + "/runc", fs::perms::owner_all, fs::perm_options::replace);
   // Spares from before a restart are not tracked any more: remove them (the pool refills).
   for (const auto& entry : fs::directory_iterator(options_.root + "/sandboxes")) {
     const std::string id = entry.path().filename().string();

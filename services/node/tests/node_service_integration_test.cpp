@@ -562,6 +562,11 @@ TEST_F(NodeServiceTest, RootInAContainerOwnsNoHostFile) {
   EXPECT_EQ(seen.st_gid, host);
   ASSERT_EQ(::stat((stack->dir / "imagecache/containers" / (group_id + "_app") / "upper/by-root").c_str(), &seen), 0);
   EXPECT_EQ(seen.st_uid, host);
+  // The node's root and its sandboxes can be passed through, never listed, by anyone but root.
+  for (const char* dir : {"node", "node/sandboxes"}) {
+    ASSERT_EQ(::stat((stack->dir / dir).c_str(), &seen), 0);
+    EXPECT_EQ(seen.st_mode & 0777, 0711u) << dir;
+  }
   ASSERT_TRUE(Command("delete").ok());
   EXPECT_TRUE(WaitFor("Deleted"));
 }
