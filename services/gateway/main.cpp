@@ -55,6 +55,13 @@ gateway::GroupApiOptions ApiOptions(const config::Config& cfg) {
   options.limits.reserved_ports = ParsePorts(cfg.GetList("gateway.reserved_ports", {"10250", "10255"}));
   options.limits.locations = cfg.GetList("gateway.locations", {"local"});
   options.limits.git_insecure_hosts = cfg.GetList("gateway.git_insecure_hosts", {});
+  options.limits.default_isolation = cfg.GetString("gateway.default_isolation", "Container");
+  if (options.limits.default_isolation != "Container" && options.limits.default_isolation != "MicroVM") {
+    throw std::runtime_error("gateway.default_isolation must be Container or MicroVM");
+  }
+  for (const auto& subscription : cfg.GetList("gateway.microvm_subscriptions", {})) {
+    options.limits.microvm_subscriptions.insert(subscription);
+  }
   options.quotas.groups = cfg.GetInt("gateway.quota_groups", 100);
   options.quotas.cores = cfg.GetDouble("gateway.quota_cores", 100);
   options.quotas.creates_per_5_minutes = cfg.GetInt("gateway.creates_per_5_minutes", 100);

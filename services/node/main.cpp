@@ -19,6 +19,7 @@
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
+#include "skiff/node/microvm.h"
 #include "skiff/node/microvm_runtime.h"
 #include "skiff/node/node_service.h"
 
@@ -395,7 +396,16 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_file, "INI config file (SKIFF_* environment variables override it)");
   app.require_subcommand(0, 1);
   app.add_subcommand("serve", "Run groups for the scheduler over NATS (the default)");
+  std::string kernel, qemu = "qemu-system-x86_64";
+  auto* kvm_check = app.add_subcommand("kvm-check", "Say whether KVM boots the guest kernel here (exit 0: yes)");
+  kvm_check->add_option("--kernel", kernel, "the guest kernel")->required();
+  kvm_check->add_option("--qemu", qemu, "the QEMU binary");
   CLI11_PARSE(app, argc, argv);
+  if (kvm_check->parsed()) {
+    const bool boots = node::KvmBootsGuests(qemu, kernel, std::filesystem::temp_directory_path().string());
+    std::cout << (boots ? "kvm" : "no kvm") << "\n";
+    return boots ? 0 : 1;
+  }
   try {
     config::Config cfg = config_file.empty() ? config::Config() : config::Config::FromFile(config_file);
     log::Init("node", cfg.GetString("log.level", "info"));

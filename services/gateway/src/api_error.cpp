@@ -44,6 +44,7 @@ constexpr std::array kErrorTable{
     ErrorRow{ErrorKind::kInvalidEnum, "InvalidEnumValue", 400},
     ErrorRow{ErrorKind::kUnsupportedOsType, "OsTypeNotSupported", 400},
     ErrorRow{ErrorKind::kInvalidVolume, "InvalidVolume", 400},
+    ErrorRow{ErrorKind::kIsolationRequired, "IsolationRequired", 400},
     ErrorRow{ErrorKind::kUndefinedVolume, "VolumeMountNameNotFound", 400},
     ErrorRow{ErrorKind::kInvalidEnvironmentVariable, "InvalidEnvironmentVariable", 400},
     ErrorRow{ErrorKind::kInvalidIpAddress, "InvalidIpAddress", 400},

@@ -336,6 +336,7 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
   if (auto* error = std::get_if<ApiError>(&parsed)) return ErrorResponse(*error);
   ci::ContainerGroup group = std::move(std::get<ci::ContainerGroup>(parsed));
   if (auto error = ValidateAndNormalize(group, options_.limits)) return ErrorResponse(*error);
+  if (auto error = ApplyIsolationPolicy(group, route.subscription_id, options_.limits)) return ErrorResponse(*error);
   SealSecrets(group, secrets_);
   group.clear_id();
   group.clear_name();

@@ -152,6 +152,23 @@ std::optional<ApiError> ValidateTags(const google::protobuf::Map<std::string, st
   return std::nullopt;
 }
 
+std::optional<ApiError> ApplyIsolationPolicy(ci::ContainerGroup& group, const std::string& subscription_id,
+                                             const ValidationLimits& limits) {
+  auto* props = group.mutable_properties();
+  const bool required = limits.microvm_subscriptions.count(subscription_id) > 0;
+  // Absent stays absent where it means the default anyway (ACI's own clients never send it).
+  if (props->isolation().empty() && (required || limits.default_isolation == "MicroVM")) {
+    props->set_isolation("MicroVM");
+  }
+  if (required && props->isolation() != "MicroVM") {
+    return Error(ErrorKind::kIsolationRequired,
+                 "The subscription '" + subscription_id + "' requires 'MicroVM' isolation for its container groups; '" +
+                     props->isolation() + "' is not allowed.",
+                 "properties.isolation");
+  }
+  return std::nullopt;
+}
+
 std::optional<ApiError> ValidateAndNormalize(ci::ContainerGroup& group, const ValidationLimits& limits) {
   // Location: required, one of this deployment's.
   if (group.location().empty()) {

@@ -308,6 +308,33 @@ TEST(ValidationTest, AcceptsAciExamplesAndFillsDefaults) {
   EXPECT_EQ(group.properties().isolation(), "MicroVM");
 }
 
+TEST(ValidationTest, TheIsolationPolicyFillsTheDefaultAndRequiresMicroVmWhereAsked) {
+  ValidationLimits limits = Limits();
+  limits.microvm_subscriptions = {"sub-strict"};
+  ci::ContainerGroup plain = LoadGroup("aci_minimal.json");
+  EXPECT_FALSE(ApplyIsolationPolicy(plain, "sub-open", limits).has_value());
+  EXPECT_EQ(plain.properties().isolation(), "") << "the default Container stays implied";
+  ci::ContainerGroup strict = LoadGroup("aci_minimal.json");
+  EXPECT_FALSE(ApplyIsolationPolicy(strict, "sub-strict", limits).has_value());
+  EXPECT_EQ(strict.properties().isolation(), "MicroVM");
+  ci::ContainerGroup refused = LoadGroup("aci_minimal.json");
+  refused.mutable_properties()->set_isolation("Container");
+  auto error = ApplyIsolationPolicy(refused, "sub-strict", limits);
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->kind, ErrorKind::kIsolationRequired);
+  EXPECT_EQ(HttpStatusFor(error->kind), 400);
+  EXPECT_EQ(ArmCodeFor(error->kind), "IsolationRequired");
+  EXPECT_EQ(error->target, "properties.isolation");
+  limits.default_isolation = "MicroVM";
+  ci::ContainerGroup by_default = LoadGroup("aci_minimal.json");
+  EXPECT_FALSE(ApplyIsolationPolicy(by_default, "sub-open", limits).has_value());
+  EXPECT_EQ(by_default.properties().isolation(), "MicroVM");
+  ci::ContainerGroup chosen = LoadGroup("aci_minimal.json");
+  chosen.mutable_properties()->set_isolation("Container");
+  EXPECT_FALSE(ApplyIsolationPolicy(chosen, "sub-open", limits).has_value());
+  EXPECT_EQ(chosen.properties().isolation(), "Container") << "a group may still ask for Container";
+}
+
 TEST(ValidationTest, VolumeErrorsNameTheField) {
   ci::ContainerGroup group = LoadGroup("aci_minimal.json");
   AddShare(group, "skiffdata", "../../..", "key");

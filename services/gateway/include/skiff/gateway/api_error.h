@@ -37,6 +37,7 @@ enum class ErrorKind {
   kInvalidEnum,
   kUnsupportedOsType,
   kInvalidVolume,
+  kIsolationRequired,
   kUndefinedVolume,
   kInvalidEnvironmentVariable,
   kInvalidIpAddress,

@@ -27,6 +27,10 @@ struct ValidationLimits {
   // gitRepo volumes clone https:// repositories; http:// only from these hosts ("host" or
   // "host:port"), e.g. a registry of test repositories on the operator's own network.
   std::vector<std::string> git_insecure_hosts;
+  // The isolation of a group that names none ("Container" or "MicroVM": scripts/up picks
+  // MicroVM where KVM boots guests), and the subscriptions whose groups must run in microVMs.
+  std::string default_isolation = "Container";
+  std::set<std::string> microvm_subscriptions;
 };
 
 // ACI's naming rule for groups and containers: 1-63 of [a-z0-9-], no leading, trailing or
@@ -41,6 +45,12 @@ bool IsValidImageReference(const std::string& image);
 // defaults and canonical spellings (osType Linux, restartPolicy Always, priority Regular, sku
 // Standard; enum values accepted in any case). Returns the first problem found.
 std::optional<ApiError> ValidateAndNormalize(containerinstance::v1::ContainerGroup& group, const ValidationLimits& limits);
+
+// The installation's isolation policy for a validated group of `subscription_id`: fills the
+// default isolation, and refuses "Container" where the subscription requires "MicroVM"
+// (400 IsolationRequired naming properties.isolation).
+std::optional<ApiError> ApplyIsolationPolicy(containerinstance::v1::ContainerGroup& group,
+                                             const std::string& subscription_id, const ValidationLimits& limits);
 
 // Tags as ARM limits them: at most 50, names <= 512 characters, values <= 256.
 std::optional<ApiError> ValidateTags(const google::protobuf::Map<std::string, std::string>& tags);
