@@ -8,6 +8,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -106,6 +107,10 @@ int main(int argc, char** argv) {
       plain.hosts_file = root + "/sandboxes/" + group + "/hosts";
       plain.resolv_file = root + "/sandboxes/" + group + "/resolv.conf";
       plain.cgroup_parent = "skiff";
+      rlimit nofile{};  // as the runtime caps it
+      if (::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_max != RLIM_INFINITY) {
+        plain.open_files_limit = std::min<uint64_t>(plain.open_files_limit, nofile.rlim_max);
+      }
       if (!fs::exists(plain.network_namespace)) CreateNetworkNamespace(plain.network_namespace);
       if (auto e = WriteBundleConfig(bundle, BuildRuntimeSpec(plain, options.seccomp))) return std::cerr << *e << "\n", 1;
     }
@@ -116,7 +121,9 @@ int main(int argc, char** argv) {
     const std::string id = "bare-" + std::to_string(i);
     auto t1 = Clock::now();
     if (RunProgram({"runc", "--root", root + "/runc", "run", "-d", "--bundle", bundle, id}) != 0) {
-      std::cerr << "runc run -d failed\n";
+      std::string why;
+      RunProgram({"runc", "--root", root + "/runc", "run", "-d", "--bundle", bundle, id + "-again"}, &why);
+      std::cerr << "runc run -d failed: " << why << "\n";
       return 1;
     }
     bare.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t1).count());

@@ -77,6 +77,12 @@ struct DirectoryTimes {
   timespec stamps[2];
 };
 
+// libarchive's message for the last error; it has none for some failures (an empty blob).
+std::string ArchiveError(archive* in) {
+  const char* message = archive_error_string(in);
+  return message ? message : "no reason given";
+}
+
 }  // namespace
 std::optional<std::string> SafeEntryPath(const std::string& entry_path) {
   std::vector<std::string> parts;
@@ -116,7 +122,7 @@ PullResult<UnpackStats> UnpackLayer(const std::string& blob_path, const std::str
   archive_read_support_format_tar(in.get());
   if (archive_read_open_filename(in.get(), blob_path.c_str(), 256 * 1024) != ARCHIVE_OK) {
     cleanup();
-    return Unsafe(std::string("not a readable tar archive (") + archive_error_string(in.get()) + ")");
+    return Unsafe(std::string("not a readable tar archive (") + ArchiveError(in.get()) + ")");
   }
 
   UnpackStats stats;
@@ -130,7 +136,7 @@ PullResult<UnpackStats> UnpackLayer(const std::string& blob_path, const std::str
   while (true) {
     int status = archive_read_next_header(in.get(), &entry);
     if (status == ARCHIVE_EOF) break;
-    if (status < ARCHIVE_WARN) return fail(Unsafe(std::string("corrupt archive (") + archive_error_string(in.get()) + ")"));
+    if (status < ARCHIVE_WARN) return fail(Unsafe(std::string("corrupt archive (") + ArchiveError(in.get()) + ")"));
     if (++stats.entries > limits.max_entries) {
       return fail(Unsafe("more than " + std::to_string(limits.max_entries) + " files"));
     }
@@ -214,7 +220,7 @@ PullResult<UnpackStats> UnpackLayer(const std::string& blob_path, const std::str
     while (true) {
       la_ssize_t n = archive_read_data(in.get(), buffer.data(), buffer.size());
       if (n == 0) break;
-      if (n < 0) return fail(Unsafe(std::string("corrupt data (") + archive_error_string(in.get()) + ")"));
+      if (n < 0) return fail(Unsafe(std::string("corrupt data (") + ArchiveError(in.get()) + ")"));
       stats.bytes += n;
       if (stats.bytes > limits.max_bytes) {
         return fail(Unsafe("more than " + std::to_string(limits.max_bytes) + " bytes unpacked"));

@@ -81,6 +81,19 @@ TEST_F(UnpackTest, RejectsPathTraversal) {
   EXPECT_FALSE(fs::exists(dir / "layer"));  // nothing half-unpacked is left
 }
 
+// Found by the layer unpacker's fuzzer: a gzip header that ends early made libarchive fail
+// without a message, and building the error from its null message crashed the image cache.
+TEST_F(UnpackTest, ATruncatedBlobIsAnUnsafeLayerNotACrash) {
+  const unsigned char truncated[] = {0x1f, 0x8b, 0x08, 0x00, 0x6e, 0xda, 0x14, 0x6b, 0xe7, 0x14,
+                                     0x6b, 0xe7, 0x00, 0x00, 0x00, 0x45};
+  const std::string blob = (dir / "truncated").string();
+  std::ofstream(blob, std::ios::binary).write(reinterpret_cast<const char*>(truncated), sizeof truncated);
+  auto result = UnpackLayer(blob, (dir / "layer").string(), {});
+  ASSERT_TRUE(ErrorOf(result));
+  EXPECT_EQ(ErrorOf(result)->code, "UnsafeLayer");
+  EXPECT_FALSE(fs::exists(dir / "layer"));
+}
+
 TEST_F(UnpackTest, RejectsWritingThroughASymlink) {
   fs::create_directories(dir / "outside");
   auto result = Unpack({{"link", 'l', (dir / "outside").string()}, {"link/planted", 'f', "x"}});
