@@ -177,7 +177,9 @@ export function serviceKit(infra) {
       return kit.spawn(`node-${id}`, 'services/node/skiff-node', { SKIFF_NODE_ROOT: nodeRoot(id), SKIFF_NODE_NODE_ID: id,
         SKIFF_NODE_CPU: String(cpu), SKIFF_NODE_MEMORY_GB: '8', SKIFF_NODE_HOST_TAG: `skiff-${id}`,
         SKIFF_NODE_HEARTBEAT_MS: '500', SKIFF_NODE_SECRET_KEY: infra.secretKey, SKIFF_NODE_STOP_GRACE_MS: '1000',
-        SKIFF_NODE_SECCOMP_PROFILE: join(here, '../infra/seccomp/default.json'), ...env });
+        SKIFF_NODE_SECCOMP_PROFILE: join(here, '../infra/seccomp/default.json'),
+        // The stack's nodes share one host: they claim user namespace id ranges in one place.
+        SKIFF_NODE_ID_RANGE_CLAIMS: join(infra.dir, 'id-ranges'), ...env });
     },
     async stop(name, signal = 'SIGTERM') {
       const proc = procs[name];

@@ -228,6 +228,7 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   options.user_namespaces.range_size =
       static_cast<uint32_t>(cfg.GetInt("node.id_range_size", options.user_namespaces.range_size));
   options.user_namespaces.ranges = static_cast<uint32_t>(cfg.GetInt("node.id_ranges", options.user_namespaces.ranges));
+  options.user_namespaces.claims_dir = cfg.GetString("node.id_range_claims", "/var/lib/skiff/id-ranges");
   if (options.user_namespaces.enabled &&
       (options.user_namespaces.first_host_id < 65536 || options.user_namespaces.range_size < 65536)) {
     throw std::runtime_error("node.id_range_first and node.id_range_size must be at least 65536");

@@ -118,8 +118,12 @@ namespace ci = containerinstance::v1;
 NodeService::NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events,
                          SecretOpener open_secret, NodeOptions options)
     : runtime_(runtime), probes_(std::make_unique<SandboxProbeRunner>(runtime)), images_(images), events_(events), open_secret_(std::move(open_secret)),
-      options_(std::move(options)), id_ranges_(options_.user_namespaces, options_.state_dir) {
-  id_ranges_.ReleaseStartingWith("standby-");  // the runtime removed an earlier process's spares
+      options_(std::move(options)), id_ranges_(options_.user_namespaces, options_.host_tag) {
+  // Ranges of an earlier process's spares (the runtime removed them) and of groups it no longer
+  // had go back to the host.
+  id_ranges_.ReleaseUnless([this](const std::string& group_id) {
+    return !options_.state_dir.empty() && fs::exists(options_.state_dir + "/groups/" + group_id + ".pb");
+  });
 }
 
 void NodeService::Publish(const Group& group, const std::string& container, const std::string& name,

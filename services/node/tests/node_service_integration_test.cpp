@@ -84,6 +84,7 @@ class Stack : public ::testing::Environment {
     node_env["SKIFF_NODE_BACKOFF_INITIAL_MS"] = "400";
     node_env["SKIFF_NODE_STANDBY_SANDBOXES"] = "2";
     node_env["SKIFF_NODE_HOST_TAG"] = "skiff-nit";
+    node_env["SKIFF_NODE_ID_RANGE_CLAIMS"] = (dir / "id-ranges").string();
     node_env["SKIFF_NODE_GIT_INSECURE_HOSTS"] = "127.0.0.1";
     node_env["SKIFF_NODE_GIT_MAX_MB"] = "2";
     node_env["SKIFF_NODE_EMPTY_DIR_MAX_MB"] = "4";
