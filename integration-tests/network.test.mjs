@@ -180,6 +180,23 @@ test('groups in one virtual network exchange HTTP and resolve each other by name
   const natsPort = new URL(infra.env.NATS_URL).port;
   const host = inNetns(ids['client-a'], `busybox nc -w 2 10.61.2.1 ${natsPort} </dev/null`);
   assert.doesNotMatch(host.stdout, /INFO/);
+  // Here NATS, Postgres and the gateway listen on loopback only; on a multi-host node they listen
+  // on every address. A host service that does: the host reaches it at the bridge's address, the
+  // group (in its namespace) does not.
+  const port = 21000 + Math.floor(Math.random() * 20000);
+  const service = spawn('python3', ['-m', 'http.server', String(port), '--bind', '0.0.0.0'], { stdio: 'ignore' });
+  try {
+    await until('the host service answers the host', () => sh(`curl -s -m 2 http://10.61.2.1:${port}/`).status === 0);
+    const probe = fetchIn(ids['client-a'], `http://10.61.2.1:${port}/`);
+    assert.notEqual(probe.status, 0, probe.stdout);
+    const across = fetchIn(ids['client-b'], `http://10.61.2.1:${port}/`);
+    assert.notEqual(across.status, 0, across.stdout);
+  } finally {
+    service.kill();
+  }
+  // Another network's DNS responder answers nothing to this network (no name leaks across).
+  const foreign = inNetns(ids['client-a'], 'busybox nslookup web-a 10.62.1.1');
+  assert.doesNotMatch(foreign.stdout, /10\.61\.1\.4/);
 });
 
 test('a Public group answers on its public address (TCP and UDP), by its DNS name, and the label is unique', async () => {

@@ -49,6 +49,7 @@ imagecache::ImageCacheOptions CacheOptions(const config::Config& cfg) {
   options.root = cfg.GetString("imagecache.root", "/var/lib/skiff/imagecache");
   options.max_cache_bytes = static_cast<int64_t>(cfg.GetDouble("imagecache.max_cache_gb", 50) * (1LL << 30));
   options.max_image_bytes = static_cast<int64_t>(cfg.GetDouble("imagecache.max_image_gb", 15) * (1LL << 30));
+  options.writable_layer_max_bytes = cfg.GetInt("imagecache.writable_layer_max_mb", 1024) << 20;
   options.parallel_layers = static_cast<int>(cfg.GetInt("imagecache.parallel_layers", 4));
   return options;
 }

@@ -89,8 +89,20 @@ std::optional<std::string> OverlayMounter::Unmount(const std::string& target) {
   if (::umount2(target.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) {
     return std::string("unmount ") + target + ": " + std::strerror(errno);
   }
+  // Then what the overlay stood on: idmapped layers and the writable layer's tmpfs.
   std::error_code ec;
-  if (fs::exists(IdmappedLayersDir(target), ec)) confine::UnmountBeneath(fs::canonical(IdmappedLayersDir(target), ec).string());
+  const fs::path base = fs::path(target).parent_path();
+  if (fs::exists(base, ec)) confine::UnmountBeneath(fs::canonical(base, ec).string());
+  return std::nullopt;
+}
+
+std::optional<std::string> OverlayMounter::MountWritableLayer(const std::string& dir, int64_t max_bytes) {
+  std::error_code ec;
+  if (confine::IsMountPoint(fs::weakly_canonical(dir, ec).string())) return std::nullopt;  // a node restart
+  const std::string data = "size=" + std::to_string(max_bytes) + ",mode=0755";
+  if (::mount("skiff-writable-layer", dir.c_str(), "tmpfs", MS_NOSUID | MS_NODEV, data.c_str()) != 0) {
+    return "mount the writable layer at " + dir + ": " + std::strerror(errno);
+  }
   return std::nullopt;
 }
 
@@ -552,19 +564,28 @@ PullResult<std::string> ImageCache::MountRootfs(const std::string& image, const 
     if (!record) return PullError{"ImageNotCached", "The image " + image + " is not in this node's cache; ensure it first."};
     for (int i = record->layers_size() - 1; i >= 0; --i) lower.push_back(LayerDir(record->layers(i).digest()));
   }
+  if (lower.empty()) return PullError{"UnsupportedManifest", "The image " + image + " has no layers."};
   const std::string base = options_.root + "/containers/" + container_id;
-  fs::create_directories(base + "/upper");
-  fs::create_directories(base + "/work");
   fs::create_directories(base + "/rootfs");
   // Traversable only (no listing): a user-namespaced container's root resolves its rootfs path
   // with no rights on the host; the layers beneath stay root's alone.
   std::error_code ignored;
   fs::permissions(base, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec,
                   fs::perm_options::replace, ignored);
-  fs::permissions(base + "/work", fs::perms::owner_all, fs::perm_options::replace, ignored);
-  if (lower.empty()) return PullError{"UnsupportedManifest", "The image " + image + " has no layers."};
   if (mounter.IsMounted(base + "/rootfs")) return base + "/rootfs";  // already lent (node restart)
-  if (auto error = mounter.Mount(lower, base + "/upper", base + "/work", base + "/rootfs", ids)) {
+  std::string writable = base;
+  if (options_.writable_layer_max_bytes > 0) {
+    writable = base + "/layer";
+    fs::create_directories(writable);
+    if (auto error = mounter.MountWritableLayer(writable, options_.writable_layer_max_bytes)) {
+      return PullError{"CacheIoError", *error};
+    }
+  }
+  fs::create_directories(writable + "/upper");
+  fs::create_directories(writable + "/work");
+  fs::permissions(writable + "/work", fs::perms::owner_all, fs::perm_options::replace, ignored);
+  if (auto error = mounter.Mount(lower, writable + "/upper", writable + "/work", base + "/rootfs", ids)) {
+    mounter.Unmount(base + "/rootfs");  // the writable layer's tmpfs goes with it
     return PullError{"CacheIoError", *error};
   }
   return base + "/rootfs";

@@ -46,6 +46,13 @@ class RecordingMounter : public RootfsMounter {
     return std::nullopt;
   }
   bool IsMounted(const std::string& target) override { return !mounted.empty() && mounted == target; }
+  std::optional<std::string> MountWritableLayer(const std::string& dir, int64_t max_bytes) override {
+    writable_layer = dir;
+    writable_layer_bytes = max_bytes;
+    return std::nullopt;
+  }
+  std::string writable_layer;
+  int64_t writable_layer_bytes = 0;
   std::vector<std::string> lower_dirs;
   std::string mounted, unmounted;
   std::optional<confine::IdRange> ids;

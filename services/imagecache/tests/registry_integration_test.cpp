@@ -3,6 +3,7 @@
 // over real NATS.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
@@ -279,7 +280,12 @@ TEST_F(RealRegistryTest, OverlayRootfsMounts) {
   const std::string path = std::get<std::string>(rootfs);
   EXPECT_TRUE(fs::exists(path + "/www/index.html"));
   std::ofstream(path + "/written-by-container") << "x";  // goes to the container's upper dir
-  EXPECT_TRUE(fs::exists(root / "containers/it-container/upper/written-by-container"));
+  EXPECT_TRUE(fs::exists(root / "containers/it-container/layer/upper/written-by-container"));
+  // The writable layer is a capped tmpfs: the container's writes never reach the cache's disk.
+  struct statvfs layer {};
+  ASSERT_EQ(::statvfs((root / "containers/it-container/layer").c_str(), &layer), 0);
+  EXPECT_LE(static_cast<int64_t>(layer.f_blocks) * static_cast<int64_t>(layer.f_frsize), 1LL << 30);
+  EXPECT_EQ(Shell("findmnt -n -o FSTYPE " + (root / "containers/it-container/layer").string()), "tmpfs\n");
   EXPECT_FALSE(cache->UnmountRootfs("it-container", mounter));
   EXPECT_FALSE(fs::exists(path));
 }
@@ -310,7 +316,7 @@ TEST_F(RealRegistryTest, AnIdmappedRootfsBelongsToTheContainersRange) {
   int status = 0;
   ::waitpid(writer, &status, 0);
   EXPECT_EQ(WEXITSTATUS(status), 0) << "the range's root may write its own image files";
-  ASSERT_EQ(::stat((root / "containers/it-mapped/upper/www/index.html").c_str(), &seen), 0);
+  ASSERT_EQ(::stat((root / "containers/it-mapped/layer/upper/www/index.html").c_str(), &seen), 0);
   EXPECT_EQ(seen.st_uid, range.host_base);
   EXPECT_FALSE(cache->UnmountRootfs("it-mapped", mounter));
   EXPECT_FALSE(fs::exists(root / "containers/it-mapped"));

@@ -205,23 +205,36 @@ std::optional<std::string> WritePrivateFile(const std::string& path, const std::
 }  // namespace
 
 std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec) {
-  std::string json;
-  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok()) return "cannot write config.json";
+  std::string json, process;
+  if (!google::protobuf::util::MessageToJsonString(spec, &json).ok() ||
+      !google::protobuf::util::MessageToJsonString(spec.process(), &process).ok()) {
+    return "cannot write config.json";
+  }
+  // The process alone too: each exec starts from it, without parsing the whole configuration
+  // (its seccomp profile is most of it, and an exec probe has a second at most).
+  if (auto error = WritePrivateFile(bundle_dir + "/process.json", process)) return error;
   return WritePrivateFile(bundle_dir + "/config.json", json);
 }
 
 std::optional<std::string> WriteExecProcess(const std::string& bundle_dir, const std::vector<std::string>& command,
                                             bool tty, uint16_t rows, uint16_t cols, const std::string& path) {
-  std::ifstream in(bundle_dir + "/config.json");
-  std::stringstream text;
-  text << in.rdbuf();
-  v1::RuntimeSpec spec;
   google::protobuf::util::JsonParseOptions lenient;
   lenient.ignore_unknown_fields = true;
-  if (!in || !google::protobuf::util::JsonStringToMessage(text.str(), &spec, lenient).ok()) {
-    return "cannot read the container's config.json";
+  v1::Process process;
+  std::ifstream alone(bundle_dir + "/process.json");
+  std::stringstream text;
+  text << alone.rdbuf();
+  if (!alone || !google::protobuf::util::JsonStringToMessage(text.str(), &process, lenient).ok()) {
+    // A bundle written before process.json was: the process from the whole configuration.
+    std::ifstream in(bundle_dir + "/config.json");
+    std::stringstream config;
+    config << in.rdbuf();
+    v1::RuntimeSpec spec;
+    if (!in || !google::protobuf::util::JsonStringToMessage(config.str(), &spec, lenient).ok()) {
+      return "cannot read the container's config.json";
+    }
+    process = spec.process();
   }
-  v1::Process process = spec.process();
   process.clear_args();
   for (const auto& word : command) process.add_args(word);
   process.set_terminal(tty);

@@ -489,7 +489,9 @@ std::unique_ptr<ExecProcess> MicroVmRuntime::Exec(const std::string& sandbox_id,
     *error = "the microVM is not running";
     return nullptr;
   }
-  // The guest's runc takes the process from the share (the guest agent removes it when done).
+  if (!spec.tty) return vm->Exec(container, spec, "", std::move(callbacks), error);  // the container's process
+  // With a terminal, the guest's runc takes the process (sized) from the share; the guest agent
+  // removes the file when the session ends.
   const std::string exec_dir = ContainerDir(sandbox_id, container) + "/exec";
   std::error_code ignored;
   fs::create_directories(exec_dir, ignored);

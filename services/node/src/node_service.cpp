@@ -304,6 +304,9 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
     launch->process = *process;
     launch->rootfs = mounted.rootfs();
     launch->ids = ids;
+    // The image cache caps a container's writable layer with a tmpfs beside its rootfs.
+    const std::string layer = fs::path(mounted.rootfs()).parent_path().string() + "/layer";
+    if (fs::exists(layer)) group.capped_layers[name] = layer;
     auto user = ResolveUser(process->user, launch->rootfs);
     if (!user) return "UnknownUser: the image's user '" + process->user + "' is not in its /etc/passwd";
     launch->uid = user->first;
@@ -457,6 +460,7 @@ std::optional<std::string> NodeService::Launch(Group& group, bool adopt_existing
   std::lock_guard lock(mutex_);
   group.mounts = prepared.mounts;
   group.capped_volumes = prepared.capped_volumes;
+  group.capped_layers = prepared.capped_layers;
   group.cpu = prepared.cpu;
   group.memory_gb = prepared.memory_gb;
   if (error) return error;
@@ -725,20 +729,32 @@ void NodeService::Tick(GroupSupervisor::Clock::time_point now) {
 }
 
 void NodeService::CheckVolumeCaps(Group& group) {
-  for (const auto& [name, path] : group.capped_volumes) {
+  // Once per fill: an event when a capped tmpfs has no room left, again only after it had room.
+  auto check = [&](const std::string& key, const std::string& path, const std::string& container,
+                   const std::string& name, const std::function<std::string(uint64_t cap_mib)>& message) {
     struct statvfs space {};
-    if (::statvfs(path.c_str(), &space) != 0 || space.f_blocks == 0) continue;
+    if (::statvfs(path.c_str(), &space) != 0 || space.f_blocks == 0) return;
     const uint64_t free_bytes = static_cast<uint64_t>(space.f_bavail) * space.f_frsize;
     if (free_bytes < (64u << 10)) {
-      if (group.full_volumes.insert(name).second) {
-        Publish(group, "", "VolumeFull",
-                "The emptyDir volume '" + name + "' is full: it holds at most " +
-                    std::to_string(options_.volumes.empty_dir_max_bytes >> 20) + " MiB on this node",
+      if (group.full_volumes.insert(key).second) {
+        Publish(group, container, name, message((static_cast<uint64_t>(space.f_blocks) * space.f_frsize) >> 20),
                 "Warning", group.supervisor->State());
       }
     } else if (space.f_bavail * 10 > space.f_blocks) {
-      group.full_volumes.erase(name);
+      group.full_volumes.erase(key);
     }
+  };
+  for (const auto& [container, path] : group.capped_layers) {
+    check("layer:" + container, path, container, "WritableLayerFull", [&](uint64_t cap_mib) {
+      return "The writable layer of container '" + container + "' is full: it holds at most " +
+             std::to_string(cap_mib) + " MiB on this node (writes to its root file system fail; use a volume)";
+    });
+  }
+  for (const auto& [name, path] : group.capped_volumes) {
+    check(name, path, "", "VolumeFull", [&](uint64_t) {
+      return "The emptyDir volume '" + name + "' is full: it holds at most " +
+             std::to_string(options_.volumes.empty_dir_max_bytes >> 20) + " MiB on this node";
+    });
   }
 }
 

@@ -70,6 +70,7 @@ class Stack : public ::testing::Environment {
     std::map<std::string, std::string> common{{"SKIFF_BUS_URL", values["NATS_URL"]}, {"SKIFF_LOG_LEVEL", "warn"}};
     auto cache_env = common;
     cache_env["SKIFF_IMAGECACHE_ROOT"] = (dir / "imagecache").string();
+    cache_env["SKIFF_IMAGECACHE_WRITABLE_LAYER_MAX_MB"] = "8";
     cache_env["SKIFF_IMAGECACHE_NODE_ID"] = "it-node";
     cache_env["SKIFF_IMAGECACHE_SECRET_KEY"] = key;
     imagecache = Spawn({SKIFF_IMAGECACHE_BIN, "serve"}, cache_env, (dir / "imagecache.log").string());
@@ -439,28 +440,31 @@ TEST_F(NodeServiceTest, AGitCloneLargerThanTheCapFails) {
 
 // Names that would leave the share store reach the node only if the gateway were bypassed; the
 // node refuses them itself.
-TEST_F(NodeServiceTest, TheNodeRefusesShareAndDirectoryNamesThatLeaveTheirStore) {
+// Specs sent straight to the node (no gateway) whose names would leave their stores; `isolation`
+// "" or "MicroVM": the node checks them before it picks a runtime.
+void ExpectTraversalRefused(NodeServiceTest& test, const std::string& isolation) {
   const std::vector<std::string> volumes = {
       R"({"name":"share","azureFile":{"shareName":"../../..","storageAccountName":"acct","storageAccountKey":"k"}})",
       R"({"name":"share","azureFile":{"shareName":"data","storageAccountName":"../etc","storageAccountKey":"k"}})",
       R"({"name":"share","gitRepo":{"repository":"https://example.test/r.git","directory":"../../.."}})",
       R"({"name":"share","gitRepo":{"repository":"/srv/local-repo"}})",
-      R"({"name":"share","gitRepo":{"repository":"--upload-pack=touch /tmp/pwned"}})",
-      R"({"name":"share","emptyDir":{}}],"x":[{"name":"bad"})"};
-  for (size_t i = 0; i + 1 < volumes.size(); ++i) {
-    auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"app",
-      "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
-      "volumeMounts":[{"name":"share","mountPath":"/data"}]}}],"volumes":[)" + volumes[i] + "]}}");
-    EXPECT_FALSE(reply.ok()) << volumes[i];
-    EXPECT_EQ(reply.error_code(), "InvalidVolume") << volumes[i] << ": " << reply.error_message();
+      R"({"name":"share","gitRepo":{"repository":"--upload-pack=touch /tmp/pwned"}})"};
+  const std::string head = R"({"location":"local","properties":{"isolation":")" + isolation +
+                           R"(","restartPolicy":"Never","containers":[{"name":"app","properties":{"image":")" +
+                           test.Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},)";
+  for (const auto& volume : volumes) {
+    auto reply = test.Run(head + R"("volumeMounts":[{"name":"share","mountPath":"/data"}]}}],"volumes":[)" + volume + "]}}");
+    EXPECT_FALSE(reply.ok()) << volume;
+    EXPECT_EQ(reply.error_code(), "InvalidVolume") << isolation << " " << volume << ": " << reply.error_message();
   }
-  auto proc = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"app",
-    "properties":{"image":")" + Image("hello") + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},
-    "volumeMounts":[{"name":"scratch","mountPath":"/proc/sys"}]}}],"volumes":[{"name":"scratch","emptyDir":{}}]}})");
-  EXPECT_EQ(proc.error_code(), "InvalidVolume") << proc.error_message();
+  auto proc = test.Run(head + R"("volumeMounts":[{"name":"scratch","mountPath":"/proc/sys"}]}}],
+    "volumes":[{"name":"scratch","emptyDir":{}}]}})");
+  EXPECT_EQ(proc.error_code(), "InvalidVolume") << isolation << " " << proc.error_message();
   EXPECT_FALSE(fs::exists("/tmp/pwned"));
   EXPECT_FALSE(fs::exists(stack->dir / "node/shares/acct"));
 }
+
+TEST_F(NodeServiceTest, TheNodeRefusesShareAndDirectoryNamesThatLeaveTheirStore) { ExpectTraversalRefused(*this, ""); }
 
 // Two subscriptions naming the same account and share never meet, and a later mount needs the
 // key the account was first used with.
@@ -561,7 +565,7 @@ TEST_F(NodeServiceTest, RootInAContainerOwnsNoHostFile) {
   ASSERT_EQ(::stat((stack->dir / "node/sandboxes" / group_id / "volumes/data/by-root").c_str(), &seen), 0);
   EXPECT_EQ(seen.st_uid, host);
   EXPECT_EQ(seen.st_gid, host);
-  ASSERT_EQ(::stat((stack->dir / "imagecache/containers" / (group_id + "_app") / "upper/by-root").c_str(), &seen), 0);
+  ASSERT_EQ(::stat((stack->dir / "imagecache/containers" / (group_id + "_app") / "layer/upper/by-root").c_str(), &seen), 0);
   EXPECT_EQ(seen.st_uid, host);
   // The node's root and its sandboxes can be passed through, never listed, by anyone but root.
   for (const char* dir : {"node", "node/sandboxes"}) {
@@ -570,6 +574,26 @@ TEST_F(NodeServiceTest, RootInAContainerOwnsNoHostFile) {
   }
   ASSERT_TRUE(Command("delete").ok());
   EXPECT_TRUE(WaitFor("Deleted"));
+}
+
+// A container's writable layer is a capped tmpfs: filling it is the writer's ENOSPC and a
+// WritableLayerFull event, never the node's disk.
+TEST_F(NodeServiceTest, AFullWritableLayerIsTheWritersProblemNotTheNodes) {
+  auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never","containers":[{"name":"filler",
+    "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",
+    "busybox dd if=/dev/zero of=/big bs=1048576 count=16 2>&1; echo dd-exit=$?; busybox sleep 30"],
+    "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+  ASSERT_TRUE(reply.ok()) << reply.error_message();
+  ASSERT_TRUE(WaitFor("StateChanged", "Running"));
+  EXPECT_TRUE(WaitFor("WritableLayerFull", "", 15s));
+  std::string log = LogOf("filler");
+  EXPECT_NE(log.find("No space left on device"), std::string::npos) << log;
+  EXPECT_EQ(log.find("dd-exit=0"), std::string::npos) << log;
+  const fs::path layer = stack->dir / "imagecache/containers" / (group_id + "_filler") / "layer";
+  EXPECT_NE(Shell("findmnt -n -o FSTYPE " + layer.string()).find("tmpfs"), std::string::npos);
+  ASSERT_TRUE(Command("delete").ok());
+  EXPECT_TRUE(WaitFor("Deleted"));
+  EXPECT_FALSE(fs::exists(layer));
 }
 
 // Decrypted secret files live on a tmpfs, the bundle that holds opened secure values is 0600,
@@ -1067,6 +1091,8 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
 
 // Probes reach the guest's localhost: httpGet and an exec probe pass for the web server (never
 // Unhealthy, never killed); a tcpSocket probe of a closed port fails and restarts the sidecar.
+TEST_F(MicroVmGroupTest, TheNodeRefusesTraversalForMicroVmGroupsToo) { ExpectTraversalRefused(*this, "MicroVM"); }
+
 TEST_F(MicroVmGroupTest, ProbesRunAgainstTheGuest) {
   auto reply = Run(R"({"location":"local","properties":{"isolation":"MicroVM","restartPolicy":"Always","containers":[
     {"name":"web","properties":{"image":")" + Image("httpd") + R"(",

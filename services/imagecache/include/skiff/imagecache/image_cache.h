@@ -26,6 +26,10 @@ struct ImageCacheOptions {
   std::string architecture = "amd64";
   UnpackLimits unpack;
   std::chrono::milliseconds progress_interval{500};
+  // A container's writable layer (its overlay's upper directory) is a tmpfs of this size, as in
+  // Cloud Run: what the container writes to its root file system counts against its memory and
+  // can never fill the node's disk. 0: on the cache's disk, unbounded.
+  int64_t writable_layer_max_bytes = 1LL << 30;
 };
 
 // Where pull progress goes (NATS events in the service; a recorder in tests).
@@ -48,6 +52,9 @@ class RootfsMounter {
                                            const std::optional<confine::IdRange>& ids) = 0;
   virtual std::optional<std::string> Unmount(const std::string& target) = 0;
   virtual bool IsMounted(const std::string& target) = 0;
+  // A size-capped tmpfs on the directory `dir` for the writable layer (Unmount of the rootfs
+  // beside it detaches it too).
+  virtual std::optional<std::string> MountWritableLayer(const std::string& dir, int64_t max_bytes) = 0;
 };
 
 class OverlayMounter : public RootfsMounter {
@@ -57,6 +64,7 @@ class OverlayMounter : public RootfsMounter {
                                    const std::optional<confine::IdRange>& ids) override;
   std::optional<std::string> Unmount(const std::string& target) override;
   bool IsMounted(const std::string& target) override;
+  std::optional<std::string> MountWritableLayer(const std::string& dir, int64_t max_bytes) override;
 };
 
 // The image cache of one node: ensures images are present (pulling once per image however many
@@ -78,8 +86,9 @@ class ImageCache {
   std::vector<std::string> CollectGarbage();
   int64_t UsageBytes();
 
-  // Root filesystem for a container: <root>/containers/<id>/{upper,work,rootfs} (and lower/<n>,
-  // the idmapped layers, with `ids`).
+  // Root filesystem for a container: <root>/containers/<id>/{upper,work,rootfs} (upper and work
+  // in layer/, the capped tmpfs, when writable_layer_max_bytes is set; lower/<n>, the idmapped
+  // layers, with `ids`).
   PullResult<std::string> MountRootfs(const std::string& image, const std::string& container_id, RootfsMounter& mounter,
                                       const std::optional<confine::IdRange>& ids = std::nullopt);
   std::optional<PullError> UnmountRootfs(const std::string& container_id, RootfsMounter& mounter);

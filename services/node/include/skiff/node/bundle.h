@@ -59,7 +59,8 @@ const std::vector<std::string>& DefaultCapabilities();
 // namespaces and the group's network namespace.
 v1::RuntimeSpec BuildRuntimeSpec(const ContainerLaunch& launch, const v1::Seccomp& seccomp);
 
-// Writes the bundle's config.json, mode 0600: it holds opened secure values.
+// Writes the bundle's config.json and process.json (its process alone, what an exec starts
+// from), mode 0600: they hold opened secure values.
 std::optional<std::string> WriteBundleConfig(const std::string& bundle_dir, const v1::RuntimeSpec& spec);
 
 // Writes `path` (0600, never through a symlink) with the process an exec runs as `runc exec

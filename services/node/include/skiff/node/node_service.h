@@ -136,6 +136,7 @@ class NodeService : public SupervisorSink {
     bool claim_spare = false;   // a fresh run: may take a spare sandbox
     bool from_standby = false;  // it did
     std::map<std::string, std::string> capped_volumes;  // emptyDir name -> its tmpfs on the host
+    std::map<std::string, std::string> capped_layers;   // container -> its writable layer's tmpfs
     std::set<std::string> full_volumes;                  // told as VolumeFull, until space frees up
   };
   // Publishes VolumeFull (once, until it has room again) for a capped volume with no space left.
