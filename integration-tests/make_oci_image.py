@@ -3,6 +3,7 @@
 layers (path traversal, symlink escape) and large random multi-layer images for benchmarks.
 
   make_oci_image.py DIR TAG hostile
+  make_oci_image.py DIR TAG hostile-whiteout   (x -> /tmp/skiff-hostile-dir, then x/.wh.sentinel, one layer)
   make_oci_image.py DIR TAG random LAYERS MIB_PER_LAYER
   make_oci_image.py DIR TAG unique
 Then: skopeo copy oci:DIR:TAG docker://REGISTRY/REPO:TAG
@@ -43,6 +44,12 @@ def main():
     if kind == "hostile":
         layers = [tar_layer([("etc/ok", "file", b"fine\n"),
                              ("../../../../tmp/skiff-hostile-escape", "file", b"escaped\n")])]
+    elif kind == "hostile-whiteout":
+        # The layer plants a symlink to a host directory, then a whiteout beneath it: an
+        # unpacker that follows paths would delete the host's file. (Across two layers the
+        # whiteout is harmless: each layer is unpacked into a tree of its own.)
+        layers = [tar_layer([("etc/ok", "file", b"fine\n"), ("x", "symlink", "/tmp/skiff-hostile-dir"),
+                             ("x/.wh.sentinel", "file", b"")])]
     elif kind == "unique":
         layers = [tar_layer([("unique", "file", os.urandom(4096))])]
     else:

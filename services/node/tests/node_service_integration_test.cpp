@@ -1093,6 +1093,34 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
 // Unhealthy, never killed); a tcpSocket probe of a closed port fails and restarts the sidecar.
 TEST_F(MicroVmGroupTest, TheNodeRefusesTraversalForMicroVmGroupsToo) { ExpectTraversalRefused(*this, "MicroVM"); }
 
+// Hostile images (a traversal entry; a symlink to a host directory and a whiteout beneath it)
+// fail the group with UnsafeLayer before any runtime sees them, MicroVM groups too, and leave
+// the host untouched.
+TEST_F(MicroVmGroupTest, HostileLayersNeverReachTheHostOrTheGuest) {
+  const fs::path extra = stack->dir / "hostile-images";
+  const std::string build = std::string(SKIFF_SOURCE_DIR) + "/integration-tests/make_oci_image.py " + extra.string();
+  Shell(build + " hostile hostile && " + build + " hostile-whiteout hostile-whiteout");
+  for (const char* tag : {"hostile", "hostile-whiteout"}) {
+    Shell("skopeo copy -q --dest-tls-verify=false oci:" + extra.string() + ":" + tag + " docker://" +
+          stack->values["REGISTRY"] + "/skiff/" + tag + ":1");
+  }
+  fs::create_directories("/tmp/skiff-hostile-dir");
+  std::ofstream("/tmp/skiff-hostile-dir/sentinel") << "keep";
+  for (const char* isolation : {"MicroVM", "Container"}) {
+    for (const char* image : {"hostile", "hostile-whiteout"}) {
+      group_id = crypto::NewUuid();
+      auto reply = Run(R"({"location":"local","properties":{"isolation":")" + std::string(isolation) +
+                       R"(","restartPolicy":"Never","containers":[{"name":"app","properties":{"image":")" +
+                       Image(image) + R"(","resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
+      EXPECT_FALSE(reply.ok()) << isolation << " " << image;
+      EXPECT_EQ(reply.error_code(), "UnsafeLayer") << isolation << " " << image << ": " << reply.error_message();
+    }
+  }
+  EXPECT_FALSE(fs::exists("/tmp/skiff-hostile-escape"));
+  EXPECT_TRUE(fs::exists("/tmp/skiff-hostile-dir/sentinel")) << "a whiteout through a planted symlink deleted it";
+  fs::remove_all("/tmp/skiff-hostile-dir");
+}
+
 TEST_F(MicroVmGroupTest, ProbesRunAgainstTheGuest) {
   auto reply = Run(R"({"location":"local","properties":{"isolation":"MicroVM","restartPolicy":"Always","containers":[
     {"name":"web","properties":{"image":")" + Image("httpd") + R"(",
