@@ -4,6 +4,7 @@
 #include <linux/mount.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,7 +25,7 @@ UniqueFd UserNamespaceFor(const IdRange& range, std::string* error) {
     *error = std::string("pipe: ") + std::strerror(errno);
     return UniqueFd();
   }
-  if (::pipe2(release, O_CLOEXEC) != 0) {
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, release) != 0) {
     *error = std::string("pipe: ") + std::strerror(errno);
     ::close(ready[0]);
     ::close(ready[1]);
@@ -43,7 +44,9 @@ UniqueFd UserNamespaceFor(const IdRange& range, std::string* error) {
     char status = ::unshare(CLONE_NEWUSER) == 0 ? 'y' : 'n';
     (void)!::write(ready[1], &status, 1);
     char ignored;
-    (void)!::read(release[0], &ignored, 1);  // until the parent has the namespace (or gave up)
+    // Until the parent has the namespace (or gave up): a byte, not end of file, because a child
+    // another thread forks meanwhile holds a copy of the pipe's write end.
+    (void)!::read(release[0], &ignored, 1);
     ::_exit(0);
   }
   ::close(ready[1]);
@@ -65,7 +68,9 @@ UniqueFd UserNamespaceFor(const IdRange& range, std::string* error) {
     *error = "unshare(CLONE_NEWUSER) failed";
   }
   ::close(ready[0]);
-  ::close(release[1]);  // the child exits
+  const char done = 'r';
+  (void)!::send(release[1], &done, 1, MSG_NOSIGNAL);  // the child exits
+  ::close(release[1]);
   while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
   }
   return namespace_fd;

@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
+#include <vector>
 #include <fstream>
 
 #include "skiff/confine/mounts.h"
@@ -39,6 +42,23 @@ TEST_F(IdmapTest, ANamespaceMapsExactlyItsRange) {
   ASSERT_TRUE(user_namespace.Valid()) << error;
   EXPECT_FALSE(UserNamespaceFor({0, 65536}, &error).Valid()) << "host root is never in a range";
   EXPECT_FALSE(UserNamespaceFor({0xFFFF0000u, 0x20000}, &error).Valid());
+}
+
+// Threads making namespaces at once: each short-lived child inherits the others' pipe ends, so
+// a child that waited for end of file would wait forever (a node placing four groups hung so).
+TEST_F(IdmapTest, ManyThreadsMakeNamespacesAtOnce) {
+  std::atomic<int> made{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 5; ++i) {
+        std::string error;
+        if (UserNamespaceFor({400000u + static_cast<uint32_t>(t) * 65536, 65536}, &error).Valid()) ++made;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(made.load(), 40);
 }
 
 TEST_F(IdmapTest, AnIdmappedBindShowsDiskIdsShiftedAndStoresThemUnshifted) {

@@ -82,7 +82,7 @@ std::optional<std::string> CreateNamespacesInRange(const confine::IdRange& range
   };
   int to_parent[2], to_child[2];
   if (::pipe2(to_parent, O_CLOEXEC) != 0) return undo(), std::string("pipe: ") + std::strerror(errno);
-  if (::pipe2(to_child, O_CLOEXEC) != 0) {
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, to_child) != 0) {
     for (int fd : to_parent) ::close(fd);
     return undo(), std::string("pipe: ") + std::strerror(errno);
   }
@@ -109,7 +109,9 @@ std::optional<std::string> CreateNamespacesInRange(const confine::IdRange& range
       }
     }
     (void)!::write(to_parent[1], &step, 1);
-    (void)!::read(to_child[0], &step, 1);  // until the parent pinned them
+    // Until the parent pinned them: a byte, not end of file, because a child another thread
+    // forks meanwhile holds a copy of the pipe's write end.
+    (void)!::read(to_child[0], &step, 1);
     ::_exit(0);
   }
   ::close(to_parent[1]);
@@ -129,7 +131,7 @@ std::optional<std::string> CreateNamespacesInRange(const confine::IdRange& range
       if (!out) error = "map ids " + map.substr(0, map.size() - 1) + " in the group's user namespace";
     }
     const char go = error ? 'x' : 'm';
-    (void)!::write(to_child[1], &go, 1);
+    (void)!::send(to_child[1], &go, 1, MSG_NOSIGNAL);  // no SIGPIPE if the child is gone
     if (!error && (::read(to_parent[0], &step, 1) != 1 || step != 'n')) {
       error = "the group's network namespace could not be made in its user namespace";
     }
@@ -140,7 +142,9 @@ std::optional<std::string> CreateNamespacesInRange(const confine::IdRange& range
       error = "bind " + netns_path + ": " + std::strerror(errno);
     }
   }
-  ::close(to_child[1]);  // the child exits
+  const char release = 'r';
+  if (child > 0) (void)!::send(to_child[1], &release, 1, MSG_NOSIGNAL);  // the child exits
+  ::close(to_child[1]);
   ::close(to_parent[0]);
   if (child > 0) {
     while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
