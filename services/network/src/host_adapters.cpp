@@ -162,8 +162,10 @@ std::string IptablesPlumbing::IsolationRules(const std::vector<HostBridge>& brid
             << protocol << " --dport 53 -j RETURN\n";
     }
   }
-  rules << "-A " << host_chain_ << " -j DROP\n"
-        << "COMMIT\n";
+  // Dropped bridge by bridge, not with a final DROP: another installation on this host (or one
+  // whose chain was left behind) owns other skb bridges and decides for them in its own chain.
+  for (const auto& bridge : bridges) rules << "-A " << host_chain_ << " -i " << bridge.name << " -j DROP\n";
+  rules << "COMMIT\n";
   return rules.str();
 }
 

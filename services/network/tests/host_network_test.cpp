@@ -224,7 +224,10 @@ TEST(IsolationRules, GroupsReachOnlyTheirOwnBridgesDnsAndNoMetadata) {
   EXPECT_EQ(rules.find("-A SKIFF-HOST-ITHOST -p udp --dport 53 -j RETURN"), std::string::npos);
   EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbA -d 169.254.0.0/16 -j DROP"), std::string::npos);
   EXPECT_NE(rules.find("-A SKIFF-ISO-ITHOST -i skbB -d 10.200.0.0/24 -j DROP"), std::string::npos);
-  EXPECT_LT(rules.find("-i skbB -d 10.0.1.1/32 -p tcp"), rules.find("-A SKIFF-HOST-ITHOST -j DROP"));
+  EXPECT_LT(rules.find("-i skbB -d 10.0.1.1/32 -p tcp"), rules.find("-A SKIFF-HOST-ITHOST -i skbB -j DROP"));
+  EXPECT_NE(rules.find("-A SKIFF-HOST-ITHOST -i skbA -j DROP"), std::string::npos);
+  // No catch-all: another installation's bridges are its own chain's to judge.
+  EXPECT_EQ(rules.find("-A SKIFF-HOST-ITHOST -j DROP"), std::string::npos);
 }
 
 }  // namespace
