@@ -2,8 +2,9 @@
 // paging, patch, delete, long-running-operation URLs, tenant isolation, restart durability.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { startInfra, Gateway, request, groupPath, helloGroup } from './harness.mjs';
+import { randomUUID, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { startInfra, Gateway, request, groupPath, helloGroup, gatewayBin } from './harness.mjs';
 
 let infra, gw, token, otherToken;
 const sub = randomUUID();
@@ -110,6 +111,38 @@ test('a restarted gateway loses nothing', async () => {
   assert.deepEqual(afterRestart.json, before.json);
   // The sealed secret survived too: the stored group still names it.
   assert.equal(afterRestart.json.properties.containers[0].properties.environmentVariables[1].name, 'API_KEY');
+});
+
+// Key rotation: with a new current key and the old one among the old keys, `reseal-secrets`
+// seals every stored secret again under the new key; the gateway keeps serving throughout, and
+// once resealed the old key is no longer needed.
+test('reseal-secrets moves stored secrets to a new key; old values open until then', async () => {
+  const rsub = randomUUID();
+  const rtoken = gw.createToken(rsub);
+  assert.equal((await request(gw, 'PUT', groupPath(rsub, 'rg-keys', 'rotated'), { token: rtoken, body: helloGroup() })).status, 201);
+  const stored = () => spawnSync('psql', [infra.env.STORE_URL, '-Atc',
+    `SELECT spec->'properties'->'containers'->0->'properties'->'environmentVariables'->1->>'secureValue' FROM gateway.container_groups WHERE subscription_id = '${rsub}'`],
+  { encoding: 'utf8' }).stdout.trim();
+  const before = stored();
+  assert.match(before, /^enc:v2:[0-9a-f]{8}:/);
+  const oldKey = gw.env.SKIFF_GATEWAY_SECRET_KEY;
+  const newKey = randomBytes(32).toString('base64');
+  const reseal = (env) => spawnSync(gatewayBin, ['reseal-secrets'], { env: { ...gw.env, ...env }, encoding: 'utf8' });
+  const rotated = reseal({ SKIFF_GATEWAY_SECRET_KEY: newKey, SKIFF_GATEWAY_OLD_SECRET_KEYS: oldKey });
+  assert.equal(rotated.status, 0, rotated.stdout + rotated.stderr);
+  assert.match(rotated.stdout, /resealed [1-9]\d* values in [1-9]\d* groups/);
+  const after = stored();
+  assert.notEqual(after.split(':')[2], before.split(':')[2]);
+  // Nothing left under the old key: a second pass rewrites nothing, and the new key alone opens all.
+  const again = reseal({ SKIFF_GATEWAY_SECRET_KEY: newKey, SKIFF_GATEWAY_OLD_SECRET_KEYS: '' });
+  assert.equal(again.status, 0, again.stdout + again.stderr);
+  assert.match(again.stdout, /resealed 0 values in 0 groups.* 0 values open with no configured key/);
+  // A key that opens nothing says so (exit 2) and leaves the values alone.
+  const stranger = reseal({ SKIFF_GATEWAY_SECRET_KEY: randomBytes(32).toString('base64'), SKIFF_GATEWAY_OLD_SECRET_KEYS: '' });
+  assert.equal(stranger.status, 2, stranger.stdout);
+  assert.equal(stored(), after);
+  // Put the stored values back under the key this file's gateway runs with.
+  assert.equal(reseal({ SKIFF_GATEWAY_SECRET_KEY: oldKey, SKIFF_GATEWAY_OLD_SECRET_KEYS: newKey }).status, 0);
 });
 
 test('the gateway stops cleanly on SIGTERM', async () => {

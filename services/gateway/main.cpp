@@ -10,6 +10,7 @@
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/gateway/cached_group_store.h"
 #include "skiff/gateway/group_api.h"
 #include "skiff/gateway/https_server.h"
@@ -87,7 +88,8 @@ int Serve(const config::Config& cfg) {
   store::OutboxRelay relay(pool, bus, {gateway::kGatewaySchema, 200, std::chrono::milliseconds(200)});
   relay.Start();
 
-  crypto::SecretBox secrets = crypto::SecretBox::FromBase64Key(cfg.Require("gateway.secret_key"));
+  crypto::SecretBox secrets =
+      crypto::SecretBox::FromBase64Keys(cfg.Require("gateway.secret_key"), cfg.GetString("gateway.old_secret_keys", ""));
   gateway::PgGroupStore pg_store(pool);
   gateway::CachedGroupStore group_store(
       pg_store, std::chrono::milliseconds(cfg.GetInt("gateway.read_cache_ttl_ms", 1000)), 100000,
@@ -229,6 +231,10 @@ int main(int argc, char** argv) {
       "subscription; prints the secret once");
   principal->add_option("--subscription", subscription, "Subscription id (a UUID)")->required();
   principal->add_option("--name", token_name, "A display name");
+  auto* reseal = app.add_subcommand(
+      "reseal-secrets",
+      "Key rotation: seal every stored secret again under gateway.secret_key (opening them with "
+      "gateway.old_secret_keys); prints what it rewrote");
   CLI11_PARSE(app, argc, argv);
   (void)serve;
 
@@ -261,6 +267,23 @@ int main(int argc, char** argv) {
       std::cout << "{\"appId\": \"" << record.client_id << "\", \"password\": \"" << secret
                 << "\", \"tenant\": \"" << cfg.GetString("gateway.tenant_id", "adfs") << "\"}\n";
       return 0;
+    }
+    if (reseal->parsed()) {
+      store::ConnectionPool pool(cfg.Require("store.url"), 1);
+      Migrate(pool);
+      gateway::PgGroupStore store(pool);
+      const crypto::SecretBox box = crypto::SecretBox::FromBase64Keys(cfg.Require("gateway.secret_key"),
+                                                                      cfg.GetString("gateway.old_secret_keys", ""));
+      secrets::ResealCount total;
+      int groups = store.RewriteSpecs([&](const gateway::GroupRecord& record, containerinstance::v1::ContainerGroup* spec) {
+        secrets::ResealCount count = secrets::ResealAll(*spec, box, record.key.subscription_id, record.group_id);
+        total.resealed += count.resealed;
+        total.unopenable += count.unopenable;
+        return count.resealed > 0;
+      });
+      std::cout << "resealed " << total.resealed << " values in " << groups << " groups under key "
+                << box.current_key_id() << "; " << total.unopenable << " values open with no configured key\n";
+      return total.unopenable == 0 ? 0 : 2;
     }
     return Serve(cfg);
   } catch (const std::exception& e) {

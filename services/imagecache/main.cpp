@@ -9,6 +9,7 @@
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/imagecache/image_cache.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
@@ -69,11 +70,12 @@ std::string NodeId(const config::Config& cfg) {
 imagecache::ImageCache::CredentialOpener SecretOpener(const config::Config& cfg) {
   auto key = cfg.Find("imagecache.secret_key");
   std::shared_ptr<crypto::SecretBox> box;
-  if (key && !key->empty()) box = std::make_shared<crypto::SecretBox>(crypto::SecretBox::FromBase64Key(*key));
-  return [box](const std::string& value) {
-    if (!crypto::SecretBox::IsSealed(value)) return value;
-    if (!box) return std::string();
-    return box->Open(value).value_or("");
+  if (key && !key->empty()) {
+    box = std::make_shared<crypto::SecretBox>(
+        crypto::SecretBox::FromBase64Keys(*key, cfg.GetString("imagecache.old_secret_keys", "")));
+  }
+  return [open = secrets::MakeOpener(box)](const std::string& value, const std::string& context) {
+    return open(value, context).value_or("");
   };
 }
 

@@ -16,6 +16,7 @@
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/lifecycle/termination_signals.h"
 #include "skiff/log/log.h"
 #include "skiff/metrics/metrics.h"
@@ -265,13 +266,10 @@ int Serve(const config::Config& cfg, const std::string& shim) {
 
   std::shared_ptr<crypto::SecretBox> box;
   if (auto key = cfg.Find("node.secret_key"); key && !key->empty()) {
-    box = std::make_shared<crypto::SecretBox>(crypto::SecretBox::FromBase64Key(*key));
+    box = std::make_shared<crypto::SecretBox>(
+        crypto::SecretBox::FromBase64Keys(*key, cfg.GetString("node.old_secret_keys", "")));
   }
-  auto open_secret = [box](const std::string& value) -> std::optional<std::string> {
-    if (!crypto::SecretBox::IsSealed(value)) return value;
-    if (!box) return std::nullopt;
-    return box->Open(value);
-  };
+  auto open_secret = secrets::MakeOpener(box);
 
   bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-node-" + options.node_id);
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});

@@ -11,7 +11,8 @@
 namespace skiff::crypto {
 namespace {
 
-constexpr std::string_view kSealPrefix = "enc:v1:";
+constexpr std::string_view kSealPrefix = "enc:v2:";
+constexpr std::string_view kLegacyPrefix = "enc:v1:";  // unbound, before key ids
 constexpr size_t kNonceSize = 12;
 constexpr size_t kTagSize = 16;
 
@@ -147,8 +148,23 @@ bool ConstantTimeEquals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 
-SecretBox::SecretBox(std::string key) : key_(std::move(key)) {
-  if (key_.size() != 32) throw std::invalid_argument("secret key must be 32 bytes (AES-256)");
+std::string SecretContext(std::initializer_list<std::string_view> parts) {
+  std::string out;
+  for (std::string_view part : parts) {
+    out += std::to_string(part.size());
+    out += ':';
+    out += part;
+  }
+  return out;
+}
+
+std::string SecretBox::KeyId(std::string_view key) {
+  return Sha256Hex(std::string("skiff-secret-key-id:") + std::string(key)).substr(0, 8);
+}
+
+SecretBox::SecretBox(std::string key) {
+  if (key.size() != 32) throw std::invalid_argument("secret key must be 32 bytes (AES-256)");
+  keys_.push_back({KeyId(key), std::move(key)});
 }
 
 SecretBox SecretBox::FromBase64Key(std::string_view key_base64) {
@@ -157,28 +173,47 @@ SecretBox SecretBox::FromBase64Key(std::string_view key_base64) {
   return SecretBox(std::move(*key));
 }
 
-bool SecretBox::IsSealed(std::string_view value) { return value.substr(0, kSealPrefix.size()) == kSealPrefix; }
-
-std::string SecretBox::Seal(std::string_view plaintext) const {
-  std::string nonce = RandomBytes(kNonceSize);
-  std::string ciphertext(plaintext.size(), '\0');
-  std::string tag(kTagSize, '\0');
-  CipherContext ctx = NewCipherContext();
-  int len = 0;
-  if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) != 1 ||
-      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, Bytes(key_), Bytes(nonce)) != 1 ||
-      EVP_EncryptUpdate(ctx.get(), Bytes(ciphertext), &len, Bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
-      EVP_EncryptFinal_ex(ctx.get(), Bytes(ciphertext) + len, &len) != 1 ||
-      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, tag.data()) != 1) {
-    throw std::runtime_error("AES-GCM encryption failed");
+SecretBox SecretBox::FromBase64Keys(std::string_view current_base64, std::string_view older_base64) {
+  SecretBox box = FromBase64Key(current_base64);
+  while (!older_base64.empty()) {
+    size_t comma = older_base64.find(',');
+    std::string_view item = older_base64.substr(0, comma);
+    older_base64 = comma == std::string_view::npos ? std::string_view() : older_base64.substr(comma + 1);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) continue;
+    auto key = Base64Decode(item);
+    if (!key || key->size() != 32) throw std::invalid_argument("old secret keys must each be base64 of 32 bytes");
+    std::string id = KeyId(*key);
+    bool known = false;
+    for (const auto& k : box.keys_) known = known || k.id == id;
+    if (!known) box.keys_.push_back({std::move(id), std::move(*key)});
   }
-  return std::string(kSealPrefix) + Base64Encode(nonce + ciphertext + tag);
+  return box;
 }
 
-std::optional<std::string> SecretBox::Open(std::string_view sealed) const {
-  if (!IsSealed(sealed)) return std::nullopt;
-  auto raw = Base64Decode(sealed.substr(kSealPrefix.size()));
+bool SecretBox::IsSealed(std::string_view value) {
+  return value.substr(0, kSealPrefix.size()) == kSealPrefix || value.substr(0, kLegacyPrefix.size()) == kLegacyPrefix;
+}
+
+std::string SecretBox::KeyIdOf(std::string_view sealed) {
+  if (sealed.substr(0, kSealPrefix.size()) != kSealPrefix) return "";
+  std::string_view rest = sealed.substr(kSealPrefix.size());
+  size_t colon = rest.find(':');
+  return colon == std::string_view::npos ? "" : std::string(rest.substr(0, colon));
+}
+
+bool SecretBox::NeedsReseal(std::string_view sealed) const {
+  return IsSealed(sealed) && KeyIdOf(sealed) != current_key_id();
+}
+
+namespace {
+
+std::string AssociatedData(std::string_view context) { return "skiff-secret-v2:" + std::string(context); }
+
+std::optional<std::string> OpenWith(const std::string& key, std::string_view payload_base64, std::string_view aad,
+                                    bool use_aad) {
+  auto raw = Base64Decode(payload_base64);
   if (!raw || raw->size() < kNonceSize + kTagSize) return std::nullopt;
   std::string_view all(*raw);
   std::string_view nonce = all.substr(0, kNonceSize);
@@ -189,13 +224,53 @@ std::optional<std::string> SecretBox::Open(std::string_view sealed) const {
   int len = 0;
   if (EVP_DecryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) != 1 ||
-      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, Bytes(key_), Bytes(nonce)) != 1 ||
+      EVP_DecryptInit_ex(ctx.get(), nullptr, nullptr, Bytes(key), Bytes(nonce)) != 1 ||
+      (use_aad && EVP_DecryptUpdate(ctx.get(), nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1) ||
       EVP_DecryptUpdate(ctx.get(), Bytes(plaintext), &len, Bytes(ciphertext), static_cast<int>(ciphertext.size())) != 1 ||
       EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_TAG, kTagSize, tag.data()) != 1 ||
       EVP_DecryptFinal_ex(ctx.get(), Bytes(plaintext) + len, &len) != 1) {
     return std::nullopt;
   }
   return plaintext;
+}
+
+}  // namespace
+
+std::string SecretBox::Seal(std::string_view plaintext, std::string_view context) const {
+  const Key& key = keys_.front();
+  const std::string aad = AssociatedData(context);
+  std::string nonce = RandomBytes(kNonceSize);
+  std::string ciphertext(plaintext.size(), '\0');
+  std::string tag(kTagSize, '\0');
+  CipherContext ctx = NewCipherContext();
+  int len = 0;
+  if (EVP_EncryptInit_ex(ctx.get(), EVP_aes_256_gcm(), nullptr, nullptr, nullptr) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_SET_IVLEN, kNonceSize, nullptr) != 1 ||
+      EVP_EncryptInit_ex(ctx.get(), nullptr, nullptr, Bytes(key.bytes), Bytes(nonce)) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), nullptr, &len, Bytes(aad), static_cast<int>(aad.size())) != 1 ||
+      EVP_EncryptUpdate(ctx.get(), Bytes(ciphertext), &len, Bytes(plaintext), static_cast<int>(plaintext.size())) != 1 ||
+      EVP_EncryptFinal_ex(ctx.get(), Bytes(ciphertext) + len, &len) != 1 ||
+      EVP_CIPHER_CTX_ctrl(ctx.get(), EVP_CTRL_GCM_GET_TAG, kTagSize, tag.data()) != 1) {
+    throw std::runtime_error("AES-GCM encryption failed");
+  }
+  return std::string(kSealPrefix) + key.id + ":" + Base64Encode(nonce + ciphertext + tag);
+}
+
+std::optional<std::string> SecretBox::Open(std::string_view sealed, std::string_view context) const {
+  if (sealed.substr(0, kLegacyPrefix.size()) == kLegacyPrefix) {
+    for (const auto& key : keys_) {
+      if (auto opened = OpenWith(key.bytes, sealed.substr(kLegacyPrefix.size()), "", false)) return opened;
+    }
+    return std::nullopt;
+  }
+  const std::string id = KeyIdOf(sealed);
+  if (id.empty()) return std::nullopt;
+  for (const auto& key : keys_) {
+    if (key.id == id) {
+      return OpenWith(key.bytes, sealed.substr(kSealPrefix.size() + id.size() + 1), AssociatedData(context), true);
+    }
+  }
+  return std::nullopt;
 }
 
 }  // namespace skiff::crypto

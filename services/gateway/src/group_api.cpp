@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/events/v1/group_events.pb.h"
 #include "skiff/gateway/group_codec.h"
 #include "skiff/log/log.h"
@@ -337,7 +338,6 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
   ci::ContainerGroup group = std::move(std::get<ci::ContainerGroup>(parsed));
   if (auto error = ValidateAndNormalize(group, options_.limits)) return ErrorResponse(*error);
   if (auto error = ApplyIsolationPolicy(group, route.subscription_id, options_.limits)) return ErrorResponse(*error);
-  SealSecrets(group, secrets_);
   group.clear_id();
   group.clear_name();
   group.clear_type();
@@ -364,6 +364,8 @@ HttpResponse GroupApi::PutGroup(const HttpRequest& request, const Route& route) 
     if (auto refusal = ClaimNetwork(route, existing ? existing->group_id : new_group_id, group)) return *refusal;
     GroupRecord record;
     record.spec = group;
+    // Sealed for this subscription and group only (see libs/secrets), every value as sent.
+    secrets::SealAll(record.spec, secrets_, route.subscription_id, existing ? existing->group_id : new_group_id);
     OperationRecord operation;
     operation.id = new_id_();
     operation.subscription_id = route.subscription_id;

@@ -4,7 +4,6 @@
 
 #include "skiff/armjson/arm_json.h"
 #include "skiff/containerinstance/v1/container_group.pb.h"
-#include "skiff/crypto/crypto.h"
 
 namespace skiff::gateway {
 namespace ci = containerinstance::v1;
@@ -26,21 +25,8 @@ std::variant<Message, ApiError> Parse(const std::string& body, const char* what)
 }
 
 template <typename Env>
-void SealEnvironment(Env* env, const crypto::SecretBox& box) {
-  for (auto& var : *env) {
-    if (var.has_secure_value() && !crypto::SecretBox::IsSealed(var.secure_value())) {
-      var.set_secure_value(box.Seal(var.secure_value()));
-    }
-  }
-}
-
-template <typename Env>
 void RedactEnvironment(Env* env) {
   for (auto& var : *env) var.clear_secure_value();
-}
-
-void SealString(std::string* value, const crypto::SecretBox& box) {
-  if (!value->empty() && !crypto::SecretBox::IsSealed(*value)) *value = box.Seal(*value);
 }
 
 }  // namespace
@@ -69,24 +55,6 @@ std::string ToJson(const google::protobuf::Message& message) {
   std::string out;
   (void)google::protobuf::util::MessageToJsonString(message, &out);
   return out;
-}
-
-void SealSecrets(ci::ContainerGroup& group, const crypto::SecretBox& box) {
-  auto* props = group.mutable_properties();
-  for (auto& container : *props->mutable_containers()) {
-    SealEnvironment(container.mutable_properties()->mutable_environment_variables(), box);
-  }
-  for (auto& init : *props->mutable_init_containers()) {
-    SealEnvironment(init.mutable_properties()->mutable_environment_variables(), box);
-  }
-  for (auto& cred : *props->mutable_image_registry_credentials()) SealString(cred.mutable_password(), box);
-  for (auto& volume : *props->mutable_volumes()) {
-    for (auto& [file, content] : *volume.mutable_secret()) SealString(&content, box);
-    if (volume.has_azure_file()) SealString(volume.mutable_azure_file()->mutable_storage_account_key(), box);
-  }
-  if (props->has_diagnostics()) {
-    SealString(props->mutable_diagnostics()->mutable_log_analytics()->mutable_workspace_key(), box);
-  }
 }
 
 void RedactSecrets(ci::ContainerGroup& group) {

@@ -244,6 +244,12 @@ std::vector<store::Migration> GatewayMigrations() {
       {8, "cores written by the gateway",
        "ALTER TABLE container_groups ALTER COLUMN cores DROP EXPRESSION; "
        "ALTER TABLE container_groups ALTER COLUMN cores SET NOT NULL; DROP FUNCTION gateway.spec_cores(jsonb);"},
+      // Subscription ids are lower case wherever they are stored or published: a group created
+      // through a differently-cased URL is one every view (and every other service) finds.
+      {9, "subscription ids in lower case",
+       "UPDATE container_groups SET subscription_id = lower(subscription_id) WHERE subscription_id <> lower(subscription_id); "
+       "UPDATE api_tokens SET subscription_id = lower(subscription_id) WHERE subscription_id <> lower(subscription_id); "
+       "UPDATE service_principals SET subscription_id = lower(subscription_id) WHERE subscription_id <> lower(subscription_id);"},
   };
 }
 
@@ -390,8 +396,33 @@ std::optional<std::string> PgGroupStore::SubscriptionForToken(const std::string&
 void PgGroupStore::AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) {
   Guarded(pool_, [&](pqxx::work& tx) {
     tx.exec_params("INSERT INTO gateway.api_tokens (token_hash, subscription_id, name) VALUES ($1, $2, $3)", token_hash,
-                   subscription_id, name);
+                   Lower(subscription_id), name);
   });
+}
+
+int PgGroupStore::RewriteSpecs(
+    const std::function<bool(const GroupRecord& record, containerinstance::v1::ContainerGroup* spec)>& reseal) {
+  std::vector<std::string> ids = GuardedRead(pool_, [&](pqxx::nontransaction& tx) {
+    std::vector<std::string> out;
+    for (const auto& row : tx.exec("SELECT group_id::text FROM gateway.container_groups ORDER BY group_id")) {
+      out.push_back(row[0].as<std::string>());
+    }
+    return out;
+  });
+  int rewritten = 0;
+  for (const auto& id : ids) {
+    rewritten += Guarded(pool_, [&](pqxx::work& tx) {
+      auto rows = tx.exec_params(std::string("SELECT ") + kColumns + kFrom + " WHERE group_id = $1::uuid FOR UPDATE OF container_groups", id);
+      if (rows.empty()) return 0;  // deleted meanwhile
+      GroupRecord record = ReadRecord(rows[0]);
+      containerinstance::v1::ContainerGroup spec = record.spec;
+      if (!reseal(record, &spec)) return 0;
+      tx.exec_params("UPDATE gateway.container_groups SET spec_pb = decode($2, 'hex'), spec = $3::jsonb WHERE group_id = $1::uuid",
+                     id, store::HexEncode(spec.SerializeAsString()), ToJson(spec));
+      return 1;
+    });
+  }
+  return rewritten;
 }
 
 std::optional<ServicePrincipal> PgGroupStore::FindServicePrincipal(const std::string& client_id) {
@@ -412,7 +443,7 @@ void PgGroupStore::AddServicePrincipal(const ServicePrincipal& principal) {
     tx.exec_params(
         "INSERT INTO gateway.service_principals (client_id, secret_hash, subscription_id, name) "
         "VALUES ($1::uuid, $2, $3, $4)",
-        principal.client_id, principal.secret_hash, principal.subscription_id, principal.name);
+        principal.client_id, principal.secret_hash, Lower(principal.subscription_id), principal.name);
   });
 }
 
@@ -427,7 +458,7 @@ void PgGroupStore::AddExpiringToken(const std::string& token_hash, const std::st
     tx.exec_params(
         "INSERT INTO gateway.api_tokens (token_hash, subscription_id, name, expires_at) "
         "VALUES ($1, $2, $3, to_timestamp($4 / 1000.0))",
-        token_hash, subscription_id, name, expires_ms);
+        token_hash, Lower(subscription_id), name, expires_ms);
   });
 }
 

@@ -1,5 +1,6 @@
 #include "skiff/gateway/routes.h"
 
+#include <boost/algorithm/string/case_conv.hpp>
 #include <boost/algorithm/string/predicate.hpp>
 #include <cctype>
 #include <vector>
@@ -131,7 +132,9 @@ std::variant<Route, ApiError> ParseRoute(const std::string& method, const std::s
     return route;
   }
   if (n < 2 || !Is(segments[0], "subscriptions")) return NotFound(path);
-  route.subscription_id = segments[1];
+  // Lower case everywhere it is stored or published, so a URL cased differently finds the same
+  // groups (ARM treats subscription ids case-insensitively).
+  route.subscription_id = boost::algorithm::to_lower_copy(segments[1]);
   if (n == 2 || (n == 4 && Is(segments[2], "resourceGroups"))) {
     route.kind = n == 2 ? RouteKind::kSubscription : RouteKind::kResourceGroup;
     if (n == 4) route.resource_group = segments[3];

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "test_support.h"
 
 namespace skiff::gateway {
@@ -86,21 +87,18 @@ TEST(CodecTest, SecretsAreSealedAndRedacted) {
   env->set_name("TOKEN");
   env->set_secure_value("top-secret");
 
-  SealSecrets(group, box);
+  secrets::SealAll(group, box, "sub", "group-1");
   std::string sealed_json = ToJson(group);
   for (const char* plain : {"top-secret", "registry-pass", "accountKey", "U2VjcmV0MQ==", "workspaceKey\":\"workspaceKey"}) {
     EXPECT_EQ(sealed_json.find(plain), std::string::npos) << plain;
   }
   const auto& sealed_env = group.properties().containers(0).properties().environment_variables(0);
-  EXPECT_EQ(box.Open(sealed_env.secure_value()), "top-secret");
-  // Sealing twice does not double-wrap.
-  std::string once = sealed_env.secure_value();
-  SealSecrets(group, box);
-  EXPECT_EQ(group.properties().containers(0).properties().environment_variables(0).secure_value(), once);
+  EXPECT_EQ(box.Open(sealed_env.secure_value(), secrets::EnvContext("sub", "group-1", group.properties().containers(0).name(), "TOKEN")),
+            "top-secret");
 
   RedactSecrets(group);
   std::string view = ToJson(group);
-  EXPECT_EQ(view.find("enc:v1:"), std::string::npos) << view;
+  EXPECT_EQ(view.find("enc:v"), std::string::npos) << view;
   EXPECT_NE(view.find("\"name\":\"TOKEN\""), std::string::npos);
   EXPECT_NE(view.find("secretKey1"), std::string::npos);  // file names stay
 }

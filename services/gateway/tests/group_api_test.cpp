@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "fake_group_store.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/events/v1/group_events.pb.h"
 #include "test_support.h"
@@ -115,16 +116,60 @@ TEST_F(GroupApiTest, PutOverExistingUpdates) {
 
 TEST_F(GroupApiTest, SecureValuesAreStoredSealedAndNeverReturned) {
   ASSERT_EQ(Call("PUT", GroupPath("web"), ReadTestData("aci_minimal.json")).status, 201);
-  const auto& stored = store_.groups.begin()->second.spec.properties().containers(0).properties();
+  const auto& record = store_.groups.begin()->second;
+  const auto& container = record.spec.properties().containers(0);
+  const auto& stored = container.properties();
   EXPECT_TRUE(crypto::SecretBox::IsSealed(stored.environment_variables(1).secure_value()));
-  EXPECT_EQ(box_.Open(stored.environment_variables(1).secure_value()), "s3cr3t-value");
+  EXPECT_EQ(box_.Open(stored.environment_variables(1).secure_value(),
+                      secrets::EnvContext(kSub, record.group_id, container.name(), "SECRET")),
+            "s3cr3t-value");
   for (const auto& r : {Call("GET", GroupPath("web")),
                         Call("GET", "/subscriptions/" + kSub + "/providers/Microsoft.ContainerInstance/containerGroups")}) {
     EXPECT_EQ(r.body.find("s3cr3t-value"), std::string::npos);
-    EXPECT_EQ(r.body.find("enc:v1"), std::string::npos);
+    EXPECT_EQ(r.body.find("enc:v"), std::string::npos);
     EXPECT_NE(r.body.find("\"name\":\"SECRET\""), std::string::npos);
   }
   EXPECT_EQ(store_.outbox[0].payload.find("s3cr3t-value"), std::string::npos);
+}
+
+// A secure value that looks sealed (a ciphertext lifted from another group) is not passed
+// through: it is sealed again as the text it is, so the node hands the container that text.
+TEST_F(GroupApiTest, ASealedLookingSecureValueIsSealedAgainNotPassedThrough) {
+  ASSERT_EQ(Call("PUT", GroupPath("web"), ReadTestData("aci_minimal.json")).status, 201);
+  const GroupRecord victim = store_.groups.begin()->second;
+  const std::string stolen = victim.spec.properties().containers(0).properties().environment_variables(1).secure_value();
+  std::string body = ReadTestData("aci_minimal.json");
+  const std::string plain = "\"s3cr3t-value\"";
+  ASSERT_NE(body.find(plain), std::string::npos);
+  body.replace(body.find(plain), plain.size(), "\"" + stolen + "\"");
+  ASSERT_EQ(Call("PUT", GroupPath("copycat"), body).status, 201);
+  for (const auto& [key, record] : store_.groups) {
+    if (record.group_id == victim.group_id) continue;
+    const auto& container = record.spec.properties().containers(0);
+    const std::string& sealed = container.properties().environment_variables(1).secure_value();
+    EXPECT_NE(sealed, stolen);
+    EXPECT_EQ(box_.Open(sealed, secrets::EnvContext(kSub, record.group_id, container.name(), "SECRET")), stolen);
+    EXPECT_EQ(box_.Open(stolen, secrets::EnvContext(kSub, record.group_id, container.name(), "SECRET")), std::nullopt);
+  }
+}
+
+// A subscription id is stored and published in lower case, whatever the URL's case, so every
+// view (and every service downstream of the events) finds the group under one id.
+TEST_F(GroupApiTest, SubscriptionIdsAreNormalizedToLowerCase) {
+  const std::string mixed = "AbCdEf01-2345-4678-89aB-CDEF01234567";
+  const std::string lower = "abcdef01-2345-4678-89ab-cdef01234567";
+  const std::string token = "skf_mixed-case";
+  store_.AddToken(crypto::HashApiToken(token), mixed, "");
+  ASSERT_EQ(Call("PUT", GroupPath("web", "rg1", mixed), ReadTestData("aci_minimal.json"), token).status, 201);
+  const GroupRecord& record = store_.groups.begin()->second;
+  EXPECT_EQ(record.key.subscription_id, lower);
+  events::v1::GroupEvent event;
+  ASSERT_TRUE(event.ParseFromString(store_.outbox.back().payload));
+  EXPECT_EQ(event.group().subscription_id(), lower);
+  HttpResponse got = Call("GET", GroupPath("web", "rg1", lower), "", token);
+  ASSERT_EQ(got.status, 200) << got.body;
+  EXPECT_NE(got.body.find("\"id\":\"/subscriptions/" + lower + "/"), std::string::npos) << got.body;
+  EXPECT_EQ(Call("GET", GroupPath("web", "rg1", mixed), "", token).status, 200);
 }
 
 TEST_F(GroupApiTest, AuthenticationAndTenantIsolation) {

@@ -245,7 +245,7 @@ v1::EnsureImageReply ImageCache::Ensure(const v1::EnsureImageRequest& request) {
   for (const auto& cred : request.credentials()) {
     if (cred.server() == ref->registry || (ref->registry == "docker.io" && cred.server() == "index.docker.io")) {
       credential.username = cred.username();
-      credential.password = open_secret_(cred.password());
+      credential.password = open_secret_(cred.password(), cred.password_context());
       credential_ptr = &credential;
     }
   }

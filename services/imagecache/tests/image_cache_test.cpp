@@ -78,7 +78,7 @@ struct ImageCacheTest : ::testing::Test {
     cache.reset();
     blobs = std::make_unique<BlobStore>(root.string());
     cache = std::make_unique<ImageCache>(client, *blobs, options, sink, "node-1", [this] { return clock; },
-                                         [](const std::string& s) { return s; });
+                                         [](const std::string& s, const std::string&) { return s; });
   }
   v1::EnsureImageReply Ensure(const std::string& image, const std::string& holder = "") {
     v1::EnsureImageRequest request;

@@ -126,7 +126,7 @@ struct RealRegistryTest : ::testing::Test {
     cache.reset();
     blobs = std::make_unique<BlobStore>(root.string());
     cache = std::make_unique<ImageCache>(client, *blobs, options, sink, "it-node", [this] { return clock; },
-                                         [](const std::string& s) { return s; });
+                                         [](const std::string& s, const std::string&) { return s; });
   }
   v1::EnsureImageReply Ensure(const std::string& image, const std::string& user = "", const std::string& password = "") {
     v1::EnsureImageRequest request;
@@ -172,7 +172,7 @@ TEST_F(RealRegistryTest, CacheHitNeedsNoRegistry) {
   DownRegistry down;
   RegistryClient down_client(down, {});
   ImageCache offline(down_client, *blobs, {root.string()}, sink, "it-node", [this] { return clock; },
-                     [](const std::string& s) { return s; });
+                     [](const std::string& s, const std::string&) { return s; });
   v1::EnsureImageRequest request;
   request.set_image(Image("sleeper"));
   auto reply = offline.Ensure(request);

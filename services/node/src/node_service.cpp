@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/node/observe.h"
 #include "skiff/oci/process.h"
 
@@ -213,6 +214,7 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
       c->set_server(cred.server());
       c->set_username(cred.username());
       c->set_password(cred.password());
+      c->set_password_context(secrets::RegistryPasswordContext(group.ref.subscription_id(), group_id, cred.server()));
     }
     Publish(group, name, "Pulling", "pulling image \"" + image + "\"", "Normal", "Pending");
   };
@@ -287,7 +289,8 @@ std::optional<std::string> NodeService::Prepare(Group& group, GroupPlan* plan) {
     std::vector<std::pair<std::string, std::string>> variables;
     for (const auto& var : env) {
       if (var.has_secure_value()) {
-        auto opened = open_secret_(var.secure_value());
+        auto opened = open_secret_(var.secure_value(),
+                                   secrets::EnvContext(group.ref.subscription_id(), group_id, name, var.name()));
         if (!opened) return "SecretUnavailable: the secure value of " + var.name() + " cannot be decrypted on this node";
         variables.emplace_back(var.name(), *opened);
       } else {

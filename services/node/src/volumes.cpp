@@ -14,6 +14,7 @@
 #include "skiff/confine/mounts.h"
 #include "skiff/confine/names.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/node/exec_process.h"
 
 namespace skiff::node {
@@ -99,7 +100,7 @@ std::optional<std::string> CheckAccountKey(int account_dir, const std::string& a
 std::optional<std::string> PrepareShare(const ci::AzureFileVolume& share, const std::string& volume,
                                         const VolumeContext& ctx, const VolumeOptions& options,
                                         const SecretOpener& open_secret, std::string* path) {
-  auto key = open_secret(share.storage_account_key());
+  auto key = open_secret(share.storage_account_key(), secrets::ShareKeyContext(ctx.subscription_id, ctx.group_id, volume));
   if (!key) return "SecretUnavailable: the storageAccountKey of volume '" + volume + "' cannot be decrypted on this node";
   std::error_code ec;
   fs::create_directories(options.shares_root, ec);
@@ -133,11 +134,12 @@ std::optional<std::string> PrepareShare(const ci::AzureFileVolume& share, const 
 }
 
 std::optional<std::string> PrepareSecret(int volumes, const ci::Volume& volume, const std::string& path,
-                                         const SecretOpener& open_secret, const std::optional<confine::IdRange>& ids) {
+                                         const SecretOpener& open_secret, const VolumeContext& ctx) {
+  const std::optional<confine::IdRange>& ids = ctx.ids;
   std::map<std::string, std::string> files;
   size_t total = 0;
   for (const auto& [name, sealed] : volume.secret()) {
-    auto opened = open_secret(sealed);
+    auto opened = open_secret(sealed, secrets::SecretFileContext(ctx.subscription_id, ctx.group_id, volume.name(), name));
     if (!opened) return "SecretUnavailable: the secret volume '" + volume.name() + "' cannot be decrypted on this node";
     total += opened->size();
     files[name] = *opened;
@@ -370,7 +372,7 @@ std::optional<std::string> PrepareVolumes(const ci::ContainerGroup& group, const
         return "VolumeFailed: " + Errno("cannot hand the emptyDir volume '" + volume.name() + "' to the group");
       }
     } else if (volume.secret_size() > 0) {
-      if (auto error = PrepareSecret(volumes.Get(), volume, path, open_secret, ctx.ids)) return error;
+      if (auto error = PrepareSecret(volumes.Get(), volume, path, open_secret, ctx)) return error;
     } else if (volume.has_git_repo()) {
       if (auto error = PrepareRepository(volumes.Get(), volume, volume_root, ctx, options, &source)) return error;
     } else if (volume.has_azure_file()) {

@@ -20,6 +20,7 @@
 
 #include "skiff/bus/nats_bus.h"
 #include "skiff/crypto/crypto.h"
+#include "skiff/secrets/group_secrets.h"
 #include "skiff/node/id_ranges.h"
 #include "skiff/node/sandbox_runtime.h"
 #include "skiff/node/v1/node.pb.h"
@@ -144,13 +145,18 @@ struct NodeServiceTest : ::testing::Test {
     return reply;
   }
 
-  v1::NodeCommandReply Run(const std::string& json, const std::string& subscription = "s") {
+  // Secrets in `json` are plain; they are sealed as the gateway seals them, for `sealed_for`
+  // (subscription, group id; by default this very group).
+  v1::NodeCommandReply Run(const std::string& json, const std::string& subscription = "s",
+                           std::optional<std::pair<std::string, std::string>> sealed_for = std::nullopt) {
     v1::RunGroupRequest request;
     request.mutable_group()->set_group_id(group_id);
     request.mutable_group()->set_name("it-group");
     request.mutable_group()->set_subscription_id(subscription);
     request.mutable_group()->set_resource_group("rg");
     EXPECT_TRUE(google::protobuf::util::JsonStringToMessage(json, request.mutable_spec()).ok()) << json;
+    const auto [seal_subscription, seal_group] = sealed_for.value_or(std::make_pair(subscription, group_id));
+    secrets::SealAll(*request.mutable_spec(), crypto::SecretBox::FromBase64Key(stack->key), seal_subscription, seal_group);
     return Send("run", request);
   }
 
@@ -257,9 +263,6 @@ struct NodeServiceTest : ::testing::Test {
     return ReadFile((stack->dir / "node/sandboxes" / group_id / "containers" / container / "log").string());
   }
   std::string Image(const std::string& name) { return stack->values["REGISTRY"] + "/skiff/" + name + ":1"; }
-  std::string Seal(const std::string& plain) {
-    return crypto::SecretBox::FromBase64Key(stack->key).Seal(plain);
-  }
 };
 
 TEST_F(NodeServiceTest, RunsAGroupToCompletion) {
@@ -319,10 +322,10 @@ TEST_F(NodeServiceTest, ANewGroupTakesASandboxFromTheStandbyPoolWhichRefills) {
 TEST_F(NodeServiceTest, SecretsAreOpenedOnlyOnTheNode) {
   const std::string token_b64 = crypto::Base64Encode("file-secret-42");
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never",
-    "volumes":[{"name":"creds","secret":{"token":")" + Seal(token_b64) + R"("}},{"name":"scratch","emptyDir":{}}],
+    "volumes":[{"name":"creds","secret":{"token":")" + token_b64 + R"("}},{"name":"scratch","emptyDir":{}}],
     "containers":[{"name":"app","properties":{"image":")" + Image("httpd") + R"(",
       "command":["/bin/sh","-c","echo env=$API_KEY plain=$PLAIN; cat /secrets/token; echo; ls -l /secrets/token; echo x > /scratch/ok && echo scratch-ok"],
-      "environmentVariables":[{"name":"API_KEY","secureValue":")" + Seal("env-secret-7") + R"("},{"name":"PLAIN","value":"p"}],
+      "environmentVariables":[{"name":"API_KEY","secureValue":")" + "env-secret-7" + R"("},{"name":"PLAIN","value":"p"}],
       "volumeMounts":[{"name":"creds","mountPath":"/secrets"},{"name":"scratch","mountPath":"/scratch"}],
       "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
   ASSERT_TRUE(reply.ok()) << reply.error_message();
@@ -464,6 +467,24 @@ void ExpectTraversalRefused(NodeServiceTest& test, const std::string& isolation)
   EXPECT_FALSE(fs::exists(stack->dir / "node/shares/acct"));
 }
 
+// A sealed value is bound to its subscription and group: copied into another group's spec, the
+// node cannot open it, and the group is refused before anything starts.
+TEST_F(NodeServiceTest, ASecretSealedForAnotherGroupDoesNotOpen) {
+  const std::string spec = R"({"location":"local","properties":{"restartPolicy":"Never",
+    "containers":[{"name":"app","properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c","echo $API_KEY"],
+      "environmentVariables":[{"name":"API_KEY","secureValue":"stolen"}],
+      "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})";
+  auto other_group = Run(spec, "s", std::make_pair(std::string("s"), crypto::NewUuid()));
+  const bool refused_at_once = !other_group.ok() && other_group.error_code() == "SecretUnavailable";
+  EXPECT_TRUE(refused_at_once || WaitFor("StateChanged", "Failed", 30s)) << other_group.error_message();
+  if (!refused_at_once) Command("delete");
+  group_id = crypto::NewUuid();
+  auto other_subscription = Run(spec, "s", std::make_pair(std::string("t"), group_id));
+  const bool refused_too = !other_subscription.ok() && other_subscription.error_code() == "SecretUnavailable";
+  EXPECT_TRUE(refused_too || WaitFor("StateChanged", "Failed", 30s)) << other_subscription.error_message();
+  EXPECT_EQ(LogOf("app").find("stolen"), std::string::npos);
+}
+
 TEST_F(NodeServiceTest, TheNodeRefusesShareAndDirectoryNamesThatLeaveTheirStore) { ExpectTraversalRefused(*this, ""); }
 
 // Two subscriptions naming the same account and share never meet, and a later mount needs the
@@ -474,7 +495,7 @@ TEST_F(NodeServiceTest, SharesAreKeyedBySubscriptionAndAccountKey) {
       "properties":{"image":")" + Image("hello") + R"(","command":["/bin/sh","-c",")" + command + R"("],
       "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}},"volumeMounts":[{"name":"share","mountPath":"/data"}]}}],
       "volumes":[{"name":"share","azureFile":{"shareName":"common","storageAccountName":"sharedacct",
-      "storageAccountKey":")" + Seal(key) + R"("}}]}})";
+      "storageAccountKey":")" + key + R"("}}]}})";
   };
   auto first = Run(group("echo tenant-a-data > /data/file; echo wrote", "key-a"), "sub-a");
   ASSERT_TRUE(first.ok()) << first.error_message();
@@ -602,10 +623,10 @@ TEST_F(NodeServiceTest, SecretsNeverReachTheNodesDiskOrLogs) {
   const std::string file_secret = "vol-secret-" + crypto::NewUuid().substr(0, 8);
   const std::string env_secret = "env-secret-" + crypto::NewUuid().substr(0, 8);
   auto reply = Run(R"({"location":"local","properties":{"restartPolicy":"Never",
-    "volumes":[{"name":"creds","secret":{"token":")" + Seal(crypto::Base64Encode(file_secret)) + R"("}}],
+    "volumes":[{"name":"creds","secret":{"token":")" + crypto::Base64Encode(file_secret) + R"("}}],
     "containers":[{"name":"app","properties":{"image":")" + Image("hello") + R"(",
       "command":["/bin/sh","-c","cat /secrets/token >/dev/null; sleep 30"],
-      "environmentVariables":[{"name":"API_KEY","secureValue":")" + Seal(env_secret) + R"("}],
+      "environmentVariables":[{"name":"API_KEY","secureValue":")" + env_secret + R"("}],
       "volumeMounts":[{"name":"creds","mountPath":"/secrets"}],
       "resources":{"requests":{"cpu":0.5,"memoryInGB":0.25}}}}]}})");
   ASSERT_TRUE(reply.ok()) << reply.error_message();

@@ -8,9 +8,6 @@
 namespace google::protobuf {
 class Message;
 }
-namespace skiff::crypto {
-class SecretBox;
-}
 namespace skiff::containerinstance::v1 {
 class ContainerGroup;
 class ResourceTagsPatch;
@@ -29,9 +26,6 @@ std::string ToJson(const google::protobuf::Message& message);
 // generated `cores` column computes the same from the stored JSON).
 double RequestedCores(const containerinstance::v1::ContainerGroup& group);
 
-// Replaces every secret in the group (secureValue, registry passwords, secret volume contents,
-// storage account and workspace keys) by its sealed form. Already sealed values are kept.
-void SealSecrets(containerinstance::v1::ContainerGroup& group, const crypto::SecretBox& box);
 // Removes every secret, for GET and list answers. Names stay; values go.
 void RedactSecrets(containerinstance::v1::ContainerGroup& group);
 

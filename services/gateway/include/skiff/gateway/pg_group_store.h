@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,11 @@ class PgGroupStore : public GroupStore, public RuntimeStore, public IdentityStor
   std::optional<OperationRecord> FindOperation(const std::string& subscription_id, const std::string& id) override;
   std::optional<std::string> SubscriptionForToken(const std::string& token_hash) override;
   void AddToken(const std::string& token_hash, const std::string& subscription_id, const std::string& name) override;
+  // Key rotation: each stored spec passed to `reseal` (which seals its secrets again under the
+  // current key and says whether it changed anything) is written back in place, with neither a
+  // new generation nor an event (the group did not change). One group per transaction.
+  // Returns how many specs were rewritten.
+  int RewriteSpecs(const std::function<bool(const GroupRecord& record, containerinstance::v1::ContainerGroup* spec)>& reseal);
   void UpdateRuntimes(const std::vector<std::string>& group_ids, const Fold& fold) override;
   std::optional<ServicePrincipal> FindServicePrincipal(const std::string& client_id) override;
   void AddServicePrincipal(const ServicePrincipal& principal) override;

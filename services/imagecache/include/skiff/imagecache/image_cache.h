@@ -73,7 +73,8 @@ class OverlayMounter : public RootfsMounter {
 class ImageCache {
  public:
   using Now = std::function<std::chrono::system_clock::time_point()>;
-  using CredentialOpener = std::function<std::string(const std::string& maybe_sealed)>;
+  // (value, the context it is bound to) -> plain text; "" when it does not open.
+  using CredentialOpener = std::function<std::string(const std::string& maybe_sealed, const std::string& context)>;
 
   ImageCache(RegistryClient& registry, BlobStore& blobs, ImageCacheOptions options, ImageEventSink& events,
              std::string node_id, Now now, CredentialOpener open_secret);

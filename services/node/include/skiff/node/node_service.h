@@ -82,7 +82,7 @@ struct NodeOptions {
 // and environment, and supervises the group. Events and state changes go to the publisher.
 class NodeService : public SupervisorSink {
  public:
-  using SecretOpener = std::function<std::optional<std::string>(const std::string& value)>;
+  using SecretOpener = node::SecretOpener;
   NodeService(SandboxRuntime& runtime, ImageProvider& images, NodeEventPublisher& events, SecretOpener open_secret,
               NodeOptions options);
 

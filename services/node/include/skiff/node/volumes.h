@@ -49,7 +49,9 @@ struct VolumeContext {
   std::optional<confine::IdRange> ids;
 };
 
-using SecretOpener = std::function<std::optional<std::string>(const std::string& value)>;
+// Opens a sealed value for the place it is bound to (libs/secrets' contexts); a plain value
+// comes back as it is.
+using SecretOpener = std::function<std::optional<std::string>(const std::string& value, const std::string& context)>;
 
 // Prepares each volume beneath ctx.volume_root and returns the host directory each volume name
 // is mounted from, or "Code: message" (VolumeFailed, SecretUnavailable, ShareKeyMismatch,
