@@ -74,7 +74,7 @@ std::vector<Message> Workload(const std::vector<std::string>& groups, int per_gr
     for (size_t g = 0; g < groups.size(); ++g) {
       const int64_t at = base_ms + step * 1000 + static_cast<int64_t>(g);
       if (step == 0) out.push_back({"skiff.events.group.created", Created(groups[g], at)});
-      else out.push_back({"skiff.events.sandbox.state", State(groups[g], at, step % 2 == 1 ? "Running" : "Stopped")});
+      else out.push_back({"skiff.events.sandbox.state.bench-node", State(groups[g], at, step % 2 == 1 ? "Running" : "Stopped")});
     }
   }
   return out;
@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
       const size_t due = static_cast<size_t>(std::chrono::duration<double>(Clock::now() - start).count() * rate);
       for (; sent < due; ++sent) {
         if (sent % groups.size() == 0) running = !running;
-        bus.Publish("skiff.events.sandbox.state", crypto::NewUuid(),
+        bus.Publish("skiff.events.sandbox.state.bench-node", crypto::NewUuid(),
                     State(groups[sent % groups.size()], NowMs(), running ? "Stopped" : "Running"));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(5));

@@ -37,7 +37,7 @@ const runcRoot = join(work, 'runc');
 
 // Resolves when a Started event naming `name` arrives.
 const started = new Map();
-const sub_ = nc.subscribe('skiff.events.container.started');
+const sub_ = nc.subscribe('skiff.events.container.started.*');
 (async () => {
   for await (const m of sub_) {
     const text = Buffer.from(m.data).toString('latin1');

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
           copy->set_placement_generation(generation);
         }
       }
-      bus.PublishCore("skiff.node.heartbeat", heartbeat.SerializeAsString());
+      bus.PublishCore("skiff.node.heartbeat." + heartbeat.node_id(), heartbeat.SerializeAsString());
     }
     for (int tick = 0; tick < 20 && !stopping; ++tick) std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }

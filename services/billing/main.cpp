@@ -14,7 +14,9 @@
 
 #include "skiff/billing/billing_service.h"
 #include "skiff/billing/pg_billing_store.h"
+#include "skiff/bus/bus_config.h"
 #include "skiff/bus/nats_bus.h"
+#include "skiff/bus/subjects.h"
 #include "skiff/config/config.h"
 #include "skiff/lifecycle/loop_inbox.h"
 #include "skiff/lifecycle/service_main.h"
@@ -70,7 +72,7 @@ int Serve(const config::Config& cfg) {
     if (first) spdlog::info("another billing is active: standing by");
     if (termination.WaitFor(std::chrono::seconds(2))) return 0;
   }
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-billing");
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-billing"));
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
   bus.EnsureStream({"SKIFF_USAGE", {"skiff.usage.interval"}, std::chrono::seconds(120), true});
   // Drains usage records written to the outbox before billing published them from the intervals.
@@ -109,9 +111,9 @@ int Serve(const config::Config& cfg) {
   auto& failures = registry.GetCounter("skiff_billing_batch_failures_total", "Batches that failed and came again.");
 
   lifecycle::LoopInbox inbox;
-  auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
+  auto heartbeats = bus.Subscribe(std::string(subjects::kEveryHeartbeat), [&](const std::string& subject, const std::string& data) {
     node::v1::NodeHeartbeat heartbeat;
-    if (!heartbeat.ParseFromString(data)) return;
+    if (!heartbeat.ParseFromString(data) || !subjects::PublishedBy(subject, heartbeat.node_id())) return;
     inbox.Post([&service, heartbeat] { service.HandleHeartbeat(heartbeat); });
   });
   auto queries = bus.Serve(

@@ -7,7 +7,9 @@
 #include <thread>
 #include <iostream>
 
+#include "skiff/bus/bus_config.h"
 #include "skiff/bus/nats_bus.h"
+#include "skiff/bus/subjects.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/secrets/group_secrets.h"
@@ -82,7 +84,7 @@ int Serve(const config::Config& cfg) {
   store::ConnectionPool pool(cfg.Require("store.url"), static_cast<size_t>(cfg.GetInt("store.pool_size", 8)));
   Migrate(pool);
 
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-gateway");
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-gateway"));
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
 
   store::OutboxRelay relay(pool, bus, {gateway::kGatewaySchema, 200, std::chrono::milliseconds(200)});
@@ -113,9 +115,9 @@ int Serve(const config::Config& cfg) {
   gateway::NatsNetworkLink network_link(bus, std::chrono::milliseconds(cfg.GetInt("gateway.network_timeout_ms", 10000)));
   if (cfg.GetBool("gateway.network", true)) api.SetNetworkLink(&network_link);
   gateway::ContainerUsageHistory usage_history;
-  auto usage_reports = bus.Subscribe("skiff.node.usage", [&usage_history](const std::string&, const std::string& data) {
+  auto usage_reports = bus.Subscribe(std::string(subjects::kEveryUsage), [&usage_history](const std::string& subject, const std::string& data) {
     node::v1::NodeUsage usage;
-    if (usage.ParseFromString(data)) usage_history.Record(usage);
+    if (usage.ParseFromString(data) && subjects::PublishedBy(subject, usage.node_id())) usage_history.Record(usage);
   });
   api.SetUsageHistory(&usage_history);
 

@@ -6,7 +6,9 @@
 
 #include <iostream>
 
+#include "skiff/bus/bus_config.h"
 #include "skiff/bus/nats_bus.h"
+#include "skiff/bus/subjects.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/secrets/group_secrets.h"
@@ -23,15 +25,16 @@ namespace v1 = imagecache::v1;
 // Publishes image events on JetStream (skiff.events.image.<kind>).
 class NatsEventSink : public imagecache::ImageEventSink {
  public:
-  explicit NatsEventSink(bus::NatsBus& bus) : bus_(bus) {}
+  NatsEventSink(bus::NatsBus& bus, std::string node_id) : bus_(bus), node_id_(std::move(node_id)) {}
   void Publish(const v1::ImageEvent& event) override {
     std::string kind = event.has_pulling() ? "pulling" : event.has_pulled() ? "pulled" : "failed";
-    auto result = bus_.Publish("skiff.events.image." + kind, event.event_id(), event.SerializeAsString());
+    auto result = bus_.Publish(subjects::NodeEvent("image", kind, node_id_), event.event_id(), event.SerializeAsString());
     if (!result.ok) spdlog::warn("image event not published: {}", result.error);
   }
 
  private:
   bus::NatsBus& bus_;
+  std::string node_id_;
 };
 
 class LogEventSink : public imagecache::ImageEventSink {
@@ -88,9 +91,9 @@ int Serve(const config::Config& cfg) {
   lifecycle::TerminationSignals termination;  // before any thread starts
 
   const std::string node_id = NodeId(cfg);
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-imagecache-" + node_id);
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-imagecache-" + node_id));
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
-  NatsEventSink events(bus);
+  NatsEventSink events(bus, node_id);
   imagecache::BeastHttpClient http(cfg.GetString("imagecache.ca_file", ""));
   imagecache::RegistryClient registry(http, RegistryOptions(cfg));
   auto options = CacheOptions(cfg);

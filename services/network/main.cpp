@@ -7,6 +7,7 @@
 #include <iostream>
 #include <thread>
 
+#include "skiff/bus/bus_config.h"
 #include "skiff/bus/nats_bus.h"
 #include "skiff/config/config.h"
 #include "skiff/events/v1/group_events.pb.h"
@@ -146,7 +147,7 @@ int Serve(const config::Config& cfg) {
   };
   refresh();
 
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-network");
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-network"));
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
   lifecycle::LoopInbox inbox;
   auto vnets = ServeProto<network::v1::VnetApiRequest>(

@@ -13,7 +13,9 @@
 #include <sstream>
 #include <thread>
 
+#include "skiff/bus/bus_config.h"
 #include "skiff/bus/nats_bus.h"
+#include "skiff/bus/subjects.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/secrets/group_secrets.h"
@@ -130,34 +132,37 @@ class NatsNetworkProvider : public node::NetworkProvider {
 // Container and group events on JetStream.
 class NatsNodeEvents : public node::NodeEventPublisher {
  public:
-  explicit NatsNodeEvents(bus::NatsBus& bus) : bus_(bus) {}
+  NatsNodeEvents(bus::NatsBus& bus, std::string node_id) : bus_(bus), node_id_(std::move(node_id)) {}
   void Publish(const node::v1::ContainerEvent& event) override {
     std::string name = event.name();
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::tolower(c); });
     // Group-level runtime events go under skiff.events.sandbox.*: skiff.events.group.* carries the
-    // gateway's GroupEvent, a different message.
-    std::string subject = event.container().empty() ? "skiff.events.sandbox." + (name == "statechanged" ? "state" : name)
-                                                    : "skiff.events.container." + name;
+    // gateway's GroupEvent, a different message. The subject ends in this node's id, the only
+    // one its NATS credential may publish.
+    std::string subject = event.container().empty()
+                              ? subjects::NodeEvent("sandbox", name == "statechanged" ? "state" : name, node_id_)
+                              : subjects::NodeEvent("container", name, node_id_);
     auto result = bus_.Publish(subject, event.event_id(), event.SerializeAsString());
     if (!result.ok) spdlog::warn("event {} not published: {}", subject, result.error);
   }
 
  private:
   bus::NatsBus& bus_;
+  std::string node_id_;
 };
 
-// Exec and attach streams: output on skiff.stream.<session>.out, input heard on .in while the
-// session is open.
+// Exec and attach streams: output on skiff.stream.<node>.<session>.out, input heard on .in
+// while the session is open.
 class NatsStreamTransport : public node::StreamTransport {
  public:
-  explicit NatsStreamTransport(bus::NatsBus& bus) : bus_(bus) {}
+  NatsStreamTransport(bus::NatsBus& bus, std::string node_id) : bus_(bus), node_id_(std::move(node_id)) {}
   void SetService(node::NodeService* service) { service_ = service; }
   void Output(const std::string& session_id, const node::v1::StreamOutput& output) override {
-    bus_.PublishCore("skiff.stream." + session_id + ".out", output.SerializeAsString());
+    bus_.PublishCore(subjects::StreamOut(node_id_, session_id), output.SerializeAsString());
   }
   void Opened(const std::string& session_id) override {
     auto* service = service_;
-    auto sub = bus_.Subscribe("skiff.stream." + session_id + ".in",
+    auto sub = bus_.Subscribe(subjects::StreamIn(node_id_, session_id),
                               [service, session_id](const std::string&, const std::string& data) {
                                 node::v1::StreamInput input;
                                 if (input.ParseFromString(data)) service->Input(session_id, input);
@@ -172,26 +177,20 @@ class NatsStreamTransport : public node::StreamTransport {
 
  private:
   bus::NatsBus& bus_;
+  std::string node_id_;
   node::NodeService* service_ = nullptr;
   std::mutex mutex_;
   std::map<std::string, std::unique_ptr<bus::Subscription>> inputs_;
 };
 
-// A request every node hears (each node is its own queue group); the node that has the group
-// answers, the others stay silent.
+// A request about a group: answered when the group is here, else left unanswered.
 template <typename Request, typename Handle>
-std::unique_ptr<bus::RequestServer> ServeGroupRequest(bus::NatsBus& bus, const std::string& subject,
-                                                      const std::string& queue, Handle handle) {
-  return bus.Serve(
-      subject, queue,
-      [handle](const std::string&, const std::string& data) -> std::optional<std::string> {
-        Request request;
-        if (!request.ParseFromString(data)) return std::nullopt;
-        auto reply = handle(request);
-        if (!reply) return std::nullopt;
-        return reply->SerializeAsString();
-      },
-      2);
+std::optional<std::string> Answer(const std::string& data, Handle handle) {
+  Request request;
+  if (!request.ParseFromString(data)) return std::nullopt;
+  auto reply = handle(request);
+  if (!reply) return std::nullopt;
+  return reply->SerializeAsString();
 }
 
 std::string ReadFile(const std::string& path) {
@@ -271,11 +270,11 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   }
   auto open_secret = secrets::MakeOpener(box);
 
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-node-" + options.node_id);
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-node-" + options.node_id));
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
   NatsImageProvider images(bus, options.node_id);
-  NatsNodeEvents events(bus);
-  NatsStreamTransport streams(bus);
+  NatsNodeEvents events(bus, options.node_id);
+  NatsStreamTransport streams(bus, options.node_id);
   node::NodeService service(runtime, images, events, open_secret, options);
   streams.SetService(&service);
   service.SetStreamTransport(&streams);
@@ -302,6 +301,12 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                               if (!request.ParseFromString(data)) return {};
                               return service.Run(request).SerializeAsString();
                             }
+                            // Logs and streams of a group here (a reply only if it is here).
+                            if (verb == "logs") return Answer<node::v1::LogsRequest>(data, [&](const auto& r) { return service.Logs(r); });
+                            if (verb == "exec") return Answer<node::v1::ExecRequest>(data, [&](const auto& r) { return service.Exec(r); });
+                            if (verb == "attach") {
+                              return Answer<node::v1::AttachRequest>(data, [&](const auto& r) { return service.Attach(r); });
+                            }
                             node::v1::GroupCommandRequest request;
                             if (!request.ParseFromString(data)) return {};
                             if (verb == "stop") return service.Stop(request.group().group_id()).SerializeAsString();
@@ -319,12 +324,6 @@ int Serve(const config::Config& cfg, const std::string& shim) {
                           },
                           static_cast<int>(cfg.GetInt("node.workers", 8)));
 
-  auto logs_server = ServeGroupRequest<node::v1::LogsRequest>(
-      bus, "skiff.node.logs", "logs-" + options.node_id, [&](const auto& r) { return service.Logs(r); });
-  auto exec_server = ServeGroupRequest<node::v1::ExecRequest>(
-      bus, "skiff.node.exec", "exec-" + options.node_id, [&](const auto& r) { return service.Exec(r); });
-  auto attach_server = ServeGroupRequest<node::v1::AttachRequest>(
-      bus, "skiff.node.attach", "attach-" + options.node_id, [&](const auto& r) { return service.Attach(r); });
   auto& registry = metrics::DefaultRegistry();
   metrics::MetricsServer metrics_server(cfg.GetString("metrics.listen", "127.0.0.1:9104"), registry);
   if (!metrics_server.error().empty()) spdlog::warn("no /metrics: {}", metrics_server.error());
@@ -363,11 +362,11 @@ int Serve(const config::Config& cfg, const std::string& shim) {
       auto now = std::chrono::steady_clock::now();
       service.Tick(now);
       if (now >= next_heartbeat) {
-        bus.PublishCore("skiff.node.heartbeat", service.Heartbeat().SerializeAsString());
+        bus.PublishCore(subjects::Heartbeat(options.node_id), service.Heartbeat().SerializeAsString());
         next_heartbeat = now + std::chrono::milliseconds(cfg.GetInt("node.heartbeat_ms", 2000));
       }
       if (now >= next_usage) {
-        bus.PublishCore("skiff.node.usage", service.Usage().SerializeAsString());
+        bus.PublishCore(subjects::Usage(options.node_id), service.Usage().SerializeAsString());
         next_usage = now + std::chrono::milliseconds(cfg.GetInt("node.usage_ms", 10000));
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
@@ -380,9 +379,6 @@ int Serve(const config::Config& cfg, const std::string& shim) {
   ticker.join();
   service.DropSpares();
   server.reset();
-  logs_server.reset();
-  exec_server.reset();
-  attach_server.reset();
   bus.Drain(std::chrono::seconds(5));
   return 0;
 }

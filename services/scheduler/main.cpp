@@ -12,7 +12,9 @@
 #include <mutex>
 #include <thread>
 
+#include "skiff/bus/bus_config.h"
 #include "skiff/bus/nats_bus.h"
+#include "skiff/bus/subjects.h"
 #include "skiff/config/config.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/lifecycle/loop_inbox.h"
@@ -37,7 +39,7 @@ int Serve(const config::Config& cfg) {
     auto conn = pool.Acquire();
     store::ApplyMigrations(*conn, scheduler::kSchedulerSchema, scheduler::SchedulerMigrations());
   }
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-scheduler");
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-scheduler"));
   bus.EnsureStream({"SKIFF_EVENTS", {"skiff.events.>"}, std::chrono::seconds(120), true});
   store::OutboxRelay relay(pool, bus, {scheduler::kSchedulerSchema, 500, std::chrono::milliseconds(200)});
 
@@ -67,9 +69,9 @@ int Serve(const config::Config& cfg) {
   auto& event_failures = registry.GetCounter("skiff_scheduler_batch_failures_total", "Batches that failed and came again.");
 
   lifecycle::LoopInbox inbox;
-  auto heartbeats = bus.Subscribe("skiff.node.heartbeat", [&](const std::string&, const std::string& data) {
+  auto heartbeats = bus.Subscribe(std::string(subjects::kEveryHeartbeat), [&](const std::string& subject, const std::string& data) {
     node::v1::NodeHeartbeat heartbeat;
-    if (!heartbeat.ParseFromString(data)) return;
+    if (!heartbeat.ParseFromString(data) || !subjects::PublishedBy(subject, heartbeat.node_id())) return;
     inbox.Post([&service, heartbeat] { service.HandleHeartbeat(heartbeat); });
   });
   // Operator requests: answered by the loop, so they see a consistent view.
@@ -98,8 +100,10 @@ int Serve(const config::Config& cfg) {
   auto consumer = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.group.*",
                                     cfg.GetString("scheduler.consumer", "scheduler"));
   // The nodes' group states: ended groups give their reservation back.
-  auto sandbox_events = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.sandbox.*",
-                                          cfg.GetString("scheduler.consumer", "scheduler") + "-sandbox");
+  // Named apart from the earlier "-sandbox" durable, whose filter (one token fewer) predates
+  // subjects that name their node.
+  auto sandbox_events = bus.PullSubscribe("SKIFF_EVENTS", "skiff.events.sandbox.>",
+                                          cfg.GetString("scheduler.consumer", "scheduler") + "-sandbox-events");
   const auto tick_every = std::chrono::milliseconds(cfg.GetInt("scheduler.tick_ms", 500));
   std::atomic<bool> stopping{false};
   std::thread loop([&] {
@@ -133,7 +137,9 @@ int Serve(const config::Config& cfg) {
         }
         for (auto& message : sandbox_events->Fetch(256, std::chrono::milliseconds(1))) {
           node::v1::ContainerEvent event;
-          if (event.ParseFromString(message.Data())) service.HandleSandboxEvent(event);
+          if (event.ParseFromString(message.Data()) && subjects::PublishedBy(message.Subject(), event.node_id())) {
+            service.HandleSandboxEvent(event);
+          }
           message.Ack();
         }
         for (auto& task : inbox.Take()) task();
@@ -181,7 +187,7 @@ int Serve(const config::Config& cfg) {
 
 // Operator commands: ask a running scheduler over NATS (skiff.scheduler.<verb>).
 int Admin(const config::Config& cfg, const std::string& verb, const std::string& node_id) {
-  bus::NatsBus bus(cfg.GetString("bus.url", "nats://127.0.0.1:4222"), "skiff-scheduler-admin");
+  bus::NatsBus bus(bus::ConnectOptionsFrom(cfg, "skiff-scheduler-admin"));
   scheduler::v1::NodeAdminRequest request;
   request.set_node_id(node_id);
   auto answer = bus.Request("skiff.scheduler." + verb, request.SerializeAsString(), std::chrono::seconds(60));

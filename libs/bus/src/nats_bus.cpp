@@ -3,8 +3,10 @@
 #include <nats/nats.h>
 
 #include <algorithm>
+#include <fstream>
 #include <stdexcept>
 
+#include "skiff/crypto/nkey.h"
 #include "skiff/log/log.h"
 
 namespace skiff::bus {
@@ -18,8 +20,8 @@ std::string StatusText(natsStatus status, jsErrCode js_error = static_cast<jsErr
   return text;
 }
 
-void Check(natsStatus status, const char* what) {
-  if (status != NATS_OK) throw std::runtime_error(std::string(what) + ": " + StatusText(status));
+void Check(natsStatus status, const std::string& what) {
+  if (status != NATS_OK) throw std::runtime_error(what + ": " + StatusText(status));
 }
 
 }  // namespace
@@ -117,12 +119,38 @@ std::vector<ReceivedMessage> Prefetcher::Next(std::chrono::milliseconds timeout)
   return messages;
 }
 
-NatsBus::NatsBus(const std::string& url, const std::string& client_name) {
+std::string InboxPrefixForSeedFile(const std::string& seed_file) {
+  std::ifstream in(seed_file);
+  std::string seed;
+  in >> seed;
+  auto public_key = crypto::UserNkeyPublicKey(seed);
+  if (!public_key) throw std::runtime_error("bus.nkey_seed_file " + seed_file + " holds no NATS user seed");
+  return "_INBOX." + *public_key;
+}
+
+NatsBus::NatsBus(const std::string& url, const std::string& client_name)
+    : NatsBus(ConnectOptions{url, client_name, "", "", "", ""}) {}
+
+NatsBus::NatsBus(const ConnectOptions& options) {
   natsOptions* opts = nullptr;
   Check(natsOptions_Create(&opts), "nats options");
   std::unique_ptr<natsOptions, decltype(&natsOptions_Destroy)> guard(opts, &natsOptions_Destroy);
-  Check(natsOptions_SetURL(opts, url.c_str()), "nats url");
-  Check(natsOptions_SetName(opts, client_name.c_str()), "nats name");
+  Check(natsOptions_SetURL(opts, options.url.c_str()), "nats url");
+  Check(natsOptions_SetName(opts, options.client_name.c_str()), "nats name");
+  if (!options.nkey_seed_file.empty()) {
+    const std::string inbox = InboxPrefixForSeedFile(options.nkey_seed_file);
+    const std::string public_key = inbox.substr(std::string("_INBOX.").size());
+    Check(natsOptions_SetNKeyFromSeed(opts, public_key.c_str(), options.nkey_seed_file.c_str()), "nats nkey");
+    Check(natsOptions_SetCustomInboxPrefix(opts, inbox.c_str()), "nats inbox prefix");
+  }
+  if (!options.tls_ca_file.empty()) {
+    Check(natsOptions_SetSecure(opts, true), "nats tls");
+    Check(natsOptions_LoadCATrustedCertificates(opts, options.tls_ca_file.c_str()), "nats tls ca " + options.tls_ca_file);
+    if (!options.tls_cert_file.empty()) {
+      Check(natsOptions_LoadCertificatesChain(opts, options.tls_cert_file.c_str(), options.tls_key_file.c_str()),
+            "nats tls certificate " + options.tls_cert_file);
+    }
+  }
   Check(natsOptions_SetMaxReconnect(opts, -1), "nats reconnect");
   Check(natsOptions_SetReconnectWait(opts, 250), "nats reconnect wait");
   // Start even when the server is not up yet; nats.c keeps trying in the background.
@@ -157,6 +185,14 @@ void NatsBus::EnsureStream(const StreamSpec& spec) {
   cfg.Duplicates = std::chrono::duration_cast<std::chrono::nanoseconds>(spec.duplicate_window).count();
   jsStreamInfo* info = nullptr;
   jsErrCode js_error{};
+  // As wanted already: nothing to change (and nothing that needs more than stream info).
+  if (js_GetStreamInfo(&info, js_, spec.name.c_str(), nullptr, &js_error) == NATS_OK && info != nullptr) {
+    std::vector<std::string> have(info->Config->Subjects, info->Config->Subjects + info->Config->SubjectsLen);
+    const bool same = have == spec.subjects && info->Config->Storage == cfg.Storage;
+    jsStreamInfo_Destroy(info);
+    info = nullptr;
+    if (same) return;
+  }
   natsStatus status = js_AddStream(&info, js_, &cfg, nullptr, &js_error);
   if (status != NATS_OK && js_error == JSStreamNameExistErr) {
     status = js_UpdateStream(&info, js_, &cfg, nullptr, &js_error);

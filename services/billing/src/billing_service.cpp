@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "skiff/bus/subjects.h"
 #include "skiff/crypto/crypto.h"
 #include "skiff/events/v1/group_events.pb.h"
 #include "skiff/scheduler/v1/scheduler.pb.h"
@@ -96,6 +97,10 @@ std::optional<DecodedSignal> DecodeAnyEvent(const std::string& subject, const st
   if (StartsWith(subject, "skiff.events.container.") || StartsWith(subject, "skiff.events.sandbox.")) {
     node::v1::ContainerEvent event;
     if (!event.ParseFromString(data) || event.group().group_id().empty()) return std::nullopt;
+    // Only the node named in the subject could publish it: one that claims another is dropped.
+    auto parsed = subjects::ParseNodeEvent(subject);
+    if (!parsed || !subjects::PublishedBy(subject, event.node_id())) return std::nullopt;
+    const std::string& kind = parsed->kind;
     decoded.group_id = event.group().group_id();
     signal.event_id = event.event_id();
     signal.at = MillisOf(event.occurred_at());

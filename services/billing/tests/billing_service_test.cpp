@@ -123,7 +123,7 @@ InboundEvent NodeEvent(const std::string& subject, const std::string& event_id, 
   event.set_group_state(state);
   event.set_placement_generation(generation);
   event.set_node_id(node);
-  return {subject, event.SerializeAsString()};
+  return {subject + "." + node, event.SerializeAsString()};  // nodes publish under their own id
 }
 
 InboundEvent Placement(const std::string& kind, const std::string& event_id, const std::string& group_id, Millis at,
@@ -211,6 +211,18 @@ TEST_F(BillingServiceTest, FailedCommitKeepsNothingAndTheRetryCountsOnce) {
   service_.HandleBatch(batch);
   EXPECT_DOUBLE_EQ(Seconds(), 30);
   EXPECT_EQ(store_.intervals[0].end_reason, "Removed");
+}
+
+// nats-server lets a node publish only subjects that end in its id: a node event whose body
+// claims another node is not billed.
+TEST(DecodeEventTest, ANodeEventClaimingAnotherNodeIsNotBilled) {
+  InboundEvent honest = NodeEvent("skiff.events.container.started", "s", "g1", 5, "Running", 1, "node-a");
+  ASSERT_TRUE(DecodeEvent(honest.subject, honest.data));
+  EXPECT_EQ(DecodeEvent(honest.subject, honest.data)->signal.kind, SignalKind::kStart);
+  EXPECT_FALSE(DecodeEvent("skiff.events.container.started.node-b", honest.data));
+  EXPECT_FALSE(DecodeEvent("skiff.events.container.started", honest.data));
+  EXPECT_FALSE(DecodeEvent("skiff.events.sandbox.state.node-b",
+                           NodeEvent("skiff.events.sandbox.state", "t", "g1", 6, "Stopped", 1, "node-a").data));
 }
 
 TEST(BillingServiceShards, ShardsKeepEachGroupsOrderAndACommittedShardSurvivesAnotherFailing) {

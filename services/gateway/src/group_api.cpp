@@ -444,7 +444,8 @@ HttpResponse GroupApi::ContainerLogs(const Route& route) {
   const auto& record = std::get<GroupRecord>(found);
   request.set_group_id(record.group_id);
   request.set_container(route.container);
-  auto reply = nodes_ ? nodes_->ContainerLogs(request) : std::nullopt;
+  if (record.runtime) request.set_node_id(record.runtime->node_id);
+  auto reply = nodes_ && !request.node_id().empty() ? nodes_->ContainerLogs(request) : std::nullopt;
   if (!reply || !reply->found()) {
     return ErrorResponse({ErrorKind::kContainerGroupNotRunning,
                           "The container group '" + route.name + "' is not on any node yet, so it has no logs.", ""});
@@ -500,9 +501,16 @@ HttpResponse GroupApi::ContainerStream(const HttpRequest& request, const Route& 
   }
   auto found = FindContainer(route);
   if (auto* error = std::get_if<ApiError>(&found)) return ErrorResponse(*error);
-  const std::string& group_id = std::get<GroupRecord>(found).group_id;
-  if (ticket.exec) ticket.exec->set_group_id(group_id);
-  if (ticket.attach) ticket.attach->set_group_id(group_id);
+  const GroupRecord& record = std::get<GroupRecord>(found);
+  const std::string node_id = record.runtime ? record.runtime->node_id : "";
+  if (ticket.exec) {
+    ticket.exec->set_group_id(record.group_id);
+    ticket.exec->set_node_id(node_id);
+  }
+  if (ticket.attach) {
+    ticket.attach->set_group_id(record.group_id);
+    ticket.attach->set_node_id(node_id);
+  }
   const std::string password = crypto::NewUuid();
   ticket.password = password;
   std::string token = tickets_.Issue(std::move(ticket), std::chrono::steady_clock::now());

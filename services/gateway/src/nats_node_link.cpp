@@ -3,6 +3,7 @@
 #include <vector>
 
 #include "skiff/bus/nats_bus.h"
+#include "skiff/bus/subjects.h"
 
 namespace skiff::gateway {
 
@@ -14,10 +15,10 @@ NatsNodeLink::NatsNodeLink(bus::NatsBus& bus, std::chrono::milliseconds timeout,
     const std::string payload = ping.SerializeAsString();
     std::unique_lock lock(mutex_);
     while (!stop_cv_.wait_for(lock, keepalive_, [this] { return stopping_; })) {
-      std::vector<std::string> sessions;
-      for (const auto& [id, sub] : streams_) sessions.push_back(id);
+      std::vector<std::string> inputs;
+      for (const auto& [id, stream] : streams_) inputs.push_back(subjects::StreamIn(stream.node_id, id));
       lock.unlock();
-      for (const auto& id : sessions) bus_.PublishCore("skiff.stream." + id + ".in", payload);
+      for (const auto& subject : inputs) bus_.PublishCore(subject, payload);
       lock.lock();
     }
   });
@@ -33,25 +34,29 @@ NatsNodeLink::~NatsNodeLink() {
 }
 
 std::optional<node::v1::LogsReply> NatsNodeLink::ContainerLogs(const node::v1::LogsRequest& request) {
-  auto answer = bus_.Request("skiff.node.logs", request.SerializeAsString(), timeout_);
+  if (request.node_id().empty()) return std::nullopt;
+  auto answer = bus_.Request("skiff.node." + request.node_id() + ".logs", request.SerializeAsString(), timeout_);
   node::v1::LogsReply reply;
   if (!answer || !reply.ParseFromString(*answer)) return std::nullopt;
   return reply;
 }
 
-std::optional<node::v1::StreamReply> NatsNodeLink::Open(const std::string& subject, const std::string& session_id,
-                                                        const std::string& request, OutputHandler on_output) {
-  // Listen first: the node may send output before its reply arrives here.
-  auto sub = bus_.Subscribe("skiff.stream." + session_id + ".out",
+std::optional<node::v1::StreamReply> NatsNodeLink::Open(const std::string& node_id, const std::string& verb,
+                                                        const std::string& session_id, const std::string& request,
+                                                        OutputHandler on_output) {
+  if (node_id.empty()) return std::nullopt;
+  // Listen first: the node may send output before its reply arrives here. Only the group's node
+  // may publish on this subject.
+  auto sub = bus_.Subscribe(subjects::StreamOut(node_id, session_id),
                             [on_output](const std::string&, const std::string& data) {
                               node::v1::StreamOutput output;
                               if (output.ParseFromString(data)) on_output(output);
                             });
   {
     std::lock_guard lock(mutex_);
-    streams_[session_id] = std::move(sub);
+    streams_[session_id] = {node_id, std::move(sub)};
   }
-  auto answer = bus_.Request(subject, request, timeout_);
+  auto answer = bus_.Request("skiff.node." + node_id + "." + verb, request, timeout_);
   node::v1::StreamReply reply;
   if (!answer || !reply.ParseFromString(*answer)) return std::nullopt;
   return reply;
@@ -59,16 +64,23 @@ std::optional<node::v1::StreamReply> NatsNodeLink::Open(const std::string& subje
 
 std::optional<node::v1::StreamReply> NatsNodeLink::OpenExec(const node::v1::ExecRequest& request,
                                                             OutputHandler on_output) {
-  return Open("skiff.node.exec", request.session_id(), request.SerializeAsString(), std::move(on_output));
+  return Open(request.node_id(), "exec", request.session_id(), request.SerializeAsString(), std::move(on_output));
 }
 
 std::optional<node::v1::StreamReply> NatsNodeLink::OpenAttach(const node::v1::AttachRequest& request,
                                                               OutputHandler on_output) {
-  return Open("skiff.node.attach", request.session_id(), request.SerializeAsString(), std::move(on_output));
+  return Open(request.node_id(), "attach", request.session_id(), request.SerializeAsString(), std::move(on_output));
 }
 
 void NatsNodeLink::SendInput(const std::string& session_id, const node::v1::StreamInput& input) {
-  bus_.PublishCore("skiff.stream." + session_id + ".in", input.SerializeAsString());
+  std::string subject;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = streams_.find(session_id);
+    if (it == streams_.end()) return;
+    subject = subjects::StreamIn(it->second.node_id, session_id);
+  }
+  bus_.PublishCore(subject, input.SerializeAsString());
 }
 
 void NatsNodeLink::CloseStream(const std::string& session_id) {
@@ -77,7 +89,7 @@ void NatsNodeLink::CloseStream(const std::string& session_id) {
     std::lock_guard lock(mutex_);
     auto it = streams_.find(session_id);
     if (it == streams_.end()) return;
-    sub = std::move(it->second);
+    sub = std::move(it->second.output);
     streams_.erase(it);
   }
 }

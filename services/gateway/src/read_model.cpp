@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "skiff/bus/subjects.h"
 #include "skiff/node/v1/node.pb.h"
 #include "skiff/scheduler/v1/scheduler.pb.h"
 #include "skiff/timefmt/rfc3339.h"
@@ -68,6 +69,10 @@ std::optional<RuntimeEvent> DecodeRuntimeEvent(const std::string& subject, const
   if (sandbox || StartsWith(subject, "skiff.events.container.")) {
     node::v1::ContainerEvent node_event;
     if (!node_event.ParseFromString(data) || node_event.group().group_id().empty()) return std::nullopt;
+    // Only the node named in the subject could publish it: one that claims another is dropped.
+    auto parsed = subjects::ParseNodeEvent(subject);
+    if (!parsed || !subjects::PublishedBy(subject, node_event.node_id())) return std::nullopt;
+    event.kind = parsed->kind;
     event.source = sandbox ? "sandbox" : "container";
     event.event_id = node_event.event_id();
     event.group_id = node_event.group().group_id();

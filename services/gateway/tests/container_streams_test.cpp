@@ -118,6 +118,11 @@ TEST_F(ContainerStreamsTest, LogsComeFromTheNodeThatHasTheGroup) {
   auto pending = Call("GET", Group() + "/containers/hello/logs");
   EXPECT_EQ(pending.status, 409) << pending.body;  // no node has it yet
   EXPECT_NE(pending.body.find("ContainerGroupNotRunning"), std::string::npos);
+  // Placed: the read model names the group's node, the only one asked.
+  GroupRuntime runtime;
+  runtime.group_id = store_.groups.begin()->second.group_id;
+  runtime.node_id = "n1";
+  store_.groups.begin()->second.runtime = runtime;
   nodes_.logs.emplace();
   nodes_.logs->set_found(true);
   nodes_.logs->set_content("line 1\nline 2\n");
@@ -127,6 +132,7 @@ TEST_F(ContainerStreamsTest, LogsComeFromTheNodeThatHasTheGroup) {
   EXPECT_EQ(nodes_.last_logs.tail(), 2);
   EXPECT_TRUE(nodes_.last_logs.timestamps());
   EXPECT_FALSE(nodes_.last_logs.group_id().empty());
+  EXPECT_EQ(nodes_.last_logs.node_id(), "n1");
 }
 
 TEST_F(ContainerStreamsTest, BadLogAndExecRequestsAreRejected) {

@@ -43,7 +43,21 @@ RuntimeEvent Node(const std::string& subject, const std::string& name, const std
     event.mutable_instance_view()->mutable_current_state()->set_state(container_state);
     event.mutable_instance_view()->mutable_current_state()->set_start_time(std::to_string(restarts));
   }
-  return *DecodeRuntimeEvent(subject, event.SerializeAsString());
+  return *DecodeRuntimeEvent(subject + ".n1", event.SerializeAsString());  // nodes publish under their own id
+}
+
+// nats-server lets a node publish only subjects that end in its id: an event whose subject names
+// one node and whose body claims another is not believed.
+TEST(ReadModelTest, AnEventClaimingAnotherNodeIsDropped) {
+  node::v1::ContainerEvent event;
+  event.mutable_group()->set_group_id(kGroup);
+  event.set_name("Started");
+  event.set_node_id("n1");
+  EXPECT_TRUE(DecodeRuntimeEvent("skiff.events.container.started.n1", event.SerializeAsString()));
+  EXPECT_FALSE(DecodeRuntimeEvent("skiff.events.container.started.n2", event.SerializeAsString()));
+  EXPECT_FALSE(DecodeRuntimeEvent("skiff.events.container.started", event.SerializeAsString()));
+  event.set_node_id("");
+  EXPECT_FALSE(DecodeRuntimeEvent("skiff.events.container.started.n1", event.SerializeAsString()));
 }
 
 TEST(ReadModelTest, CreateRunsToSucceededWithInstanceViews) {

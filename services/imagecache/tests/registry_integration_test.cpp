@@ -381,7 +381,7 @@ TEST(ImageCacheServiceTest, ServesRequestsOverNats) {
 
   // Pulling and Pulled events for the ensure, with its causation id.
   std::vector<std::string> kinds;
-  for (int i = 0; i < 20 && std::find(kinds.begin(), kinds.end(), "skiff.events.image.pulled") == kinds.end(); ++i) {
+  for (int i = 0; i < 20 && std::find(kinds.begin(), kinds.end(), "skiff.events.image.pulled.it-node") == kinds.end(); ++i) {
     for (auto& message : consumer->Fetch(50, std::chrono::milliseconds(500))) {
       v1::ImageEvent event;
       event.ParseFromString(message.Data());
@@ -390,8 +390,8 @@ TEST(ImageCacheServiceTest, ServesRequestsOverNats) {
     }
   }
   ASSERT_FALSE(kinds.empty());
-  EXPECT_EQ(kinds.front(), "skiff.events.image.pulling");
-  EXPECT_EQ(kinds.back(), "skiff.events.image.pulled");
+  EXPECT_EQ(kinds.front(), "skiff.events.image.pulling.it-node");
+  EXPECT_EQ(kinds.back(), "skiff.events.image.pulled.it-node");
 
   // The configured image was pre-pulled at start; the list shows both, for any node.
   v1::ListImagesReply listed;

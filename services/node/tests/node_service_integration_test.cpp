@@ -204,7 +204,7 @@ struct NodeServiceTest : ::testing::Test {
     StreamResult result;
     std::mutex mutex;
     std::condition_variable changed;
-    auto sub = stack->bus->Subscribe("skiff.stream." + session + ".out", [&](const std::string&, const std::string& data) {
+    auto sub = stack->bus->Subscribe("skiff.stream.it-node." + session + ".out", [&](const std::string&, const std::string& data) {
       v1::StreamOutput out;
       if (!out.ParseFromString(data)) return;
       std::lock_guard lock(mutex);
@@ -217,14 +217,14 @@ struct NodeServiceTest : ::testing::Test {
       }
       changed.notify_all();
     });
-    auto answer = stack->bus->Request("skiff.node." + verb, request.SerializeAsString(), 5s);
+    auto answer = stack->bus->Request("skiff.node.it-node." + verb, request.SerializeAsString(), 5s);
     if (!answer || !result.reply.ParseFromString(*answer) || !result.reply.ok()) return result;
     if (inputs_after_first_output) {
       std::unique_lock lock(mutex);
       changed.wait_for(lock, timeout, [&] { return !result.output.empty(); });
     }
     for (const auto& input : inputs) {
-      stack->bus->PublishCore("skiff.stream." + session + ".in", input.SerializeAsString());
+      stack->bus->PublishCore("skiff.stream.it-node." + session + ".in", input.SerializeAsString());
       // A resize has no answer: give runc a moment to pass it on before the next input.
       if (inputs_after_first_output) std::this_thread::sleep_for(300ms);
     }
@@ -233,12 +233,12 @@ struct NodeServiceTest : ::testing::Test {
     return result;
   }
 
-  // Usage reports of this group's containers on skiff.node.usage, gathered for up to 10 s until
+  // Usage reports of this group's containers on skiff.node.usage.it-node, gathered for up to 10 s until
   // `enough` of them came.
   std::vector<v1::ContainerUsage> UsageSamples(size_t enough) {
     std::mutex mutex;
     std::vector<v1::ContainerUsage> samples;
-    auto listener = stack->bus->Serve("skiff.node.usage", "it-usage-" + group_id.substr(0, 8),
+    auto listener = stack->bus->Serve("skiff.node.usage.it-node", "it-usage-" + group_id.substr(0, 8),
                                       [&](const std::string&, const std::string& data) {
       v1::NodeUsage usage;
       if (usage.ParseFromString(data)) {
@@ -787,7 +787,7 @@ TEST_F(NodeServiceTest, LogsAndUsage) {
   request.set_tail(2);
   v1::LogsReply logs;
   for (int i = 0; i < 50 && logs.content() != "second\nthird\n"; ++i) {
-    auto answer = stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 2s);
+    auto answer = stack->bus->Request("skiff.node.it-node.logs", request.SerializeAsString(), 2s);
     ASSERT_TRUE(answer);
     ASSERT_TRUE(logs.ParseFromString(*answer));
     std::this_thread::sleep_for(100ms);
@@ -796,11 +796,11 @@ TEST_F(NodeServiceTest, LogsAndUsage) {
   EXPECT_EQ(logs.content(), "second\nthird\n");
   request.set_tail(1);
   request.set_timestamps(true);
-  logs.ParseFromString(*stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 2s));
+  logs.ParseFromString(*stack->bus->Request("skiff.node.it-node.logs", request.SerializeAsString(), 2s));
   EXPECT_EQ(logs.content().substr(27), " third\n");  // "<RFC 3339 time> third"
   // A group no node has: nobody answers.
   request.set_group_id(crypto::NewUuid());
-  EXPECT_FALSE(stack->bus->Request("skiff.node.logs", request.SerializeAsString(), 500ms).has_value());
+  EXPECT_FALSE(stack->bus->Request("skiff.node.it-node.logs", request.SerializeAsString(), 500ms).has_value());
 
   // Usage: the busy loop shows cpu seconds growing, capped by its quarter core.
   auto samples = UsageSamples(2);
@@ -828,7 +828,7 @@ TEST_F(NodeServiceTest, HeartbeatsReportCapacityAndGroups) {
   // Heartbeats are core NATS: listen through a request-server on the heartbeat subject.
   std::mutex mutex;
   std::vector<v1::NodeHeartbeat> beats;
-  auto listener = stack->bus->Serve("skiff.node.heartbeat", "it-heartbeats", [&](const std::string&, const std::string& data) {
+  auto listener = stack->bus->Serve("skiff.node.heartbeat.it-node", "it-heartbeats", [&](const std::string&, const std::string& data) {
     v1::NodeHeartbeat beat;
     if (beat.ParseFromString(data)) {
       std::lock_guard lock(mutex);
@@ -926,7 +926,7 @@ TEST_F(NodeServiceTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
   EXPECT_TRUE(not_found.ended);
   EXPECT_NE(not_found.exit_code, 0);
   request.set_group_id(crypto::NewUuid());
-  EXPECT_FALSE(stack->bus->Request("skiff.node.exec", request.SerializeAsString(), 500ms).has_value());
+  EXPECT_FALSE(stack->bus->Request("skiff.node.it-node.exec", request.SerializeAsString(), 500ms).has_value());
 
   // The caller going away ends a session that would otherwise run on.
   request.set_group_id(group_id);
@@ -936,13 +936,13 @@ TEST_F(NodeServiceTest, ExecRunsInTheContainerWithAndWithoutATerminal) {
   // A session id already in use is refused, not taken over.
   {
     v1::StreamReply first, second;
-    ASSERT_TRUE(first.ParseFromString(*stack->bus->Request("skiff.node.exec", request.SerializeAsString(), 5s)));
+    ASSERT_TRUE(first.ParseFromString(*stack->bus->Request("skiff.node.it-node.exec", request.SerializeAsString(), 5s)));
     ASSERT_TRUE(first.ok());
-    ASSERT_TRUE(second.ParseFromString(*stack->bus->Request("skiff.node.exec", request.SerializeAsString(), 5s)));
+    ASSERT_TRUE(second.ParseFromString(*stack->bus->Request("skiff.node.it-node.exec", request.SerializeAsString(), 5s)));
     EXPECT_EQ(second.error_code(), "InvalidSession");
     v1::StreamInput stop;
     stop.set_terminate(true);
-    stack->bus->PublishCore("skiff.stream." + request.session_id() + ".in", stop.SerializeAsString());
+    stack->bus->PublishCore("skiff.stream.it-node." + request.session_id() + ".in", stop.SerializeAsString());
   }
   request.set_session_id(crypto::NewUuid());
   v1::StreamInput terminate;
@@ -1046,7 +1046,7 @@ TEST_F(MicroVmGroupTest, RunsInItsOwnKernelWithLogsExecRestartAndNodeRestart) {
   logs_request.set_group_id(group_id);
   logs_request.set_container("app");
   v1::LogsReply logs;
-  ASSERT_TRUE(logs.ParseFromString(*stack->bus->Request("skiff.node.logs", logs_request.SerializeAsString(), 5s)));
+  ASSERT_TRUE(logs.ParseFromString(*stack->bus->Request("skiff.node.it-node.logs", logs_request.SerializeAsString(), 5s)));
   EXPECT_NE(logs.content().find("kernel " + guest_kernel), std::string::npos) << logs.content();
   EXPECT_FALSE(fs::exists(stack->dir / "node/sandboxes" / group_id)) << "a MicroVM group is not a runc sandbox";
 

@@ -138,17 +138,39 @@ class Subscription {
   natsSubscription* sub_;
 };
 
+// How a service reaches NATS and proves who it is.
+struct ConnectOptions {
+  std::string url = "nats://127.0.0.1:4222";  // comma-separated for a cluster; tls:// for TLS
+  std::string client_name;
+  // The service's own nkey (a user seed, file mode 0600): nats-server knows its public key and
+  // the subjects it may use. Its inbox prefix becomes "_INBOX.<public key>", so replies to it
+  // are a subject only it may subscribe to. Empty: no credential (a server without auth).
+  std::string nkey_seed_file;
+  // TLS (required wherever NATS leaves loopback): the CA that signed the server's certificate,
+  // and optionally this client's certificate and key (mutual TLS).
+  std::string tls_ca_file;
+  std::string tls_cert_file;
+  std::string tls_key_file;
+};
+
+// The inbox prefix a client with this nkey seed uses ("_INBOX.<public key>"); what the NATS
+// authorization of that key lets it subscribe to. Throws when the file holds no user seed.
+std::string InboxPrefixForSeedFile(const std::string& seed_file);
+
 // One reconnecting NATS connection with its JetStream context. Thread-safe (nats.c is).
 class NatsBus : public EventPublisher {
  public:
   // Keeps retrying in the background when the server is not up yet, and reconnects forever.
-  // Throws std::runtime_error when the URL is unusable.
+  // Throws std::runtime_error when the URL, the credential or the TLS files are unusable.
+  explicit NatsBus(const ConnectOptions& options);
   NatsBus(const std::string& url, const std::string& client_name);
   ~NatsBus() override;
   NatsBus(const NatsBus&) = delete;
   NatsBus& operator=(const NatsBus&) = delete;
 
-  // Creates the stream, or updates its subjects if it exists. Throws on failure.
+  // Creates the stream, or updates its subjects if it exists with others (a stream already as
+  // wanted is left alone, so a service allowed only to read stream info and create streams
+  // starts as well). Throws on failure.
   void EnsureStream(const StreamSpec& spec);
 
   PublishResult Publish(const std::string& subject, const std::string& message_id,

@@ -16,9 +16,10 @@ class Subscription;
 
 namespace skiff::gateway {
 
-// NodeLink over NATS: skiff.node.logs|exec|attach asked of every node; stream output heard on
-// skiff.stream.<session>.out, input sent on .in, with a keepalive for every open session so a
-// node ends the sessions of a gateway that went away.
+// NodeLink over NATS: skiff.node.<node>.logs|exec|attach asked of the group's node; stream
+// output heard on skiff.stream.<node>.<session>.out (only that node may publish there), input
+// sent on .in, with a keepalive for every open session so a node ends the sessions of a gateway
+// that went away.
 class NatsNodeLink : public NodeLink {
  public:
   NatsNodeLink(bus::NatsBus& bus, std::chrono::milliseconds timeout,
@@ -34,15 +35,20 @@ class NatsNodeLink : public NodeLink {
                                                          const node::v1::GroupCommandRequest& request) override;
 
  private:
-  std::optional<node::v1::StreamReply> Open(const std::string& subject, const std::string& session_id,
-                                            const std::string& request, OutputHandler on_output);
+  std::optional<node::v1::StreamReply> Open(const std::string& node_id, const std::string& verb,
+                                            const std::string& session_id, const std::string& request,
+                                            OutputHandler on_output);
+  struct OpenStream {
+    std::string node_id;
+    std::unique_ptr<bus::Subscription> output;
+  };
   bus::NatsBus& bus_;
   std::chrono::milliseconds timeout_;
   std::chrono::milliseconds keepalive_;
   std::mutex mutex_;
   std::condition_variable stop_cv_;
   bool stopping_ = false;
-  std::map<std::string, std::unique_ptr<bus::Subscription>> streams_;
+  std::map<std::string, OpenStream> streams_;
   std::thread keepalive_thread_;
 };
 
